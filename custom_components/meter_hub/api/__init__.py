@@ -1,0 +1,1 @@
+"""Vendor clients: pure asyncio, no Home Assistant imports."""

@@ -1,0 +1,158 @@
+"""The normalised reading that every meter source produces.
+
+This module is the seam between the vendor clients and Home Assistant: a client turns its JSON
+into a ``Reading``; the sensor layer turns a ``Reading`` into entities through one table of
+descriptions keyed by the canonical keys below. A new vendor means a new client module that
+produces these keys, and no change in the sensor layer.
+
+Canonical keys are also the suffixes of entity unique ids, so they never change once shipped.
+A key that is absent from ``Reading.values`` means "not reported" (the source sent null, left
+the field out, or sent a value that failed validation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+type Value = float | int | str | datetime
+
+PHASES: Final = (1, 2, 3)
+TARIFFS: Final = (1, 2, 3, 4)
+
+
+def phase_key(quantity: str, phase: int) -> str:
+    """Key of a per-phase quantity: ``phase_key("power_w", 2) == "power_l2_w"``.
+
+    The quantity is a total key whose last ``_`` part is its unit (``power_w``) or ``count``.
+    A quantity without a unit part (``power_factor``) gets the phase appended.
+    """
+    name, _, unit = quantity.rpartition("_")
+    if quantity in UNITLESS_QUANTITIES:
+        return f"{quantity}_l{phase}"
+    return f"{name}_l{phase}_{unit}"
+
+
+def tariff_key(quantity: str, tariff: int) -> str:
+    """Key of a per-tariff counter: ``tariff_key("energy_import_kwh", 1) == "energy_import_t1_kwh"``."""
+    name, _, unit = quantity.rpartition("_")
+    return f"{name}_t{tariff}_{unit}"
+
+
+UNITLESS_QUANTITIES: Final = frozenset({"power_factor"})
+
+# Quantities that exist per phase (L1..L3) and, most of them, as a total over all phases.
+PHASE_QUANTITIES: Final = (
+    "power_w",
+    "voltage_v",
+    "current_a",
+    "power_factor",  # 0..1 in the reading; the sensor shows percent
+    "frequency_hz",
+    "apparent_power_va",
+    "reactive_power_var",
+    "apparent_current_a",
+    "reactive_current_a",
+    "energy_import_kwh",
+    "energy_export_kwh",
+    "voltage_sag_count",
+    "voltage_swell_count",
+)
+
+# Tariff counters (T1..T4) of a smart meter.
+TARIFF_QUANTITIES: Final = ("energy_import_kwh", "energy_export_kwh")
+
+# Every other key a source may report.
+SCALAR_KEYS: Final = (
+    # totals over all phases (power_w is signed: positive = taken from the grid / consumed)
+    "power_w",
+    "voltage_v",
+    "current_a",
+    "power_factor",
+    "frequency_hz",
+    "apparent_power_va",
+    "reactive_power_var",
+    "apparent_current_a",
+    "reactive_current_a",
+    "energy_import_kwh",
+    "energy_export_kwh",
+    # grid exchange, signed, positive = import (the energy dashboard's "grid power")
+    "grid_power_w",
+    # smart meter (DSMR) data
+    "active_tariff",  # int 1..4
+    "any_power_fail_count",
+    "long_power_fail_count",
+    "average_power_w",  # average demand (Belgian capacity tariff)
+    "monthly_peak_power_w",
+    "monthly_peak_at",  # datetime, aware
+    "meter_model",
+    "meter_id",  # the smart meter's own identifier
+    "dsmr_version",
+    # water meter
+    "water_flow_lpm",
+    "water_total_m3",
+    "water_offset_m3",
+    # connection
+    "wifi_ssid",
+    "wifi_strength",  # percent
+    # when the meter itself took/uploaded the reading (cloud meters upload once a minute)
+    "measured_at",
+)
+
+# Keys whose value is a meter counter that must never be published lower than before.
+CUMULATIVE_SUFFIXES: Final = ("_kwh", "_m3")
+
+
+def is_cumulative(key: str) -> bool:
+    """Whether ``key`` names a counter (energy or volume) that only ever increases."""
+    return key.endswith(CUMULATIVE_SUFFIXES) and key != "water_offset_m3"
+
+
+def all_keys() -> frozenset[str]:
+    """Every canonical key of ``Reading.values``."""
+    keys = set(SCALAR_KEYS)
+    keys.update(phase_key(q, p) for q in PHASE_QUANTITIES for p in PHASES)
+    keys.update(tariff_key(q, t) for q in TARIFF_QUANTITIES for t in TARIFFS)
+    return frozenset(keys)
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalMeter:
+    """A utility meter read through another device (gas, water, heat behind a P1 meter).
+
+    ``kind`` is the vendor's type string (``gas_meter``, ``water_meter``, ``heat_meter``,
+    ``warm_water_meter``, ``inlet_heat_meter``, or an unknown one kept as is); ``unit`` is the
+    unit the device states, normalised (``m³`` for ``m3``), or None when not stated.
+    """
+
+    meter_id: str
+    kind: str
+    value: float | None
+    unit: str | None
+    measured_at: datetime | None
+
+    @property
+    def key(self) -> str:
+        """Stable identity of this external meter: its type and id."""
+        return f"{self.kind}_{self.meter_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    """What identifies a physical meter and becomes its Home Assistant device."""
+
+    serial: str
+    manufacturer: str
+    model: str | None = None
+    model_id: str | None = None
+    name: str | None = None
+    sw_version: str | None = None
+    configuration_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One poll's worth of data for one meter."""
+
+    values: dict[str, Value] = field(default_factory=dict)
+    externals: dict[str, ExternalMeter] = field(default_factory=dict)
