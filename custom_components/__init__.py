@@ -1,0 +1,1 @@
+"""Home Assistant custom components of this repository."""

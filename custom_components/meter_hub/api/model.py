@@ -99,14 +99,6 @@ SCALAR_KEYS: Final = (
     "measured_at",
 )
 
-# Keys whose value is a meter counter that must never be published lower than before.
-CUMULATIVE_SUFFIXES: Final = ("_kwh", "_m3")
-
-
-def is_cumulative(key: str) -> bool:
-    """Whether ``key`` names a counter (energy or volume) that only ever increases."""
-    return key.endswith(CUMULATIVE_SUFFIXES) and key != "water_offset_m3"
-
 
 def all_keys() -> frozenset[str]:
     """Every canonical key of ``Reading.values``."""

@@ -1,0 +1,70 @@
+"""Meter Hub: IAMMETER cloud accounts and HomeWizard devices in Home Assistant."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+
+from .const import CONF_SOURCE, DOMAIN, SOURCE_LOCAL
+from .coordinator import MeterHubConfigEntry
+from .entity import meter_device_info
+from .local_coordinator import async_create_local_coordinator
+
+PLATFORMS: list[Platform] = [Platform.SENSOR]
+
+# Entry data that changes while the entry runs (a refreshed token) and needs no reload.
+RUNTIME_DATA_KEYS = frozenset({"token", "refresh_token"})
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> bool:
+    """Set up a HomeWizard device or an IAMMETER account from a config entry."""
+    if entry.data[CONF_SOURCE] == SOURCE_LOCAL:
+        coordinator = await async_create_local_coordinator(hass, entry)
+    else:  # pragma: no cover - the cloud source lands with its own issue
+        raise NotImplementedError
+    await coordinator.async_config_entry_first_refresh()
+    entry.runtime_data = coordinator
+
+    # Register the meters before their entities, so sub-devices can name them as their parent.
+    registry = dr.async_get(hass)
+    for meter in coordinator.data.values():
+        registry.async_get_or_create(
+            config_entry_id=entry.entry_id, **meter_device_info(meter.info)
+        )
+
+    settings = _settings(entry)
+
+    async def _async_entry_updated(hass: HomeAssistant, entry: MeterHubConfigEntry) -> None:
+        # Reload for new options or connection settings (reauth, reconfigure), not for a token.
+        if _settings(entry) != settings:
+            hass.config_entries.async_schedule_reload(entry.entry_id)
+
+    entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+def _settings(entry: MeterHubConfigEntry) -> tuple[dict[str, Any], Mapping[str, Any]]:
+    """What the user set for ``entry``: its options and connection data."""
+    data = {key: value for key, value in entry.data.items() if key not in RUNTIME_DATA_KEYS}
+    return data, dict(entry.options)
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> bool:
+    """Unload a config entry."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_config_entry_device(
+    hass: HomeAssistant, entry: MeterHubConfigEntry, device: dr.DeviceEntry
+) -> bool:
+    """Let the user remove a device of a meter that no longer reports."""
+    identifiers = {ident for domain, ident in device.identifiers if domain == DOMAIN}
+    for serial, meter in entry.runtime_data.data.items():
+        if serial in identifiers or identifiers & meter.reading.externals.keys():
+            return False
+    return True

@@ -1,0 +1,478 @@
+"""Client for the local HTTP API v1 of HomeWizard Energy devices (``/api``, ``/api/v1/data``).
+
+Pure asyncio and aiohttp, no Home Assistant imports. ``parse_data`` turns a ``/api/v1/data``
+payload into the normalised ``Reading`` of ``model.py``; it never raises on a bad field (the field
+is left out, which means "not reported"), only on a payload that is not a JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+import ipaddress
+import json
+import re
+from typing import Any, Final
+
+import aiohttp
+from yarl import URL
+
+from .model import PHASES, TARIFFS, ExternalMeter, MeterInfo, Reading, Value, phase_key, tariff_key
+
+_loads: Callable[[bytes], Any]
+try:
+    import orjson
+except ImportError:  # pragma: no cover - Home Assistant ships orjson
+    _loads = json.loads
+else:
+    _loads = orjson.loads
+
+MANUFACTURER: Final = "HomeWizard"
+
+MODEL_NAMES: Final = {
+    "HWE-P1": "P1 Meter",
+    "HWE-SKT": "Energy Socket",
+    "HWE-WTR": "Watermeter",
+    "HWE-KWH1": "kWh Meter 1-phase",
+    "HWE-KWH3": "kWh Meter 3-phase",
+    "SDM230-wifi": "kWh Meter 1-phase (SDM230)",
+    "SDM630-wifi": "kWh Meter 3-phase (SDM630)",
+    "HWE-DSP": "Energy Display",
+}
+
+# Products with a single register that they report as tariff 1: their T1 is the total.
+SINGLE_TARIFF_PRODUCTS: Final = frozenset(
+    {"HWE-SKT", "HWE-KWH1", "HWE-KWH3", "SDM230-wifi", "SDM630-wifi"}
+)
+
+API_DISABLED_ERROR_ID: Final = 202
+LEGACY_GAS_ID: Final = "legacy_gas"
+
+
+class HomeWizardError(Exception):
+    """Base of every error of this client."""
+
+
+class CannotConnect(HomeWizardError):  # noqa: N818 - the name says it
+    """The device is unreachable, too slow, or answered with an unexpected HTTP status."""
+
+
+class ApiDisabled(HomeWizardError):  # noqa: N818 - the name says it
+    """The device's "Local API" switch is off (HTTP 403, error id 202)."""
+
+
+class NotHomeWizard(HomeWizardError):  # noqa: N818 - the name says it
+    """Something answers at the address, but it is not a HomeWizard device with API v1."""
+
+
+class InvalidPayload(HomeWizardError):  # noqa: N818 - the name says it
+    """``/api/v1/data`` did not return a JSON object."""
+
+
+class InvalidHost(HomeWizardError):  # noqa: N818 - the name says it
+    """The host the user entered cannot be used (the message says why)."""
+
+
+# --- host ---------------------------------------------------------------------------------------
+
+_HOSTNAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?")
+_NOT_IN_HOST: Final = (
+    ("@", "must not contain credentials (user@)"),
+    ("/", "must not contain a path"),
+    ("?", "must not contain a query"),
+    ("#", "must not contain a fragment"),
+)
+
+
+def normalise_host(text: str) -> str:
+    """Return ``host`` or ``host:port`` (IPv6 in brackets, no port when it is 80) from user input.
+
+    Accepts an IP address, a hostname, ``host:port``, ``[ipv6]:port`` or ``http://host[:port]``,
+    with an optional trailing ``/``. Raises ``InvalidHost`` with the reason; never does I/O.
+    """
+    text = text.strip()
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        if scheme.lower() != "http":
+            raise InvalidHost(f"unsupported scheme {scheme!r}: HomeWizard API v1 uses http://")
+        text = rest
+    text = text.removesuffix("/")
+    if not text:
+        raise InvalidHost("the host is empty")
+    for char, reason in _NOT_IN_HOST:
+        if char in text:
+            raise InvalidHost(f"the host {reason}")
+
+    host, port = text, None
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or ":" not in host or (rest and not rest.startswith(":")):
+            raise InvalidHost(f"{text!r} is not a valid [IPv6]:port")
+        port = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise InvalidHost(f"invalid port {port!r}: expected a number from 1 to 65535")
+    host = _normalise_address(host)
+    return host if port is None or int(port) == 80 else f"{host}:{int(port)}"
+
+
+def _normalise_address(host: str) -> str:
+    """Return an IP address in canonical form (IPv6 in brackets) or a lower-case hostname."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        if isinstance(address, ipaddress.IPv4Address):
+            return str(address)
+        if address.scope_id:
+            raise InvalidHost("IPv6 zone ids (%) are not supported")
+        return f"[{address}]"
+    if ":" in host:
+        raise InvalidHost(f"{host!r} is not a valid IPv6 address")
+    host = host.lower()
+    if host.replace(".", "").isdigit() or not _HOSTNAME.fullmatch(host):
+        raise InvalidHost(f"{host!r} is not a valid IP address or hostname")
+    return host
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+type _Check = Callable[[object], Value | None]
+
+# Bound on any number: a larger value is a glitch (or 1e308), never a real reading.
+_MAX: Final = 1e9
+
+
+def _in_range(raw: object, low: float, high: float) -> int | float | None:
+    # bool is an int; NaN and ±Infinity fail the comparison
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None
+    return raw if low <= raw <= high else None
+
+
+def _signed(raw: object) -> Value | None:
+    return _in_range(raw, -_MAX, _MAX)
+
+
+def _unsigned(raw: object) -> Value | None:
+    return _in_range(raw, 0, _MAX)
+
+
+def _factor(raw: object) -> Value | None:
+    return _in_range(raw, -1, 1)
+
+
+def _percent(raw: object) -> Value | None:
+    return _in_range(raw, 0, 100)
+
+
+def _count(raw: object) -> Value | None:
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else None
+
+
+def _tariff(raw: object) -> Value | None:
+    return raw if not isinstance(raw, bool) and isinstance(raw, int) and raw in TARIFFS else None
+
+
+def _text(raw: object) -> Value | None:
+    return raw if isinstance(raw, str) and raw else None
+
+
+def _identifier(raw: object) -> str | None:
+    """Return an id as sent: a string, or a number (the doc types the gas id as Number)."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return str(raw)
+    return raw if isinstance(raw, str) and raw else None
+
+
+def _meter_id(raw: object) -> Value | None:
+    """Return the smart meter id: hex-encoded ASCII on DSMR meters, decoded if printable."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        text = bytes.fromhex(raw).decode("ascii")
+    except ValueError:
+        return raw
+    return text if text and text.isprintable() else raw
+
+
+def _meter_time(raw: object, tz: tzinfo) -> datetime | None:
+    """Convert a YYMMDDhhmmss number in the meter's local time to an aware datetime."""
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < 10**12:
+        return None
+    rest, second = divmod(raw, 100)
+    rest, minute = divmod(rest, 100)
+    rest, hour = divmod(rest, 100)
+    rest, day = divmod(rest, 100)
+    year, month = divmod(rest, 100)
+    try:
+        return datetime(2000 + year, month, day, hour, minute, second, tzinfo=tz)
+    except ValueError:
+        return None
+
+
+def _build_fields() -> dict[str, tuple[str, _Check]]:
+    """Map vendor key -> (canonical key, check) for every scalar data point of /api/v1/data."""
+    fields: dict[str, tuple[str, _Check]] = {
+        "wifi_ssid": ("wifi_ssid", _text),
+        "wifi_strength": ("wifi_strength", _percent),
+        "smr_version": ("dsmr_version", _count),
+        "meter_model": ("meter_model", _text),
+        "unique_id": ("meter_id", _meter_id),
+        "active_tariff": ("active_tariff", _tariff),
+        "any_power_fail_count": ("any_power_fail_count", _count),
+        "long_power_fail_count": ("long_power_fail_count", _count),
+        "active_power_average_w": ("average_power_w", _signed),
+        "montly_power_peak_w": ("monthly_peak_power_w", _signed),  # sic, as the API spells it
+        "active_liter_lpm": ("water_flow_lpm", _unsigned),
+        "total_liter_m3": ("water_total_m3", _unsigned),
+        "total_liter_offset_m3": ("water_offset_m3", _signed),
+    }
+    for direction in ("import", "export"):
+        total = f"energy_{direction}_kwh"
+        fields[f"total_power_{direction}_kwh"] = (total, _unsigned)
+        for tariff in TARIFFS:
+            fields[f"total_power_{direction}_t{tariff}_kwh"] = (
+                tariff_key(total, tariff),
+                _unsigned,
+            )
+    # The device sends "active_" + canonical key, per phase "active_" + phase key.
+    electrical: dict[str, _Check] = {
+        "power_w": _signed,
+        "voltage_v": _signed,
+        "current_a": _signed,
+        "power_factor": _factor,
+        "frequency_hz": _signed,
+        "apparent_power_va": _signed,
+        "reactive_power_var": _signed,
+        "apparent_current_a": _signed,
+        "reactive_current_a": _signed,
+    }
+    for quantity, check in electrical.items():
+        fields[f"active_{quantity}"] = (quantity, check)
+        for phase in PHASES:
+            fields[f"active_{phase_key(quantity, phase)}"] = (phase_key(quantity, phase), check)
+    for quantity in ("voltage_sag_count", "voltage_swell_count"):
+        for phase in PHASES:
+            fields[phase_key(quantity, phase)] = (phase_key(quantity, phase), _count)
+    return fields
+
+
+_FIELDS: Final = _build_fields()
+
+# (vendor total, canonical total, canonical T1) folded for single-tariff products
+_SINGLE_TARIFF_FOLD: Final = tuple(
+    (f"total_power_{d}_kwh", f"energy_{d}_kwh", tariff_key(f"energy_{d}_kwh", 1))
+    for d in ("import", "export")
+)
+_UNITS: Final = {"m3": "m³"}
+
+
+def parse_data(payload: object, *, product_type: str | None, tz: tzinfo) -> Reading:
+    """Normalise a ``/api/v1/data`` payload; ``tz`` is the meter's local time zone."""
+    if not isinstance(payload, dict):
+        raise InvalidPayload(f"measurement is a JSON {type(payload).__name__}, not an object")
+    values: dict[str, Value] = {}
+    for name, raw in payload.items():
+        field = _FIELDS.get(name)
+        if field is not None and (value := field[1](raw)) is not None:
+            values[field[0]] = value
+
+    if product_type in SINGLE_TARIFF_PRODUCTS:
+        for vendor_total, total, t1 in _SINGLE_TARIFF_FOLD:
+            if payload.get(vendor_total) is None and t1 in values:
+                values[total] = values.pop(t1)
+    if (peak_at := _meter_time(payload.get("montly_power_peak_timestamp"), tz)) is not None:
+        values["monthly_peak_at"] = peak_at
+
+    externals: dict[str, ExternalMeter] = {}
+    if isinstance(entries := payload.get("external"), list):
+        for entry in entries:
+            if meter := _external(entry, tz):
+                externals[meter.key] = meter
+    if "total_gas_m3" in payload and (legacy := _legacy_gas(payload, externals, tz)):
+        externals[legacy.key] = legacy
+    return Reading(values=values, externals=externals)
+
+
+def _external(entry: object, tz: tzinfo) -> ExternalMeter | None:
+    """Return one entry of ``external``; None when it lacks its id or type."""
+    if not isinstance(entry, dict):
+        return None
+    meter_id = _identifier(entry.get("unique_id"))
+    kind = entry.get("type")
+    if meter_id is None or not isinstance(kind, str) or not kind:
+        return None
+    value = _in_range(entry.get("value"), 0, _MAX)
+    unit = entry.get("unit")
+    return ExternalMeter(
+        meter_id=meter_id,
+        kind=kind,
+        value=None if value is None else float(value),
+        unit=_UNITS.get(unit, unit) if isinstance(unit, str) and unit else None,
+        measured_at=_meter_time(entry.get("timestamp"), tz),
+    )
+
+
+def _legacy_gas(
+    payload: dict[str, Any], externals: dict[str, ExternalMeter], tz: tzinfo
+) -> ExternalMeter | None:
+    """Return the deprecated gas fields as an external meter, unless ``external`` has it.
+
+    The legacy fields repeat the first gas meter of ``external``: without an id to compare, any
+    external gas meter is taken to be that one.
+    """
+    value = _in_range(payload["total_gas_m3"], 0, _MAX)
+    if value is None:
+        return None
+    # the doc spells the id both ways
+    gas_id = _identifier(payload.get("gas_unique_id")) or _identifier(payload.get("unique_gas_id"))
+    for meter in externals.values():
+        if meter.kind == "gas_meter" and gas_id in (None, meter.meter_id):
+            return None
+    return ExternalMeter(
+        meter_id=gas_id or LEGACY_GAS_ID,
+        kind="gas_meter",
+        value=float(value),
+        unit="m³",
+        measured_at=_meter_time(payload.get("gas_timestamp"), tz),
+    )
+
+
+# --- client -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HomeWizardDevice:
+    """What ``/api`` says about the device."""
+
+    product_type: str
+    product_name: str | None
+    serial: str
+    firmware_version: str | None
+    api_version: str
+    host: str
+
+    @property
+    def model_name(self) -> str:
+        """Human model name of the product type (the product name for an unknown type)."""
+        return MODEL_NAMES.get(self.product_type) or self.product_name or self.product_type
+
+    @property
+    def meter_info(self) -> MeterInfo:
+        """The device as a meter of the normalised model."""
+        return MeterInfo(
+            serial=self.serial,
+            manufacturer=MANUFACTURER,
+            model=self.model_name,
+            model_id=self.product_type,
+            sw_version=self.firmware_version,
+            configuration_url=f"http://{self.host}",
+        )
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return _loads(body)
+    except ValueError:
+        # orjson rejects the NaN/Infinity literals that json accepts; parse_data drops those fields
+        return json.loads(body)
+
+
+def _describe(err: BaseException) -> str:
+    return str(err) or type(err).__name__
+
+
+class HomeWizardClient:
+    """One HomeWizard device on the local network, API v1.
+
+    ``tz`` is the time zone of the meter's clock (Home Assistant's time zone); the timestamps of
+    the monthly peak and of external meters are given in it.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        host: str,
+        *,
+        timeout: float = 10,
+        tz: tzinfo = UTC,
+    ) -> None:
+        """Talk to ``host`` (see ``normalise_host``) through the caller's ``session``."""
+        self.host: Final = normalise_host(host)
+        self._session = session
+        self._timeout = timeout
+        self._tz = tz
+        self._device_url: Final = URL(f"http://{self.host}/api")
+        self._data_url: Final = URL(f"http://{self.host}/api/v1/data")
+        self._device: HomeWizardDevice | None = None
+        self.last_device_payload: dict[str, Any] | None = None
+        self.last_data_payload: dict[str, Any] | None = None
+
+    async def device(self) -> HomeWizardDevice:
+        """Read ``/api`` and check that this is a HomeWizard device speaking API v1."""
+        payload = await self._get_object(self._device_url, NotHomeWizard)
+        self.last_device_payload = payload
+        product_type = payload.get("product_type")
+        serial = payload.get("serial")
+        if not isinstance(product_type, str) or not product_type:
+            raise NotHomeWizard(f"{self.host}/api has no product_type: not a HomeWizard device")
+        if not isinstance(serial, str) or not serial:
+            raise NotHomeWizard(f"{self.host}/api has no serial: not a HomeWizard device")
+        api_version = payload.get("api_version")
+        if api_version != "v1":
+            raise NotHomeWizard(f"{self.host} speaks API {api_version!r}; only v1 is supported")
+        name, firmware = payload.get("product_name"), payload.get("firmware_version")
+        self._device = HomeWizardDevice(
+            product_type=product_type,
+            product_name=name if isinstance(name, str) and name else None,
+            serial=serial,
+            firmware_version=firmware if isinstance(firmware, str) and firmware else None,
+            api_version=api_version,
+            host=self.host,
+        )
+        return self._device
+
+    async def data(self) -> Reading:
+        """Read ``/api/v1/data`` (and ``/api`` once, to know how to read the totals)."""
+        device = self._device or await self.device()
+        payload = await self._get_object(self._data_url, InvalidPayload)
+        self.last_data_payload = payload
+        return parse_data(payload, product_type=device.product_type, tz=self._tz)
+
+    async def _get_object(self, url: URL, invalid: type[HomeWizardError]) -> dict[str, Any]:
+        """GET ``url`` and return its JSON object; ``invalid`` is raised for any other body."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._session.get(url, allow_redirects=False) as response:
+                    status, body = response.status, await response.read()
+        except TimeoutError as err:
+            raise CannotConnect(f"{url} did not answer within {self._timeout:g} s") from err
+        except (aiohttp.ClientError, OSError) as err:
+            raise CannotConnect(f"cannot connect to {url}: {_describe(err)}") from err
+
+        try:
+            payload, error = _decode(body), None
+        except ValueError as err:
+            payload, error = None, err
+        if status == 403 or (
+            isinstance(payload, dict)
+            and isinstance(problem := payload.get("error"), dict)
+            and problem.get("id") == API_DISABLED_ERROR_ID
+        ):
+            raise ApiDisabled(f"the local API of {self.host} is disabled: enable it in the app")
+        if status == 404 and invalid is NotHomeWizard:
+            raise NotHomeWizard(f"{url} does not exist: not a HomeWizard device with API v1")
+        if status != 200:
+            raise CannotConnect(f"{url} answered with HTTP status {status}")
+        if error is not None:
+            raise invalid(f"{url} did not answer JSON: {_describe(error)}") from error
+        if not isinstance(payload, dict):
+            raise invalid(f"{url} answered a JSON {type(payload).__name__}, not an object")
+        return payload

@@ -1,0 +1,42 @@
+"""Config flow: one menu, two sources (an IAMMETER cloud account, a HomeWizard device)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
+
+from .const import CONF_SOURCE, DOMAIN, SOURCE_CLOUD, SOURCE_LOCAL
+from .coordinator import MeterHubConfigEntry
+from .flow_local import LocalFlow
+from .options_flow import MeterHubOptionsFlow
+
+
+class MeterHubConfigFlow(LocalFlow, domain=DOMAIN):
+    """Set up Meter Hub: the user picks a source, discovery leads straight to a device."""
+
+    VERSION = 1
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask which kind of meter to add."""
+        return self.async_show_menu(step_id="user", menu_options=[SOURCE_CLOUD, SOURCE_LOCAL])
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """Start the re-authentication of the entry's source."""
+        if entry_data[CONF_SOURCE] == SOURCE_LOCAL:
+            return await self.async_step_reauth_enable_api()
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change how an existing entry is reached."""
+        if self._get_reconfigure_entry().data[CONF_SOURCE] == SOURCE_LOCAL:
+            return await self.async_step_reconfigure_local()
+        return await self.async_step_reconfigure_cloud()
+
+    @staticmethod
+    def async_get_options_flow(config_entry: MeterHubConfigEntry) -> OptionsFlow:
+        """Options: the polling interval (and, for cloud accounts, the place id)."""
+        return MeterHubOptionsFlow()

@@ -1,0 +1,39 @@
+"""Constants of the Meter Hub integration."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+import logging
+from typing import Final
+
+DOMAIN: Final = "meter_hub"
+LOGGER: Final = logging.getLogger(__package__)
+
+# Config entry data
+CONF_SOURCE: Final = "source"
+SOURCE_CLOUD: Final = "cloud"
+SOURCE_LOCAL: Final = "local"
+CONF_SERVER: Final = "server"
+CONF_ACCOUNT_ID: Final = "account_id"
+CONF_TOKEN: Final = "token"  # noqa: S105 - a key name, not a secret
+CONF_REFRESH_TOKEN: Final = "refresh_token"  # noqa: S105 - a key name, not a secret
+CONF_PRODUCT_TYPE: Final = "product_type"
+CONF_SERIAL: Final = "serial"
+
+# Options
+CONF_SCAN_INTERVAL: Final = "scan_interval"
+CONF_PLACE_ID: Final = "place_id"
+
+DEFAULT_SERVER: Final = "https://www.iammeter.com"
+
+# HomeWizard: 5 s by default; the user may choose 1-60 s (HomeWizard advises no faster than 500 ms).
+LOCAL_SCAN_INTERVAL: Final = timedelta(seconds=5)
+LOCAL_SCAN_INTERVAL_RANGE: Final = (1, 60)
+# IAMMETER cloud: metersdata may be called at most once per 5 minutes; users may only go slower.
+CLOUD_SCAN_INTERVAL: Final = timedelta(minutes=5)
+CLOUD_SCAN_INTERVAL_RANGE_MIN: Final = (5, 60)
+# A failed cloud poll keeps the last reading while it is younger than this.
+CLOUD_STALE_AFTER: Final = timedelta(minutes=15)
+
+# A lower counter value must persist this long before it is accepted as a meter reset.
+COUNTER_RESET_HOLD: Final = timedelta(seconds=60)

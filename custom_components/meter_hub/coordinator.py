@@ -1,0 +1,92 @@
+"""The update coordinator both sources share: meters in, devices kept in step with them."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
+from homeassistant.util import dt as dt_util
+
+from .api.model import ExternalMeter, MeterInfo, Reading
+from .const import DOMAIN, LOGGER
+
+# How often the device registry is checked for meters that are gone (not on every poll: it is cheap
+# to note who answered, but walking the registry every few seconds is not).
+SWEEP_INTERVAL = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterData:
+    """One meter of an entry: what it is and what it read last."""
+
+    info: MeterInfo
+    reading: Reading
+
+
+type MeterHubData = dict[str, MeterData]
+type MeterHubConfigEntry = ConfigEntry[MeterHubCoordinator]
+
+
+def external_device_id(external: ExternalMeter) -> str:
+    """Device identifier of an external meter (stable: its type and its own id)."""
+    return external.key
+
+
+class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
+    """Polls one source (a HomeWizard device or an IAMMETER account) for all of its meters."""
+
+    config_entry: MeterHubConfigEntry
+    # How long a lower counter value must persist before it is accepted as a reset.
+    counter_reset_hold: timedelta
+    # How long a meter may be missing before its device is removed.
+    device_gone_after: timedelta
+
+    def __init__(
+        self, hass: HomeAssistant, entry: MeterHubConfigEntry, update_interval: timedelta
+    ) -> None:
+        """Set up the coordinator of ``entry``."""
+        super().__init__(
+            hass,
+            LOGGER,
+            config_entry=entry,
+            name=entry.title,
+            update_interval=update_interval,
+            always_update=False,
+        )
+        self._last_seen: dict[str, datetime] = {}
+        self._next_sweep = dt_util.utcnow()
+        self.async_add_listener(self._async_sync_devices)
+
+    @abstractmethod
+    def diagnostics(self) -> dict[str, Any]:
+        """Source-specific data for the diagnostics download (raw payloads, budget)."""
+
+    @callback
+    def _async_sync_devices(self) -> None:
+        """Remove the devices of meters that have been gone for ``device_gone_after``."""
+        if not self.last_update_success or self.data is None:
+            return
+        now = dt_util.utcnow()
+        for serial, meter in self.data.items():
+            self._last_seen[serial] = now
+            for external in meter.reading.externals.values():
+                self._last_seen[external_device_id(external)] = now
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL
+        registry = dr.async_get(self.hass)
+        for device in dr.async_entries_for_config_entry(registry, self.config_entry.entry_id):
+            ids = [ident for domain, ident in device.identifiers if domain == DOMAIN]
+            if not ids:
+                continue
+            seen = self._last_seen.setdefault(ids[0], now)
+            if now - seen >= self.device_gone_after:
+                LOGGER.info("Removing %s: not reported for %s", device.name, now - seen)
+                registry.async_remove_device(device.id)
+                del self._last_seen[ids[0]]

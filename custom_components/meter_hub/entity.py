@@ -1,0 +1,62 @@
+"""Base entity: device info, unique ids and availability for every meter entity."""
+
+from __future__ import annotations
+
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
+
+from .api.model import ExternalMeter, MeterInfo
+from .const import DOMAIN
+from .coordinator import MeterHubCoordinator, external_device_id
+
+# Names of the sub-devices of external meters, by the type their parent reports.
+EXTERNAL_METER_NAMES = {
+    "gas_meter": "Gas meter",
+    "water_meter": "Water meter",
+    "warm_water_meter": "Warm water meter",
+    "heat_meter": "Heat meter",
+    "inlet_heat_meter": "Inlet heat meter",
+}
+
+
+def meter_device_info(info: MeterInfo) -> DeviceInfo:
+    """Device of a meter read directly (a HomeWizard device, an IAMMETER meter)."""
+    device = DeviceInfo(
+        identifiers={(DOMAIN, info.serial)},
+        manufacturer=info.manufacturer,
+        serial_number=info.serial,
+    )
+    if info.name is not None:
+        device["name"] = info.name
+    if info.model is not None:
+        device["model"] = info.model
+    if info.model_id is not None:
+        device["model_id"] = info.model_id
+    if info.sw_version is not None:
+        device["sw_version"] = info.sw_version
+    if info.configuration_url is not None:
+        device["configuration_url"] = info.configuration_url
+    return device
+
+
+def external_device_info(parent: str, external: ExternalMeter) -> DeviceInfo:
+    """Device of a utility meter read through ``parent`` (gas or water behind a P1 meter)."""
+    name = EXTERNAL_METER_NAMES.get(external.kind, external.kind.replace("_", " ").capitalize())
+    return DeviceInfo(
+        identifiers={(DOMAIN, external_device_id(external))},
+        name=name,
+        model=name,
+        serial_number=external.meter_id,
+        via_device=(DOMAIN, parent),
+    )
+
+
+class MeterHubEntity(CoordinatorEntity[MeterHubCoordinator]):
+    """An entity of one meter of a coordinator."""
+
+    _attr_has_entity_name = True
+
+    def __init__(self, coordinator: MeterHubCoordinator, serial: str) -> None:
+        """Attach the entity to the meter ``serial`` of ``coordinator``."""
+        super().__init__(coordinator)
+        self.serial = serial

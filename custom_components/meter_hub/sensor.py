@@ -1,0 +1,496 @@
+"""Sensors: one description per canonical key of the normalised reading.
+
+This module knows nothing about vendors, HTTP or JSON: a key a source reports becomes an entity,
+also when it first appears after setup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from homeassistant.components.sensor import (
+    RestoreSensor,
+    SensorDeviceClass,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import (
+    PERCENTAGE,
+    EntityCategory,
+    UnitOfApparentPower,
+    UnitOfElectricCurrent,
+    UnitOfElectricPotential,
+    UnitOfEnergy,
+    UnitOfFrequency,
+    UnitOfPower,
+    UnitOfReactivePower,
+    UnitOfVolume,
+    UnitOfVolumeFlowRate,
+)
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.typing import StateType
+
+from .api.model import PHASES, TARIFFS, ExternalMeter, Value, phase_key, tariff_key
+from .coordinator import MeterHubConfigEntry, MeterHubCoordinator, external_device_id
+from .counter_guard import CounterGuard
+from .entity import MeterHubEntity, external_device_info, meter_device_info
+
+# Coordinator entities: the coordinator does the fetching, nothing to limit here.
+PARALLEL_UPDATES = 0
+
+type NativeValue = StateType | datetime
+
+
+def _percent(value: Value) -> NativeValue:
+    """Power factor 0..1 as percent."""
+    return round(value * 100, 1) if isinstance(value, int | float) else None
+
+
+def _text(value: Value) -> NativeValue:
+    return str(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeterHubSensorEntityDescription(SensorEntityDescription):
+    """A sensor of one canonical key; ``convert`` maps the reading's value to the state."""
+
+    convert: Callable[[Value], NativeValue] | None = None
+
+
+def _electrical(
+    quantity: str,
+    translation_key: str,
+    device_class: SensorDeviceClass,
+    unit: str,
+    precision: int,
+    *,
+    total_enabled: bool = True,
+    phases_enabled: bool = True,
+    state_class: SensorStateClass = SensorStateClass.MEASUREMENT,
+    convert: Callable[[Value], NativeValue] | None = None,
+) -> Iterable[MeterHubSensorEntityDescription]:
+    """Descriptions of a quantity as a total and per phase (``{phase}`` in the name)."""
+    common: dict[str, Any] = {
+        "device_class": device_class,
+        "native_unit_of_measurement": unit,
+        "state_class": state_class,
+        "suggested_display_precision": precision,
+        "convert": convert,
+    }
+    yield MeterHubSensorEntityDescription(
+        key=quantity,
+        translation_key=translation_key,
+        entity_registry_enabled_default=total_enabled,
+        **common,
+    )
+    for phase in PHASES:
+        yield MeterHubSensorEntityDescription(
+            key=phase_key(quantity, phase),
+            translation_key=f"{translation_key}_phase",
+            translation_placeholders={"phase": str(phase)},
+            entity_registry_enabled_default=phases_enabled,
+            **common,
+        )
+
+
+def _energy(direction: str) -> Iterable[MeterHubSensorEntityDescription]:
+    """Energy counters of one direction: total, per phase, per tariff."""
+    quantity = f"energy_{direction}_kwh"
+    yield from _electrical(
+        quantity,
+        f"energy_{direction}",
+        SensorDeviceClass.ENERGY,
+        UnitOfEnergy.KILO_WATT_HOUR,
+        3,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+    )
+    for tariff in TARIFFS:
+        yield MeterHubSensorEntityDescription(
+            key=tariff_key(quantity, tariff),
+            translation_key=f"energy_{direction}_tariff",
+            translation_placeholders={"tariff": str(tariff)},
+            device_class=SensorDeviceClass.ENERGY,
+            native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+            state_class=SensorStateClass.TOTAL_INCREASING,
+            suggested_display_precision=3,
+        )
+
+
+def _event_counters(
+    quantity: str, translation_key: str
+) -> Iterable[MeterHubSensorEntityDescription]:
+    for phase in PHASES:
+        yield MeterHubSensorEntityDescription(
+            key=phase_key(quantity, phase),
+            translation_key=translation_key,
+            translation_placeholders={"phase": str(phase)},
+            entity_category=EntityCategory.DIAGNOSTIC,
+        )
+
+
+SENSORS: dict[str, MeterHubSensorEntityDescription] = {
+    description.key: description
+    for description in (
+        *_electrical("power_w", "power", SensorDeviceClass.POWER, UnitOfPower.WATT, 0),
+        *_electrical(
+            "voltage_v", "voltage", SensorDeviceClass.VOLTAGE, UnitOfElectricPotential.VOLT, 1
+        ),
+        *_electrical(
+            "current_a", "current", SensorDeviceClass.CURRENT, UnitOfElectricCurrent.AMPERE, 2
+        ),
+        *_electrical(
+            "power_factor",
+            "power_factor",
+            SensorDeviceClass.POWER_FACTOR,
+            PERCENTAGE,
+            0,
+            total_enabled=False,
+            phases_enabled=False,
+            convert=_percent,
+        ),
+        *_electrical(
+            "frequency_hz",
+            "frequency",
+            SensorDeviceClass.FREQUENCY,
+            UnitOfFrequency.HERTZ,
+            2,
+            phases_enabled=False,
+        ),
+        *_electrical(
+            "apparent_power_va",
+            "apparent_power",
+            SensorDeviceClass.APPARENT_POWER,
+            UnitOfApparentPower.VOLT_AMPERE,
+            0,
+            total_enabled=False,
+            phases_enabled=False,
+        ),
+        *_electrical(
+            "reactive_power_var",
+            "reactive_power",
+            SensorDeviceClass.REACTIVE_POWER,
+            UnitOfReactivePower.VOLT_AMPERE_REACTIVE,
+            0,
+            total_enabled=False,
+            phases_enabled=False,
+        ),
+        *_electrical(
+            "apparent_current_a",
+            "apparent_current",
+            SensorDeviceClass.CURRENT,
+            UnitOfElectricCurrent.AMPERE,
+            2,
+            total_enabled=False,
+            phases_enabled=False,
+        ),
+        *_electrical(
+            "reactive_current_a",
+            "reactive_current",
+            SensorDeviceClass.CURRENT,
+            UnitOfElectricCurrent.AMPERE,
+            2,
+            total_enabled=False,
+            phases_enabled=False,
+        ),
+        *_energy("import"),
+        *_energy("export"),
+        *_event_counters("voltage_sag_count", "voltage_sags_phase"),
+        *_event_counters("voltage_swell_count", "voltage_swells_phase"),
+        MeterHubSensorEntityDescription(
+            key="grid_power_w",
+            translation_key="grid_power",
+            device_class=SensorDeviceClass.POWER,
+            native_unit_of_measurement=UnitOfPower.WATT,
+            state_class=SensorStateClass.MEASUREMENT,
+            suggested_display_precision=0,
+        ),
+        MeterHubSensorEntityDescription(
+            key="active_tariff",
+            translation_key="active_tariff",
+            device_class=SensorDeviceClass.ENUM,
+            options=[str(tariff) for tariff in TARIFFS],
+            convert=_text,
+        ),
+        MeterHubSensorEntityDescription(
+            key="any_power_fail_count",
+            translation_key="any_power_fail_count",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        MeterHubSensorEntityDescription(
+            key="long_power_fail_count",
+            translation_key="long_power_fail_count",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        MeterHubSensorEntityDescription(
+            key="average_power_w",
+            translation_key="average_power",
+            device_class=SensorDeviceClass.POWER,
+            native_unit_of_measurement=UnitOfPower.WATT,
+            state_class=SensorStateClass.MEASUREMENT,
+            suggested_display_precision=0,
+        ),
+        MeterHubSensorEntityDescription(
+            key="monthly_peak_power_w",
+            translation_key="monthly_peak_power",
+            device_class=SensorDeviceClass.POWER,
+            native_unit_of_measurement=UnitOfPower.WATT,
+            suggested_display_precision=0,
+        ),
+        MeterHubSensorEntityDescription(
+            key="monthly_peak_at",
+            translation_key="monthly_peak_at",
+            device_class=SensorDeviceClass.TIMESTAMP,
+        ),
+        MeterHubSensorEntityDescription(
+            key="meter_model",
+            translation_key="meter_model",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        MeterHubSensorEntityDescription(
+            key="meter_id",
+            translation_key="meter_id",
+            entity_category=EntityCategory.DIAGNOSTIC,
+            entity_registry_enabled_default=False,
+        ),
+        MeterHubSensorEntityDescription(
+            key="dsmr_version",
+            translation_key="dsmr_version",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        MeterHubSensorEntityDescription(
+            key="water_flow_lpm",
+            translation_key="water_flow",
+            device_class=SensorDeviceClass.VOLUME_FLOW_RATE,
+            native_unit_of_measurement=UnitOfVolumeFlowRate.LITERS_PER_MINUTE,
+            state_class=SensorStateClass.MEASUREMENT,
+            suggested_display_precision=1,
+        ),
+        MeterHubSensorEntityDescription(
+            key="water_total_m3",
+            translation_key="water_total",
+            device_class=SensorDeviceClass.WATER,
+            native_unit_of_measurement=UnitOfVolume.CUBIC_METERS,
+            state_class=SensorStateClass.TOTAL_INCREASING,
+            suggested_display_precision=3,
+        ),
+        MeterHubSensorEntityDescription(
+            key="water_offset_m3",
+            translation_key="water_offset",
+            device_class=SensorDeviceClass.VOLUME,
+            native_unit_of_measurement=UnitOfVolume.CUBIC_METERS,
+            entity_category=EntityCategory.DIAGNOSTIC,
+            entity_registry_enabled_default=False,
+            suggested_display_precision=3,
+        ),
+        MeterHubSensorEntityDescription(
+            key="wifi_ssid",
+            translation_key="wifi_ssid",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        MeterHubSensorEntityDescription(
+            key="wifi_strength",
+            translation_key="wifi_strength",
+            native_unit_of_measurement=PERCENTAGE,
+            state_class=SensorStateClass.MEASUREMENT,
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        MeterHubSensorEntityDescription(
+            key="measured_at",
+            translation_key="measured_at",
+            device_class=SensorDeviceClass.TIMESTAMP,
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+    )
+}
+
+# External meters: the device class follows the unit the meter states.
+_EXTERNAL_UNITS: dict[str, str] = {
+    "m³": UnitOfVolume.CUBIC_METERS,
+    "GJ": UnitOfEnergy.GIGA_JOULE,
+    "MJ": UnitOfEnergy.MEGA_JOULE,
+    "kWh": UnitOfEnergy.KILO_WATT_HOUR,
+    "MWh": UnitOfEnergy.MEGA_WATT_HOUR,
+}
+_VOLUME_CLASSES = {
+    "gas_meter": SensorDeviceClass.GAS,
+    "water_meter": SensorDeviceClass.WATER,
+    "warm_water_meter": SensorDeviceClass.WATER,
+}
+
+
+def external_description(external: ExternalMeter) -> MeterHubSensorEntityDescription:
+    """Description of the reading of an external meter, from its type and stated unit."""
+    unit = _EXTERNAL_UNITS.get(external.unit or "", external.unit)
+    device_class: SensorDeviceClass | None = None
+    if unit == UnitOfVolume.CUBIC_METERS:
+        device_class = _VOLUME_CLASSES.get(external.kind, SensorDeviceClass.VOLUME)
+    elif unit in _EXTERNAL_UNITS.values():
+        device_class = SensorDeviceClass.ENERGY
+    return MeterHubSensorEntityDescription(
+        key="value",
+        translation_key=None if device_class else "external_value",
+        device_class=device_class,
+        native_unit_of_measurement=unit,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        suggested_display_precision=3,
+    )
+
+
+EXTERNAL_MEASURED_AT = MeterHubSensorEntityDescription(
+    key="measured_at",
+    translation_key="external_measured_at",
+    device_class=SensorDeviceClass.TIMESTAMP,
+    entity_category=EntityCategory.DIAGNOSTIC,
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: MeterHubConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Create sensors for every key the meters report, now and whenever a new one appears."""
+    coordinator = entry.runtime_data
+    # Keys (and external meter keys) that have an entity, per meter serial.
+    created: dict[str, set[str]] = {}
+
+    @callback
+    def add_new_sensors() -> None:
+        new: list[MeterHubSensor] = []
+        for serial, meter in coordinator.data.items():
+            known = created.setdefault(serial, set())
+            for key in meter.reading.values:
+                if key not in known and key in SENSORS:
+                    known.add(key)
+                    new.append(MeterReadingSensor(coordinator, serial, SENSORS[key], known))
+            for ext_key, external in meter.reading.externals.items():
+                if ext_key not in known:
+                    known.add(ext_key)
+                    new.extend(
+                        ExternalReadingSensor(coordinator, serial, ext_key, description, known)
+                        for description in (external_description(external), EXTERNAL_MEASURED_AT)
+                    )
+        if new:
+            async_add_entities(new)
+
+    add_new_sensors()
+    entry.async_on_unload(coordinator.async_add_listener(add_new_sensors))
+
+
+class MeterHubSensor(MeterHubEntity, RestoreSensor):
+    """A sensor whose state is written only when it changes; counters go through a guard."""
+
+    entity_description: MeterHubSensorEntityDescription
+
+    def __init__(
+        self,
+        coordinator: MeterHubCoordinator,
+        serial: str,
+        description: MeterHubSensorEntityDescription,
+        unique_id: str,
+        created: tuple[set[str], str],
+    ) -> None:
+        """Initialise the sensor; ``created`` is the platform's set of keys and this one's key."""
+        super().__init__(coordinator, serial)
+        self.entity_description = description
+        self._attr_unique_id = unique_id
+        self._attr_available = False
+        self._created = created
+        self._guard: CounterGuard | None = None
+        if description.state_class is SensorStateClass.TOTAL_INCREASING:
+            self._guard = CounterGuard(unique_id, coordinator.counter_reset_hold.total_seconds())
+
+    def _raw_value(self) -> Value | None:
+        """The value of this sensor in the coordinator's latest data (None: not reported)."""
+        raise NotImplementedError
+
+    def _current(self) -> tuple[NativeValue, bool]:
+        """The state to show now and whether the entity is available."""
+        value = self._raw_value()
+        if value is None or not self.coordinator.last_update_success:
+            return None, False
+        convert = self.entity_description.convert
+        native: NativeValue = convert(value) if convert else value
+        if self._guard is not None and isinstance(native, int | float):
+            native = self._guard.accept(native)
+        return native, native is not None
+
+    async def async_added_to_hass(self) -> None:
+        """Restore the last published counter first, so a glitch after a restart cannot dip."""
+        await super().async_added_to_hass()
+        last = await self.async_get_last_sensor_data() if self._guard is not None else None
+        if self._guard is not None and last and isinstance(last.native_value, int | float):
+            self._guard.restore(float(last.native_value))
+        self._attr_native_value, self._attr_available = self._current()
+
+    async def async_will_remove_from_hass(self) -> None:
+        """Forget the key so the sensor is created again if its data comes back."""
+        await super().async_will_remove_from_hass()
+        keys, key = self._created
+        keys.discard(key)
+
+    @property
+    def available(self) -> bool:
+        """Available while the source answers and this value is reported."""
+        return self._attr_available
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Write the state only when the value or the availability changed."""
+        state = self._current()
+        if state != (self._attr_native_value, self._attr_available):
+            self._attr_native_value, self._attr_available = state
+            self.async_write_ha_state()
+
+
+class MeterReadingSensor(MeterHubSensor):
+    """A value of a meter's own reading."""
+
+    def __init__(
+        self,
+        coordinator: MeterHubCoordinator,
+        serial: str,
+        description: MeterHubSensorEntityDescription,
+        created: set[str],
+    ) -> None:
+        """Initialise the sensor of ``description.key`` on meter ``serial``."""
+        self._key = description.key
+        unique_id = f"{serial}_{description.key}"
+        super().__init__(coordinator, serial, description, unique_id, (created, self._key))
+        self._attr_device_info = meter_device_info(coordinator.data[serial].info)
+
+    def _raw_value(self) -> Value | None:
+        meter = self.coordinator.data.get(self.serial)
+        return None if meter is None else meter.reading.values.get(self._key)
+
+
+class ExternalReadingSensor(MeterHubSensor):
+    """The reading, or its time, of an external meter (a sub-device of its parent meter)."""
+
+    def __init__(
+        self,
+        coordinator: MeterHubCoordinator,
+        serial: str,
+        external_key: str,
+        description: MeterHubSensorEntityDescription,
+        created: set[str],
+    ) -> None:
+        """Initialise the sensor of external meter ``external_key`` read through ``serial``."""
+        self._external_key = external_key
+        external = coordinator.data[serial].reading.externals[external_key]
+        unique_id = f"{external_device_id(external)}_{description.key}"
+        super().__init__(coordinator, serial, description, unique_id, (created, external_key))
+        self._attr_device_info = external_device_info(serial, external)
+
+    def _raw_value(self) -> Value | None:
+        meter = self.coordinator.data.get(self.serial)
+        external = None if meter is None else meter.reading.externals.get(self._external_key)
+        if external is None:
+            return None
+        if self.entity_description.key == "measured_at":
+            return external.measured_at
+        return external.value

@@ -1,0 +1,37 @@
+"""Setting up and unloading entries."""
+
+from __future__ import annotations
+
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+from simulator.homewizard import FakeHomeWizard
+
+from .conftest import local_entry
+
+
+async def test_local_entry_sets_up_and_unloads(
+    hass: HomeAssistant, local_setup: MockConfigEntry
+) -> None:
+    """A reachable device sets up with its sensors, and unloads cleanly."""
+    assert local_setup.state is ConfigEntryState.LOADED
+    state = hass.states.get("sensor.p1_meter_energy_import_tariff_1")
+    assert state is not None
+    assert state.state == "9876.543"
+    assert state.attributes["unit_of_measurement"] == "kWh"
+
+    assert await hass.config_entries.async_unload(local_setup.entry_id)
+    await hass.async_block_till_done()
+    assert local_setup.state is ConfigEntryState.NOT_LOADED
+
+
+async def test_unreachable_device_retries_setup(
+    hass: HomeAssistant, homewizard: FakeHomeWizard
+) -> None:
+    """A device that does not answer makes Home Assistant retry the setup later."""
+    entry = local_entry(homewizard)
+    await homewizard.stop()
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
