@@ -9,12 +9,13 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 
+from .cloud_coordinator import async_create_cloud_coordinator
 from .const import CONF_SOURCE, DOMAIN, SOURCE_LOCAL
-from .coordinator import MeterHubConfigEntry
+from .coordinator import MeterHubConfigEntry, MeterHubCoordinator
 from .entity import meter_device_info
 from .local_coordinator import async_create_local_coordinator
 
-PLATFORMS: list[Platform] = [Platform.SENSOR]
+PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR]
 
 # Entry data that changes while the entry runs (a refreshed token) and needs no reload.
 RUNTIME_DATA_KEYS = frozenset({"token", "refresh_token"})
@@ -22,10 +23,11 @@ RUNTIME_DATA_KEYS = frozenset({"token", "refresh_token"})
 
 async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> bool:
     """Set up a HomeWizard device or an IAMMETER account from a config entry."""
+    coordinator: MeterHubCoordinator
     if entry.data[CONF_SOURCE] == SOURCE_LOCAL:
         coordinator = await async_create_local_coordinator(hass, entry)
-    else:  # pragma: no cover - the cloud source lands with its own issue
-        raise NotImplementedError
+    else:
+        coordinator = await async_create_cloud_coordinator(hass, entry)
     await coordinator.async_config_entry_first_refresh()
     entry.runtime_data = coordinator
 

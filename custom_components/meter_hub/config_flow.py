@@ -9,11 +9,12 @@ from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
 
 from .const import CONF_SOURCE, DOMAIN, SOURCE_CLOUD, SOURCE_LOCAL
 from .coordinator import MeterHubConfigEntry
+from .flow_cloud import CloudFlow
 from .flow_local import LocalFlow
 from .options_flow import MeterHubOptionsFlow
 
 
-class MeterHubConfigFlow(LocalFlow, domain=DOMAIN):
+class MeterHubConfigFlow(LocalFlow, CloudFlow, domain=DOMAIN):
     """Set up Meter Hub: the user picks a source, discovery leads straight to a device."""
 
     VERSION = 1

@@ -90,6 +90,8 @@ class LocalFlow(ConfigFlow):
         if not serial or not product_type:
             return self.async_abort(reason="invalid_discovery_parameters")
         host = discovery_info.host
+        if ":" in host:  # an IPv6 address
+            host = f"[{host}]"
         if discovery_info.port not in (None, 80):
             host = f"{host}:{discovery_info.port}"
         await self.async_set_unique_id(serial)

@@ -55,23 +55,23 @@ class HomeWizardError(Exception):
     """Base of every error of this client."""
 
 
-class CannotConnect(HomeWizardError):  # noqa: N818 - the name says it
+class CannotConnect(HomeWizardError):
     """The device is unreachable, too slow, or answered with an unexpected HTTP status."""
 
 
-class ApiDisabled(HomeWizardError):  # noqa: N818 - the name says it
+class ApiDisabled(HomeWizardError):
     """The device's "Local API" switch is off (HTTP 403, error id 202)."""
 
 
-class NotHomeWizard(HomeWizardError):  # noqa: N818 - the name says it
+class NotHomeWizard(HomeWizardError):
     """Something answers at the address, but it is not a HomeWizard device with API v1."""
 
 
-class InvalidPayload(HomeWizardError):  # noqa: N818 - the name says it
+class InvalidPayload(HomeWizardError):
     """``/api/v1/data`` did not return a JSON object."""
 
 
-class InvalidHost(HomeWizardError):  # noqa: N818 - the name says it
+class InvalidHost(HomeWizardError):
     """The host the user entered cannot be used (the message says why)."""
 
 

@@ -1,0 +1,655 @@
+"""Async client for the IAMMETER cloud API (``/api/v1``), and the parser of its value arrays.
+
+No Home Assistant imports. The session is injected and TLS verification stays on. Every call
+sends the token both as the documented ``token`` query parameter and as a ``token`` header.
+The client does not count calls: the caller asks ``budget.CallBudget`` first.
+
+Secrets (token, refresh token, password) never reach an exception message, a repr or a log
+line: errors name the API path, never a URL with its query string, and aiohttp's own messages
+(which embed the URL) are scrubbed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+import json
+import logging
+import math
+import re
+from typing import Final, Literal
+from urllib.parse import quote
+
+import aiohttp
+
+from .model import MeterInfo, Reading, Value, phase_key
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_SERVER: Final = "https://www.iammeter.com"
+MANUFACTURER: Final = "IAMMETER"
+MAX_HISTORY_POINTS: Final = 2000
+"""Most rows one meterdatalist call returns (vendor: 1-minute data covers 1.39 days)."""
+ENERGY_HISTORY_MAX_DAYS: Final[Mapping[str, int]] = {"hour": 7, "day": 90}
+
+type GroupBy = Literal["hour", "day"]
+
+_TIME_FORMAT: Final = "%Y/%m/%d %H:%M:%S"  # "2024/2/22 3:46:20"; strptime accepts no padding
+# Words in a ``successful: false`` message that say the call was refused for its frequency.
+_RATE_LIMIT_WORDS: Final = ("too many", "too fast", "too frequent", "rate limit")
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class IamMeterError(Exception):
+    """Base of every error of this client; ``vendor_message`` is the API's message, if any."""
+
+    def __init__(self, text: str, *, vendor_message: str | None = None) -> None:
+        """Build the message from our text and the vendor's message."""
+        super().__init__(text if vendor_message is None else f"{text}: {vendor_message}")
+        self.vendor_message = vendor_message
+
+
+class CannotConnect(IamMeterError):  # noqa: N818 - the name says it
+    """Network error, timeout, or HTTP 5xx."""
+
+
+class InvalidAuth(IamMeterError):  # noqa: N818 - the name says it
+    """The login was refused (wrong user name or password)."""
+
+
+class TokenRejected(IamMeterError):  # noqa: N818 - the name says it
+    """The API rejected the token: log in again."""
+
+
+class RateLimited(IamMeterError):  # noqa: N818 - the name says it
+    """The vendor's "returns nothing" past a limit (or HTTP 429); ``retry_after`` when known."""
+
+    def __init__(
+        self,
+        text: str,
+        *,
+        vendor_message: str | None = None,
+        retry_after: timedelta | None = None,
+    ) -> None:
+        """Store how long to wait, when the server said it."""
+        super().__init__(text, vendor_message=vendor_message)
+        self.retry_after = retry_after
+
+
+class InvalidResponse(IamMeterError):  # noqa: N818 - the name says it
+    """The answer is not the documented envelope or shape."""
+
+
+class ApiError(IamMeterError):
+    """``successful: false`` for a reason other than auth, token or rate limit."""
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a login returns; the repr shows the account id only."""
+
+    account_id: str
+    token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+
+
+class MeterShape(StrEnum):
+    """The layout of a meter's ``values``, which tells single- from three-phase meters."""
+
+    SINGLE_PHASE_BASIC = "single_phase_basic"  # [V, I, P, import kWh, export kWh]
+    SINGLE_PHASE_PF = "single_phase_pf"  # [V, I, P, PF, import kWh, export kWh]
+    SINGLE_PHASE_FULL = "single_phase_full"  # [V, I, P, import kWh, export kWh, Hz, PF]
+    THREE_PHASE = "three_phase"  # rows A, B, C
+    THREE_PHASE_NET = "three_phase_net"  # rows A, B, C and the net-metering row
+
+
+# The vendor's product list names one single-phase meter (WEM3080) and three three-phase ones
+# (WEM3080T, WEM3046T, WEM3050T) that the values cannot tell apart. Net metering is a setting of
+# a three-phase meter, not a model.
+_SINGLE_PHASE_MODEL: Final = "Single-phase meter (WEM3080)"
+_THREE_PHASE_MODEL: Final = "Three-phase meter"
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReading:
+    """The latest upload of one meter."""
+
+    sn: str
+    measured_at: datetime | None  # gmtTime: when the meter uploaded, UTC
+    local_time: datetime | None  # localTime (meterdata only): the account's wall clock, naive
+    shape: MeterShape
+    reading: Reading
+
+    @property
+    def meter_info(self) -> MeterInfo:
+        """The device this meter becomes; the model is only what the shape tells."""
+        three_phase = self.shape in (MeterShape.THREE_PHASE, MeterShape.THREE_PHASE_NET)
+        return MeterInfo(
+            serial=self.sn,
+            manufacturer=MANUFACTURER,
+            model=_THREE_PHASE_MODEL if three_phase else _SINGLE_PHASE_MODEL,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One row of meterdatalist/meterdatalist2."""
+
+    measured_at: datetime  # UTC
+    local_time: datetime | None  # the account's wall clock, naive
+    shape: MeterShape
+    reading: Reading
+
+
+@dataclass(frozen=True, slots=True)
+class PowerAnalysis:
+    """powerAnalysis: power statistics (W) of the range; daytime is 8:00-20:00."""
+
+    start_time: date | None
+    end_time: date | None
+    average: float | None
+    average_daytime: float | None
+    minimum: float | None
+    maximum: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineGap:
+    """An offline period longer than the requested interval (local wall clock)."""
+
+    start_time: datetime | None
+    end_time: datetime | None
+    duration: float | None  # minutes
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineAnalysis:
+    """offlineAnalysis: minutes offline out of the minutes of the range, and the long gaps."""
+
+    start_time: date | None
+    end_time: date | None
+    offline_count: int | None  # minutes
+    total_count: int | None  # minutes
+    gaps: list[OfflineGap]
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyHistoryRow:
+    """One hour or day of a place's energy (kWh); ``time`` is the local start of the period."""
+
+    time: datetime
+    yield_kwh: float | None
+    from_grid_kwh: float | None
+    to_grid_kwh: float | None
+    special_load_kwh: float | None
+    self_use_kwh: float | None
+
+
+# --- parsing the value arrays ------------------------------------------------------------------
+
+# Field order of a row, by its length. 6 values (meterdata2) put PF fourth, as the vendor's
+# example shows (0.66 between 111 W and 5724.85 kWh); 7 values follow the meters' own format.
+_ROW_FIELDS: Final[Mapping[int, tuple[str, ...]]] = {
+    5: ("voltage_v", "current_a", "power_w", "energy_import_kwh", "energy_export_kwh"),
+    6: (
+        "voltage_v",
+        "current_a",
+        "power_w",
+        "power_factor",
+        "energy_import_kwh",
+        "energy_export_kwh",
+    ),
+    7: (
+        "voltage_v",
+        "current_a",
+        "power_w",
+        "energy_import_kwh",
+        "energy_export_kwh",
+        "frequency_hz",
+        "power_factor",
+    ),
+}
+_SINGLE_PHASE_SHAPES: Final = {
+    5: MeterShape.SINGLE_PHASE_BASIC,
+    6: MeterShape.SINGLE_PHASE_PF,
+    7: MeterShape.SINGLE_PHASE_FULL,
+}
+# What the net-metering row's fields become. Its current is a placeholder (documented as 0) and
+# not a total current, so it is left out; its power is the signed grid exchange.
+_NET_ROW_KEYS: Final = {
+    "voltage_v": "voltage_v",  # reference voltage
+    "power_w": "grid_power_w",
+    "energy_import_kwh": "energy_import_kwh",
+    "energy_export_kwh": "energy_export_kwh",
+    "frequency_hz": "frequency_hz",
+    "power_factor": "power_factor",
+}
+# Plausible range of each quantity; anything outside (or not a number) is "not reported".
+_BOUNDS: Final[Mapping[str, tuple[float, float]]] = {
+    "voltage_v": (0, 1_000),
+    "current_a": (-10_000, 10_000),
+    "power_w": (-10_000_000, 10_000_000),
+    "power_factor": (-1, 1),
+    "frequency_hz": (0, 100),
+    "energy_import_kwh": (0, 1e10),
+    "energy_export_kwh": (0, 1e10),
+}
+_COUNT_BOUNDS: Final = (0, 1e9)
+# Length of a flat history row's numbers -> values per row (1, 3 or 4 rows of 5, 6 or 7).
+_FLAT_ROW_LENGTH: Final = {rows * length: length for rows in (1, 3, 4) for length in _ROW_FIELDS}
+
+
+def parse_values(values: object) -> tuple[MeterShape, dict[str, Value]]:
+    """Turn a ``values`` array into its shape and canonical keys.
+
+    A flat list is one single-phase row; a list of 1 row is single-phase; 3 rows are phases A, B,
+    C; a 4th row is the net-metering result, never a phase. null or an implausible value means
+    "not reported"; a row of nulls is an absent phase. Raises ``InvalidResponse`` for any other
+    layout.
+    """
+    rows = _rows(values)
+    if len(rows) == 1:
+        out: dict[str, Value] = dict(_row(rows[0]))
+        if "power_w" in out:
+            out["grid_power_w"] = out["power_w"]
+        return _SINGLE_PHASE_SHAPES[len(rows[0])], out
+
+    phases = [_row(row) for row in rows[:3]]
+    out = {phase_key(q, n): v for n, phase in enumerate(phases, 1) for q, v in phase.items()}
+    net = _row(rows[3]) if len(rows) == 4 else None
+    # A total is published only when every phase reports its part: a missing phase must make a
+    # counter absent, never smaller. The net row's counters are not the sum of the phases.
+    summed = ("power_w",) if net is not None else ("power_w", *_ROW_FIELDS[5][3:])
+    for quantity in summed:
+        parts = [phase[quantity] for phase in phases if quantity in phase]
+        if len(parts) == len(phases):
+            out[quantity] = round(math.fsum(parts), 3)
+    if net is None:
+        if "power_w" in out:
+            out["grid_power_w"] = out["power_w"]
+        return MeterShape.THREE_PHASE, out
+    out.update({_NET_ROW_KEYS[q]: v for q, v in net.items() if q in _NET_ROW_KEYS})
+    return MeterShape.THREE_PHASE_NET, out
+
+
+def _rows(values: object) -> list[list[object]]:
+    """The rows of a ``values`` array, checked against the documented layouts."""
+    if not isinstance(values, list) or not values:
+        raise InvalidResponse(f"values is not a non-empty list: {type(values).__name__}")
+    nested = [isinstance(item, list) for item in values]
+    rows: list[list[object]] = values if all(nested) else [values]
+    if (any(nested) and not all(nested)) or len(rows) not in (1, 3, 4):
+        raise InvalidResponse(f"values has an unknown layout ({len(values)} items)")
+    lengths = sorted({len(row) for row in rows})
+    if not set(lengths) <= _ROW_FIELDS.keys():
+        raise InvalidResponse(f"values has rows of unknown length {lengths}")
+    return rows
+
+
+def _row(row: list[object]) -> dict[str, float]:
+    """The reported fields of one row, keyed by quantity."""
+    fields = _ROW_FIELDS[len(row)]
+    numbers = {q: _number(v, _BOUNDS[q]) for q, v in zip(fields, row, strict=True)}
+    return {q: n for q, n in numbers.items() if n is not None}
+
+
+def _number(value: object, bounds: tuple[float, float]) -> float | None:
+    """``value`` as a float when it is a real number within ``bounds``, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    low, high = bounds
+    # Compared before float(): a huge int would overflow, and NaN fails every comparison.
+    return float(value) if low <= value <= high else None
+
+
+def _local_time(text: object) -> datetime | None:
+    """A vendor time string as a naive datetime, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        # Naive on purpose: the account's wall clock, whose zone the API does not give.
+        return datetime.strptime(text.strip(), _TIME_FORMAT)  # noqa: DTZ007
+    except ValueError:
+        return None
+
+
+def _utc_time(text: object) -> datetime | None:
+    """A vendor GMT time string as an aware UTC datetime, or None."""
+    parsed = _local_time(text)
+    return None if parsed is None else parsed.replace(tzinfo=UTC)
+
+
+def _date(text: object) -> date | None:
+    """A ``YYYY-MM-DD`` string as a date, or None."""
+    try:
+        return date.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def parse_meters_data(data: object) -> dict[str, MeterReading]:
+    """The readings of a metersdata answer's ``data``, by SN (also for a stored answer)."""
+    readings: dict[str, MeterReading] = {}
+    for item in _as_list(data, "metersdata"):
+        entry = _as_dict(item, "metersdata entry")
+        sn = entry.get("sn")
+        if not isinstance(sn, str) or not sn:
+            raise InvalidResponse("metersdata entry without sn")
+        readings[sn] = _meter_reading(sn, entry.get("values"), entry.get("gmtTime"), None)
+    return readings
+
+
+def _meter_reading(sn: str, values: object, gmt: object, local: object) -> MeterReading:
+    shape, out = parse_values(values)
+    measured_at = _utc_time(gmt)
+    if measured_at is not None:
+        out["measured_at"] = measured_at
+    return MeterReading(sn, measured_at, _local_time(local), shape, Reading(values=out))
+
+
+def _history_row(row: object) -> HistoryRow | None:
+    """One history row of either documented form; None when it has no usable UTC time."""
+    if isinstance(row, dict):
+        values, gmt, local = row.get("values"), row.get("gmtTime"), row.get("rtcTime")
+    elif isinstance(row, list) and len(row) > 2:
+        # The table says "[..., utc time, local time]", but both examples start the first string
+        # at 0:00 of the requested day and the object form lists rtcTime (local) before gmtTime,
+        # with the same offset: the first string is the local time, the second UTC.
+        *numbers, local, gmt = row
+        length = _FLAT_ROW_LENGTH.get(len(numbers))
+        if length is None:
+            raise InvalidResponse(f"history row has {len(numbers)} values")
+        values = [numbers[i : i + length] for i in range(0, len(numbers), length)]
+    else:
+        raise InvalidResponse(f"history row is a {type(row).__name__}")
+    shape, out = parse_values(values)
+    measured_at = _utc_time(gmt)
+    if measured_at is None:
+        return None
+    out["measured_at"] = measured_at
+    return HistoryRow(measured_at, _local_time(local), shape, Reading(values=out))
+
+
+def _power_analysis(data: dict[str, object]) -> PowerAnalysis:
+    power = _BOUNDS["power_w"]
+    return PowerAnalysis(
+        start_time=_date(data.get("startTime")),
+        end_time=_date(data.get("endTime")),
+        average=_number(data.get("average"), power),
+        average_daytime=_number(data.get("averageDaytime"), power),
+        minimum=_number(data.get("minimum"), power),
+        maximum=_number(data.get("maximum"), power),
+    )
+
+
+def _offline_analysis(data: dict[str, object]) -> OfflineAnalysis:
+    def count(key: str) -> int | None:
+        number = _number(data.get(key), _COUNT_BOUNDS)
+        return None if number is None else int(number)
+
+    gaps = [_as_dict(gap, "offline gap") for gap in _as_list(data.get("list"), "offline list")]
+    return OfflineAnalysis(
+        start_time=_date(data.get("startTime")),
+        end_time=_date(data.get("endTime")),
+        offline_count=count("offlineCount"),
+        total_count=count("totalCount"),
+        gaps=[
+            OfflineGap(
+                start_time=_local_time(gap.get("startTime")),
+                end_time=_local_time(gap.get("endTime")),
+                duration=_number(gap.get("duration"), _COUNT_BOUNDS),
+            )
+            for gap in gaps
+        ],
+    )
+
+
+def _energy_row(row: object) -> EnergyHistoryRow | None:
+    item = _as_dict(row, "energy history row")
+    time = _local_time(item.get("time"))
+    if time is None:
+        return None
+    energy = _BOUNDS["energy_import_kwh"]
+    return EnergyHistoryRow(
+        time=time,
+        yield_kwh=_number(item.get("yield"), energy),
+        from_grid_kwh=_number(item.get("fromGrid"), energy),
+        to_grid_kwh=_number(item.get("toGrid"), energy),
+        special_load_kwh=_number(item.get("specialLoad"), energy),
+        self_use_kwh=_number(item.get("selfUse"), energy),
+    )
+
+
+def _as_dict(value: object, what: str) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise InvalidResponse(f"{what} is not an object: {type(value).__name__}")
+    return value
+
+
+def _as_list(value: object, what: str) -> list[object]:
+    if not isinstance(value, list):
+        raise InvalidResponse(f"{what} is not a list: {type(value).__name__}")
+    return value
+
+
+def max_history_days(interval_s: int) -> int:
+    """Most days one meterdatalist call covers at ``interval_s`` (its end date is inclusive)."""
+    return MAX_HISTORY_POINTS * interval_s // 86_400
+
+
+def _retry_after(header: str | None) -> timedelta | None:
+    """A ``Retry-After`` in seconds (the HTTP-date form is not supported), capped at a day."""
+    if header is None or not (header := header.strip()).isascii() or not header.isdecimal():
+        return None
+    return timedelta(seconds=min(int(header), 86_400))
+
+
+# --- the client --------------------------------------------------------------------------------
+
+
+class IamMeterClient:
+    """One IAMMETER cloud account (or a self-hosted server with the same API)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        server: str = DEFAULT_SERVER,
+        *,
+        token: str | None = None,
+        timeout: float = 20,
+    ) -> None:
+        """Use ``session`` (never closed here); ``token`` from a former login, if any."""
+        self._session = session
+        self._server = server.rstrip("/")
+        self._token = token
+        self._timeout = timeout
+        self.last_meters_payload: object = None
+        """The raw ``data`` of the last metersdata answer (to store it, for diagnostics)."""
+
+    async def login(self, username: str, password: str) -> Credentials:
+        """Log in (limited to 5/hour and 30/day per IP); the client keeps the new token."""
+        body = {"userName": username, "password": password}
+        data = _as_dict(await self._call("POST", "/api/v1/user/login", body=body), "login data")
+        token, refresh, account = data.get("token"), data.get("refreshToken"), data.get("id")
+        if not isinstance(token, str) or not token or not isinstance(account, int | str):
+            raise InvalidResponse("login answer has no token or account id")
+        self._token = token
+        return Credentials(str(account), token, refresh if isinstance(refresh, str) else None)
+
+    async def meters_data(self) -> dict[str, MeterReading]:
+        """The latest upload of every meter of the account (at most once per 5 minutes).
+
+        The answer's raw ``data`` is kept in ``last_meters_payload`` once it parsed.
+        """
+        data = await self._call("GET", "/api/v1/site/metersdata")
+        readings = parse_meters_data(data)
+        self.last_meters_payload = data
+        return readings
+
+    async def meter_data(self, sn: str, *, advanced: bool = True) -> MeterReading:
+        """The latest upload of one meter; ``advanced`` (meterdata2) adds the power factor."""
+        endpoint = "meterdata2" if advanced else "meterdata"
+        path = f"/api/v1/site/{endpoint}/{quote(sn, safe='')}"
+        data = _as_dict(await self._call("GET", path), endpoint)
+        return _meter_reading(sn, data.get("values"), data.get("gmtTime"), data.get("localTime"))
+
+    async def meter_data_list(
+        self, sn: str, start: date, end: date, interval_s: int, *, advanced: bool = True
+    ) -> list[HistoryRow]:
+        """History rows from ``start`` to ``end`` (inclusive, the account's local dates).
+
+        Raises ``ValueError`` when the range holds more than ``MAX_HISTORY_POINTS`` rows (see
+        ``max_history_days``) or the interval is shorter than the meters' one minute.
+        """
+        days = (end - start).days + 1
+        if interval_s < 60 or not 1 <= days <= max_history_days(interval_s):
+            raise ValueError(
+                f"{days} days at {interval_s} s is outside 1..{max_history_days(interval_s)} "
+                f"days ({MAX_HISTORY_POINTS} points at most, interval at least 60 s)"
+            )
+        endpoint = "meterdatalist2" if advanced else "meterdatalist"
+        params = {"interval": str(interval_s), **_range(start, end)}
+        data = await self._call("GET", f"/api/v1/site/{endpoint}/{quote(sn, safe='')}", params)
+        rows = (_history_row(row) for row in _as_list(data, endpoint))
+        return [row for row in rows if row is not None]
+
+    async def power_analysis(
+        self, sn: str, start: date | None = None, end: date | None = None
+    ) -> PowerAnalysis:
+        """Power statistics of a range (default: the last 7 days); 5 calls a day per SN."""
+        data = await self._call(
+            "GET", "/api/v1/site/powerAnalysis", {"sn": sn, **_range(start, end)}
+        )
+        return _power_analysis(_as_dict(data, "powerAnalysis"))
+
+    async def offline_analysis(
+        self,
+        sn: str,
+        start: date | None = None,
+        end: date | None = None,
+        interval_min: int | None = None,
+    ) -> OfflineAnalysis:
+        """Offline minutes and gaps longer than ``interval_min``; 5 calls a day per SN."""
+        params = {"sn": sn, **_range(start, end)}
+        if interval_min is not None:
+            params["interval"] = str(interval_min)
+        data = await self._call("GET", "/api/v1/site/offlineAnalysis", params)
+        return _offline_analysis(_as_dict(data, "offlineAnalysis"))
+
+    async def energy_history(
+        self, place_id: int | str, start: date, end: date, groupby: GroupBy
+    ) -> list[EnergyHistoryRow]:
+        """A place's hourly or daily energy from ``start`` up to ``end`` (exclusive).
+
+        The vendor's examples return 5/5 only for 2024-05-05..2024-05-06, so the end date is
+        exclusive. Raises ``ValueError`` beyond 7 days (hour) or 90 days (day).
+        """
+        days = (end - start).days
+        if not 1 <= days <= ENERGY_HISTORY_MAX_DAYS[groupby]:
+            raise ValueError(
+                f"{days} days by {groupby} is outside 1..{ENERGY_HISTORY_MAX_DAYS[groupby]}"
+            )
+        path = f"/api/v1/site/energyhistory/{quote(str(place_id), safe='')}"
+        data = await self._call("GET", path, {**_range(start, end), "groupby": groupby})
+        rows = (_energy_row(row) for row in _as_list(data, "energyhistory"))
+        return [row for row in rows if row is not None]
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        body: Mapping[str, str] | None = None,
+    ) -> object:
+        """Send one request and return the envelope's ``data``; typed errors otherwise."""
+        login = body is not None
+        headers: dict[str, str] = {}
+        query = dict(params or {})
+        if not login:
+            if self._token is None:
+                raise TokenRejected(f"{path}: no token, log in first")
+            headers["token"] = query["token"] = self._token
+        try:
+            async with (
+                asyncio.timeout(self._timeout),
+                self._session.request(
+                    method, self._server + path, params=query, json=body, headers=headers
+                ) as response,
+            ):
+                status, retry_after = response.status, response.headers.get("Retry-After")
+                raw = await response.read()
+        except TimeoutError:
+            raise CannotConnect(f"{path}: no answer within {self._timeout} s") from None
+        except aiohttp.ClientError as err:
+            # aiohttp's messages can hold the URL, token included: scrub, and drop the chain.
+            raise CannotConnect(f"{path}: {self._scrub(f'{type(err).__name__}: {err}')}") from None
+        _LOGGER.debug("%s %s: HTTP %s, %d bytes", method, path, status, len(raw))
+        return self._data(path, status, retry_after, raw, login=login)
+
+    def _data(
+        self, path: str, status: int, retry_after: str | None, raw: bytes, *, login: bool
+    ) -> object:
+        """Check the HTTP status and the ``{data, successful, message}`` envelope."""
+        # Rate limit or broken answer? The vendor only says that past a limit "the API will
+        # return nothing"; every normal answer, including refusals, carries the JSON envelope.
+        # So HTTP 200 with an empty body is the limit (as is a standard 429), a non-empty body
+        # that is not the envelope (a proxy's HTML page, cut-off JSON) is a broken answer, and a
+        # refusal whose message talks about frequency is the limit too.
+        if status == 429 or (status == 200 and not raw.strip()):
+            raise RateLimited(
+                f"{path}: rate limited (HTTP {status})", retry_after=_retry_after(retry_after)
+            )
+        if status in (401, 403):
+            raise (InvalidAuth if login else TokenRejected)(f"{path}: HTTP {status}")
+        if status >= 500:
+            raise CannotConnect(f"{path}: HTTP {status}")
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise InvalidResponse(f"{path}: HTTP {status}, the body is not JSON") from None
+        if not isinstance(payload, dict):
+            raise InvalidResponse(f"{path}: the answer is not an object")
+        message = (
+            self._scrub(payload["message"]) if isinstance(payload.get("message"), str) else None
+        )
+        if payload.get("successful") is False:
+            raise self._refusal(path, message, login=login)
+        if status != 200 or payload.get("successful") is not True:
+            raise InvalidResponse(
+                f"{path}: HTTP {status}, not a successful answer", vendor_message=message
+            )
+        if payload.get("data") is None:
+            raise InvalidResponse(f"{path}: the answer has no data", vendor_message=message)
+        return payload["data"]
+
+    @staticmethod
+    def _refusal(path: str, message: str | None, *, login: bool) -> IamMeterError:
+        """The error for ``successful: false``, chosen by what the message talks about."""
+        text = (message or "").lower()
+        if any(word in text for word in _RATE_LIMIT_WORDS):
+            return RateLimited(f"{path}: rate limited", vendor_message=message)
+        if login:
+            return InvalidAuth(f"{path}: login refused", vendor_message=message)
+        if "token" in text:
+            return TokenRejected(f"{path}: token rejected", vendor_message=message)
+        return ApiError(f"{path}: refused", vendor_message=message)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without query strings and without the token."""
+        text = re.sub(r"\?[^\s'\")]*", "?…", text)
+        return text.replace(self._token, "…") if self._token else text
+
+
+def _range(start: date | None, end: date | None) -> dict[str, str]:
+    """The ``startTime``/``endTime`` parameters of the dates given."""
+    dates = {"startTime": start, "endTime": end}
+    return {name: day.isoformat() for name, day in dates.items() if day is not None}
