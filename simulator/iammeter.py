@@ -70,6 +70,20 @@ def _swing_integral(seconds: float) -> float:
     return seconds + waves
 
 
+def _counters(at_epoch: tuple[float, float], base_w: float, seconds: float) -> tuple[float, float]:
+    """Import and export kWh, ``seconds`` after ``EPOCH``, of a flow of mean power ``base_w``.
+
+    The power never changes sign, so one counter grows and the other stays.
+    """
+    counted = abs(base_w) * _swing_integral(seconds) / 3_600_000
+    imported, exported = at_epoch
+    if base_w > 0:
+        imported += counted
+    else:
+        exported += counted
+    return round(imported, 3), round(exported, 3)
+
+
 def _wave(seconds: float, period: float, shift: float = 0.0) -> float:
     return math.sin(2 * math.pi * seconds / period + shift)
 
@@ -166,13 +180,13 @@ class FakeMeter:
             return phases
         present = [fields for fields in phases if fields is not None]
         base = sum(phase.base_w for phase in self.phases if phase is not None)
-        energy = abs(base) * _swing_integral((at - EPOCH).total_seconds()) / 3_600_000
+        imported, exported = _counters(self.net, base, (at - EPOCH).total_seconds())
         net = {
             "V": round(sum(f["V"] for f in present) / len(present), 1),
             "I": 0.0,
             "P": round(sum(f["P"] for f in present), 1),
-            "imp": round(self.net[0] + (energy if base > 0 else 0), 3),
-            "exp": round(self.net[1] + (energy if base < 0 else 0), 3),
+            "imp": imported,
+            "exp": exported,
             "Hz": present[0]["Hz"],
             "PF": round(sum(f["PF"] for f in present) / len(present), 2),
         }
@@ -180,7 +194,7 @@ class FakeMeter:
 
     def _phase_fields(self, at: datetime) -> list[_Fields | None]:
         seconds = (at - EPOCH).total_seconds()
-        swing, energy = _swing(seconds), _swing_integral(seconds) / 3_600_000
+        swing = _swing(seconds)
         rows: list[_Fields | None] = []
         for n, phase in enumerate(self.phases):
             if phase is None:
@@ -189,15 +203,17 @@ class FakeMeter:
             power = phase.base_w * swing
             volts = self.voltage + 1.5 * _wave(seconds, 1800, n)
             factor = 0.92 + 0.05 * _wave(seconds, 3600, n)
-            counted = abs(phase.base_w) * energy
+            imported, exported = _counters(
+                (phase.import_kwh, phase.export_kwh), phase.base_w, seconds
+            )
             rows.append(
                 {
                     "V": round(volts, 1),
                     "I": round(abs(power) / volts / factor, 2),
                     "P": round(power, 1),
                     "PF": round(factor, 2),
-                    "imp": round(phase.import_kwh + (counted if phase.base_w > 0 else 0), 3),
-                    "exp": round(phase.export_kwh + (counted if phase.base_w < 0 else 0), 3),
+                    "imp": imported,
+                    "exp": exported,
                     "Hz": round(50 + 0.02 * _wave(seconds, 600), 2),
                 }
             )

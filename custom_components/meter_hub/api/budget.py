@@ -66,7 +66,7 @@ LIMITS: Final[Mapping[CallKind, tuple[Window, ...]]] = {
 }
 
 
-class BudgetExceeded(Exception):  # noqa: N818 - the name says it
+class BudgetExceeded(Exception):
     """The call would break a limit, or the kind is backing off after a rate-limited answer."""
 
     def __init__(self, kind: CallKind, key: str, retry_at: datetime) -> None:

@@ -54,19 +54,19 @@ class IamMeterError(Exception):
         self.vendor_message = vendor_message
 
 
-class CannotConnect(IamMeterError):  # noqa: N818 - the name says it
+class CannotConnect(IamMeterError):
     """Network error, timeout, or HTTP 5xx."""
 
 
-class InvalidAuth(IamMeterError):  # noqa: N818 - the name says it
+class InvalidAuth(IamMeterError):
     """The login was refused (wrong user name or password)."""
 
 
-class TokenRejected(IamMeterError):  # noqa: N818 - the name says it
+class TokenRejected(IamMeterError):
     """The API rejected the token: log in again."""
 
 
-class RateLimited(IamMeterError):  # noqa: N818 - the name says it
+class RateLimited(IamMeterError):
     """The vendor's "returns nothing" past a limit (or HTTP 429); ``retry_after`` when known."""
 
     def __init__(
@@ -81,7 +81,7 @@ class RateLimited(IamMeterError):  # noqa: N818 - the name says it
         self.retry_after = retry_after
 
 
-class InvalidResponse(IamMeterError):  # noqa: N818 - the name says it
+class InvalidResponse(IamMeterError):
     """The answer is not the documented envelope or shape."""
 
 
@@ -256,28 +256,35 @@ def parse_values(values: object) -> tuple[MeterShape, dict[str, Value]]:
     layout.
     """
     rows = _rows(values)
-    if len(rows) == 1:
-        out: dict[str, Value] = dict(_row(rows[0]))
-        if "power_w" in out:
-            out["grid_power_w"] = out["power_w"]
-        return _SINGLE_PHASE_SHAPES[len(rows[0])], out
-
-    phases = [_row(row) for row in rows[:3]]
-    out = {phase_key(q, n): v for n, phase in enumerate(phases, 1) for q, v in phase.items()}
     net = _row(rows[3]) if len(rows) == 4 else None
-    # A total is published only when every phase reports its part: a missing phase must make a
-    # counter absent, never smaller. The net row's counters are not the sum of the phases.
-    summed = ("power_w",) if net is not None else ("power_w", *_ROW_FIELDS[5][3:])
+    if len(rows) == 1:
+        shape, out = _SINGLE_PHASE_SHAPES[len(rows[0])], dict[str, Value](_row(rows[0]))
+    else:
+        shape = MeterShape.THREE_PHASE if net is None else MeterShape.THREE_PHASE_NET
+        out = _phases(rows[:3], sum_counters=net is None)
+    if net is not None:
+        out.update({_NET_ROW_KEYS[q]: v for q, v in net.items() if q in _NET_ROW_KEYS})
+    elif "power_w" in out:
+        out["grid_power_w"] = out["power_w"]
+    return shape, out
+
+
+def _phases(rows: list[list[object]], *, sum_counters: bool) -> dict[str, Value]:
+    """Per-phase keys of rows A, B, C, and the totals that every phase reports its part of.
+
+    A missing phase makes a total absent, never smaller. The counters are not summed when the
+    meter sends its net counters (they are not the sum of the phases).
+    """
+    phases = [_row(row) for row in rows]
+    out: dict[str, Value] = {
+        phase_key(q, n): v for n, phase in enumerate(phases, 1) for q, v in phase.items()
+    }
+    summed = ("power_w", "energy_import_kwh", "energy_export_kwh") if sum_counters else ("power_w",)
     for quantity in summed:
         parts = [phase[quantity] for phase in phases if quantity in phase]
         if len(parts) == len(phases):
             out[quantity] = round(math.fsum(parts), 3)
-    if net is None:
-        if "power_w" in out:
-            out["grid_power_w"] = out["power_w"]
-        return MeterShape.THREE_PHASE, out
-    out.update({_NET_ROW_KEYS[q]: v for q, v in net.items() if q in _NET_ROW_KEYS})
-    return MeterShape.THREE_PHASE_NET, out
+    return out
 
 
 def _rows(values: object) -> list[list[object]]:
@@ -347,12 +354,18 @@ def parse_meters_data(data: object) -> dict[str, MeterReading]:
     return readings
 
 
-def _meter_reading(sn: str, values: object, gmt: object, local: object) -> MeterReading:
+def _timed_reading(values: object, gmt: object) -> tuple[MeterShape, datetime | None, Reading]:
+    """Shape, upload time and reading of a ``values`` array and its ``gmtTime``."""
     shape, out = parse_values(values)
     measured_at = _utc_time(gmt)
     if measured_at is not None:
         out["measured_at"] = measured_at
-    return MeterReading(sn, measured_at, _local_time(local), shape, Reading(values=out))
+    return shape, measured_at, Reading(values=out)
+
+
+def _meter_reading(sn: str, values: object, gmt: object, local: object) -> MeterReading:
+    shape, measured_at, reading = _timed_reading(values, gmt)
+    return MeterReading(sn, measured_at, _local_time(local), shape, reading)
 
 
 def _history_row(row: object) -> HistoryRow | None:
@@ -370,12 +383,10 @@ def _history_row(row: object) -> HistoryRow | None:
         values = [numbers[i : i + length] for i in range(0, len(numbers), length)]
     else:
         raise InvalidResponse(f"history row is a {type(row).__name__}")
-    shape, out = parse_values(values)
-    measured_at = _utc_time(gmt)
+    shape, measured_at, reading = _timed_reading(values, gmt)
     if measured_at is None:
         return None
-    out["measured_at"] = measured_at
-    return HistoryRow(measured_at, _local_time(local), shape, Reading(values=out))
+    return HistoryRow(measured_at, _local_time(local), shape, reading)
 
 
 def _power_analysis(data: dict[str, object]) -> PowerAnalysis:
