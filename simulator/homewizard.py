@@ -80,7 +80,8 @@ class FakeHomeWizard:
 
     Fault injection: ``api_enabled = False`` (403 with error 202 everywhere), ``status`` (HTTP
     status of every answer), ``body`` (raw bytes instead of the JSON), ``hang`` (accept the
-    request and never answer). ``request_count`` counts requests per path.
+    request and answer only when ``release()`` is called). ``request_count`` counts requests per
+    path; ``in_flight`` and ``max_in_flight`` count requests being answered at the same time.
     """
 
     def __init__(
@@ -102,6 +103,8 @@ class FakeHomeWizard:
         self.hang = False
         self.auto_advance = auto_advance
         self.request_count: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.now = start
         self._next_external = start.replace(
             minute=start.minute - start.minute % 5, second=0, microsecond=0
@@ -139,8 +142,22 @@ class FakeHomeWizard:
             await self._runner.cleanup()
             self._runner = None
 
+    def release(self) -> None:
+        """Stop hanging: requests that hang get a 503, later ones are answered normally."""
+        self.hang = False
+        self._release.set()
+        self._release = asyncio.Event()
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.request_count[request.path] += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         if self.hang:
             await self._release.wait()
             raise web.HTTPServiceUnavailable

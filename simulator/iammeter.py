@@ -130,6 +130,7 @@ class FakeMeter:
     reports_hz_pf: bool = True  # False: frequency and PF are null (B384789C in the vendor doc)
     upload_second: int = 0  # the meter uploads once a minute, at this second
     offline: list[tuple[datetime, datetime | None]] = field(default_factory=list)
+    never_uploaded: bool = False  # in the account but never uploaded: values and gmtTime null
 
     def last_upload(self, now: datetime) -> datetime:
         """The time of the last upload at or before ``now`` (offline periods skipped)."""
@@ -415,8 +416,9 @@ def _round(value: float | None, digits: int = 1) -> float | None:
 class FakeIamMeterCloud:
     """The fake cloud. ``accounts`` defaults to the vendor example and the demo account.
 
-    Test handles: ``calls`` (every request), ``expire_tokens()``, ``inject_fault()``, and the
-    accounts and meters themselves (add or remove meters, set ``FakeMeter.offline``).
+    Test handles: ``calls`` (every request), ``issue_token()``, ``expire_tokens()``,
+    ``inject_fault()``, and the accounts and meters themselves (add or remove meters, set
+    ``FakeMeter.offline`` or ``FakeMeter.never_uploaded``).
     """
 
     def __init__(
@@ -443,6 +445,12 @@ class FakeIamMeterCloud:
     def account(self, username: str) -> FakeAccount:
         """The account of ``username``."""
         return next(account for account in self.accounts if account.username == username)
+
+    def issue_token(self, username: str) -> str:
+        """A valid token of ``username``'s account without a login call (as read in the web app)."""
+        token = secrets.token_hex(16)
+        self._tokens[token] = self.account(username)
+        return token
 
     def expire_tokens(self) -> None:
         """Make every token issued so far invalid ("Invalid token.")."""
@@ -575,6 +583,9 @@ class FakeIamMeterCloud:
         now = self.clock()
         entries = []
         for meter in account.meters:
+            if meter.never_uploaded:
+                entries.append({"sn": meter.sn, "values": None, "gmtTime": None})
+                continue
             at = meter.last_upload(now)
             values = meter.values(at, meter.metersdata_row, flat_single=True)
             entries.append({"sn": meter.sn, "values": values, "gmtTime": vendor_time(at)})

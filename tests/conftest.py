@@ -2,28 +2,58 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
 from typing import Any
+from unittest.mock import PropertyMock, patch
 
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
+from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from syrupy.assertion import SnapshotAssertion
 
 # Import the integration before Home Assistant's loader looks for custom_components elsewhere.
 from custom_components.meter_hub.const import (
+    CONF_ACCOUNT_ID,
     CONF_PRODUCT_TYPE,
+    CONF_REFRESH_TOKEN,
     CONF_SERIAL,
+    CONF_SERVER,
     CONF_SOURCE,
+    CONF_TOKEN,
     DOMAIN,
+    SOURCE_CLOUD,
     SOURCE_LOCAL,
 )
-from homeassistant.const import CONF_HOST
-from homeassistant.core import HomeAssistant
 from simulator.homewizard import FakeHomeWizard
+from simulator.iammeter import DEFAULT_START, VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud
 
 
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load custom_components/meter_hub in every test."""
+
+
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Snapshots in tests/snapshots on both legs (the oldest plugin release falls back to syrupy's
+    own ``__snapshots__`` folder otherwise)."""
+    return snapshot.use_extension(HomeAssistantSnapshotExtension)
+
+
+@pytest.fixture
+def entity_registry_enabled_by_default() -> Iterator[None]:
+    """Create every entity enabled, also those the integration disables by default."""
+    with patch(
+        "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+        new_callable=PropertyMock,
+        return_value=True,
+    ):
+        yield
 
 
 @pytest.fixture
@@ -61,6 +91,110 @@ def local_entry(fake: FakeHomeWizard, **options: Any) -> MockConfigEntry:
 async def local_setup(hass: HomeAssistant, homewizard: FakeHomeWizard) -> MockConfigEntry:
     """The fake device set up as a config entry."""
     entry = local_entry(homewizard)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+type MakeFake = Callable[..., Awaitable[FakeHomeWizard]]
+
+
+@pytest.fixture
+async def make_fake(socket_enabled: None) -> AsyncIterator[MakeFake]:
+    """Start more fake devices: ``await make_fake("HWE-SKT", port=0, serial=None)``."""
+    fakes: list[FakeHomeWizard] = []
+
+    async def start(
+        profile: str = "HWE-P1", *, port: int = 0, serial: str | None = None
+    ) -> FakeHomeWizard:
+        fake = FakeHomeWizard(profile)
+        if serial is not None:
+            fake.device["serial"] = serial
+        await fake.start(port)
+        fakes.append(fake)
+        return fake
+
+    yield start
+    for fake in fakes:
+        await fake.stop()
+
+
+async def async_setup_local(
+    hass: HomeAssistant, fake: FakeHomeWizard, **options: Any
+) -> MockConfigEntry:
+    """Set up an entry of ``fake`` with ``options``; it must load."""
+    entry = local_entry(fake, **options)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+async def async_poll(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: float = 5
+) -> None:
+    """Let ``seconds`` pass and run every poll that falls due, HTTP round trips included."""
+    freezer.tick(timedelta(seconds=seconds))
+    async_fire_time_changed(hass)
+    # Scheduled polls run as background tasks; wait for them, not only for the timers.
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+
+# --- IAMMETER cloud -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def cloud(
+    socket_enabled: None, freezer: FrozenDateTimeFactory
+) -> AsyncIterator[FakeIamMeterCloud]:
+    """A fake IAMMETER cloud on 127.0.0.1 on Home Assistant's frozen clock.
+
+    Time starts at the vendor document's metersdata example; move it with ``freezer`` (the fake
+    and Home Assistant then agree on the time).
+    """
+    freezer.move_to(DEFAULT_START)
+    fake = FakeIamMeterCloud(clock=dt_util.utcnow)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def cloud_entry(
+    cloud: FakeIamMeterCloud,
+    login: tuple[str, str] = VENDOR_EXAMPLE_LOGIN,
+    *,
+    token: str | None = None,
+    **options: Any,
+) -> MockConfigEntry:
+    """A config entry of an account of the fake cloud, with a valid token (no login call)."""
+    username, password = login
+    account_id = str(cloud.account(username).account_id)
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=username,
+        unique_id=account_id,
+        data={
+            CONF_SOURCE: SOURCE_CLOUD,
+            CONF_SERVER: cloud.url,
+            CONF_USERNAME: username,
+            CONF_PASSWORD: password,
+            CONF_ACCOUNT_ID: account_id,
+            CONF_TOKEN: token if token is not None else cloud.issue_token(username),
+            CONF_REFRESH_TOKEN: "fake-refresh-token",
+        },
+        options=options,
+    )
+
+
+async def async_setup_cloud(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    login: tuple[str, str] = VENDOR_EXAMPLE_LOGIN,
+    **options: Any,
+) -> MockConfigEntry:
+    """Set up an entry of an account of the fake cloud with ``options``; it must load."""
+    entry = cloud_entry(cloud, login, **options)
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()

@@ -190,7 +190,9 @@ async def test_metersdata_vendor_example(cloud: FakeIamMeterCloud, client: IamMe
         assert (meter.sn, meter.shape, meter.local_time) == (sn, shape, None)
         assert meter.reading.values == values
         assert meter.measured_at == values["measured_at"]
-        assert meter.meter_info == MeterInfo(serial=sn, manufacturer="IAMMETER", model=model)
+        assert meter.meter_info == MeterInfo(
+            serial=sn, manufacturer="IAMMETER", model=model, name=f"IAMMETER {sn}"
+        )
         assert set(meter.reading.values) <= all_keys()
     # The raw answer is kept and parses to the same readings (a stored answer after a restart).
     assert parse_meters_data(client.last_meters_payload) == meters

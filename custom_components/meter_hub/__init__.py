@@ -7,18 +7,25 @@ from typing import Any
 
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.typing import ConfigType
 
 from .cloud_coordinator import async_create_cloud_coordinator
-from .const import CONF_SOURCE, DOMAIN, SOURCE_LOCAL
+from .const import CONF_SOURCE, DOMAIN, RUNTIME_DATA_KEYS, SOURCE_LOCAL
 from .coordinator import MeterHubConfigEntry, MeterHubCoordinator
 from .entity import meter_device_info
+from .history import async_setup_history
 from .local_coordinator import async_create_local_coordinator
+from .services import async_setup_services
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
-# Entry data that changes while the entry runs (a refreshed token) and needs no reload.
-RUNTIME_DATA_KEYS = frozenset({"token", "refresh_token"})
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions (they check their target's entry when called)."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> bool:
@@ -47,6 +54,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> 
 
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    if entry.data[CONF_SOURCE] != SOURCE_LOCAL:
+        # Backfill of the energy statistics and the place's energy (needs the recorder).
+        await async_setup_history(hass, entry)
     return True
 
 

@@ -35,7 +35,7 @@ async def async_setup_entry(
     entry: MeterHubConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """A connectivity sensor for every meter that reports when it last uploaded."""
+    """A connectivity sensor for every meter that uploads (or reports when it last uploaded)."""
     coordinator = entry.runtime_data
     created: set[str] = set()
 
@@ -44,7 +44,8 @@ async def async_setup_entry(
         new = [
             UploadingSensor(coordinator, serial)
             for serial, meter in coordinator.data.items()
-            if serial not in created and "measured_at" in meter.reading.values
+            if serial not in created
+            and (coordinator.tracks_uploads or "measured_at" in meter.reading.values)
         ]
         created.update(sensor.serial for sensor in new)
         if new:
@@ -67,9 +68,12 @@ class UploadingSensor(MeterHubEntity, BinarySensorEntity):
 
     @property
     def is_on(self) -> bool | None:
-        """Whether the meter uploaded within ``UPLOAD_OVERDUE``."""
+        """Whether the meter uploaded within ``UPLOAD_OVERDUE``.
+
+        A cloud meter without an upload time has not uploaded at all: off.
+        """
         meter = self.coordinator.data.get(self.serial)
         measured_at = meter.reading.values.get("measured_at") if meter else None
         if not isinstance(measured_at, datetime):
-            return None
+            return False if self.coordinator.tracks_uploads else None
         return dt_util.utcnow() - measured_at < UPLOAD_OVERDUE

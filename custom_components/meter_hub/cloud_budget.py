@@ -7,11 +7,11 @@ remembers it.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers.singleton import singleton
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
@@ -50,14 +50,9 @@ class CloudBudget:
         await self._store.async_save(self.ledger.to_dict())
 
 
-_LOCK = asyncio.Lock()
-
-
+@singleton(BUDGET_KEY, async_=True)
 async def async_get_budget(hass: HomeAssistant) -> CloudBudget:
-    """The ledger of this Home Assistant, loaded once."""
-    async with _LOCK:
-        if (budget := hass.data.get(BUDGET_KEY)) is None:
-            budget = CloudBudget(hass)
-            await budget.async_load()
-            hass.data[BUDGET_KEY] = budget
-        return budget
+    """The ledger of this Home Assistant, loaded once (concurrent callers wait for the load)."""
+    budget = CloudBudget(hass)
+    await budget.async_load()
+    return budget

@@ -46,8 +46,13 @@ from .coordinator import MeterData, MeterHubConfigEntry, MeterHubCoordinator, Me
 
 STORAGE_VERSION = 1
 # After the cloud answered "nothing" (a limit was hit, maybe by another client of the account),
-# wait this long before asking again.
+# wait this long before asking again (unless the answer said how long).
 RATE_LIMIT_BACK_OFF = timedelta(minutes=30)
+# Added to the polling interval and to a wait for the budget. Home Assistant schedules a poll on
+# whole seconds of its loop clock (up to a second early), and the cloud counts a call when it
+# arrives: without a margin, every other poll would come a moment before the 5 minutes are over
+# and be refused.
+POLL_MARGIN = timedelta(seconds=5)
 
 
 def reading_store(hass: HomeAssistant, account_id: str) -> Store[dict[str, Any]]:
@@ -69,8 +74,10 @@ async def async_login(
     await budget.async_spend(CallKind.LOGIN, LOGIN_KEY)
     try:
         return await client.login(username, password)
-    except RateLimited:
-        await budget.async_back_off(CallKind.LOGIN, LOGIN_KEY)
+    except RateLimited as err:
+        # Without a Retry-After, the longest login window: the cloud does not say which limit.
+        until = dt_util.utcnow() + err.retry_after if err.retry_after else None
+        await budget.async_back_off(CallKind.LOGIN, LOGIN_KEY, until)
         raise
 
 
@@ -81,10 +88,9 @@ async def async_fetch_meters(
     await budget.async_spend(CallKind.METERSDATA, account_id)
     try:
         return await client.meters_data()
-    except RateLimited:
-        await budget.async_back_off(
-            CallKind.METERSDATA, account_id, dt_util.utcnow() + RATE_LIMIT_BACK_OFF
-        )
+    except RateLimited as err:
+        until = dt_util.utcnow() + (err.retry_after or RATE_LIMIT_BACK_OFF)
+        await budget.async_back_off(CallKind.METERSDATA, account_id, until)
         raise
 
 
@@ -100,6 +106,8 @@ class CloudCoordinator(MeterHubCoordinator):
     counter_reset_hold = COUNTER_RESET_HOLD
     # The account's meter list is authoritative: a meter missing from it for 15 minutes is gone.
     device_gone_after = timedelta(minutes=15)
+    # Every meter of an account uploads to the cloud: each gets an "Uploading" sensor.
+    tracks_uploads = True
 
     def __init__(
         self,
@@ -109,17 +117,19 @@ class CloudCoordinator(MeterHubCoordinator):
         budget: CloudBudget,
     ) -> None:
         """Poll the account every 5 minutes, or slower if the user chose so."""
-        interval = timedelta(
+        self.poll_interval = timedelta(
             seconds=max(
                 entry.options.get(CONF_SCAN_INTERVAL, 0), CLOUD_SCAN_INTERVAL.total_seconds()
             )
         )
-        super().__init__(hass, entry, interval)
+        super().__init__(hass, entry, self.poll_interval + POLL_MARGIN)
         self.client = client
         self.budget = budget
         self.account_id: str = entry.data[CONF_ACCOUNT_ID]
         self.store = reading_store(hass, self.account_id)
         self.fetched_at: datetime | None = None
+        # Set while the cloud rejects the token and no new one could be had yet.
+        self._token_error: TokenRejected | None = None
 
     async def async_load_stored(self) -> None:
         """Start from the answer stored by the last run (no call is made)."""
@@ -145,9 +155,18 @@ class CloudCoordinator(MeterHubCoordinator):
 
     async def _async_update_data(self) -> MeterHubData:
         try:
+            if self._token_error is not None:
+                # Reading with a rejected token would only spend a call: sign in first.
+                await self._async_relogin()
+                if self._token_error is not None:
+                    return self._keep_or_fail(self._token_error)
             meters = await async_fetch_meters(self.budget, self.client, self.account_id)
         except BudgetExceeded as err:
-            # Not our turn yet (a restart right after a poll): the stored reading stands.
+            # Not our turn yet (a restart right after a poll, a back-off): poll again as soon as
+            # the budget allows, and meanwhile the stored reading stands. A long wait is checked
+            # at the usual interval all the same, so a reading that gets too old is noticed.
+            wait = max(err.retry_at - dt_util.utcnow(), timedelta()) + POLL_MARGIN
+            self.update_interval = min(wait, self.poll_interval + POLL_MARGIN)
             if (data := self._fresh_data()) is not None:
                 return data
             raise UpdateFailed(
@@ -156,10 +175,12 @@ class CloudCoordinator(MeterHubCoordinator):
                 translation_placeholders={"retry_at": dt_util.as_local(err.retry_at).isoformat()},
             ) from err
         except TokenRejected as err:
+            self._token_error = err
             await self._async_relogin()
             return self._keep_or_fail(err)
         except IamMeterError as err:
             return self._keep_or_fail(err)
+        self.update_interval = self.poll_interval + POLL_MARGIN
         self.fetched_at = dt_util.utcnow()
         await async_save_answer(self.store, self.client.last_meters_payload, self.fetched_at)
         return to_meter_data(meters)
@@ -179,7 +200,8 @@ class CloudCoordinator(MeterHubCoordinator):
         """The cloud rejected the token: log in again (through the budget) and keep the token.
 
         The meters are read again at the next poll: ``metersdata`` may be called once per 5
-        minutes, and the rejected call may have counted.
+        minutes, and the rejected call may have counted. A login that is not possible now is
+        tried again at the next poll, before any other call.
         """
         entry = self.config_entry
         try:
@@ -193,6 +215,7 @@ class CloudCoordinator(MeterHubCoordinator):
         except (BudgetExceeded, IamMeterError) as err:
             LOGGER.debug("Cannot log in to IAMMETER again yet: %s", err)
             return
+        self._token_error = None
         self.hass.config_entries.async_update_entry(
             entry,
             data={

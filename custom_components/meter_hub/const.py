@@ -17,6 +17,8 @@ CONF_SERVER: Final = "server"
 CONF_ACCOUNT_ID: Final = "account_id"
 CONF_TOKEN: Final = "token"  # noqa: S105 - a key name, not a secret
 CONF_REFRESH_TOKEN: Final = "refresh_token"  # noqa: S105 - a key name, not a secret
+# Entry data that changes while the entry runs (a refreshed token) and needs no reload.
+RUNTIME_DATA_KEYS: Final = frozenset({CONF_TOKEN, CONF_REFRESH_TOKEN})
 CONF_PRODUCT_TYPE: Final = "product_type"
 CONF_SERIAL: Final = "serial"
 

@@ -10,14 +10,14 @@ from typing import Any
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
-from homeassistant.util import dt as dt_util
 
 from .api.model import ExternalMeter, MeterInfo, Reading
 from .const import DOMAIN, LOGGER
 
-# How often the device registry is checked for meters that are gone (not on every poll: it is cheap
-# to note who answered, but walking the registry every few seconds is not).
+# How often the device registry is checked for meters that are gone (not on every poll: walking the
+# registry every few seconds is not worth it).
 SWEEP_INTERVAL = timedelta(minutes=1)
 
 
@@ -46,6 +46,8 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
     counter_reset_hold: timedelta
     # How long a meter may be missing before its device is removed.
     device_gone_after: timedelta
+    # Whether every meter uploads to a cloud (an "Uploading" sensor each, also before its first).
+    tracks_uploads: bool = False
 
     def __init__(
         self, hass: HomeAssistant, entry: MeterHubConfigEntry, update_interval: timedelta
@@ -57,29 +59,33 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
             config_entry=entry,
             name=entry.title,
             update_interval=update_interval,
-            always_update=False,
+            # Every poll reaches the entities, also an unchanged one: a counter guard's hold ends
+            # on poll time. Entities write their state only when it changed.
+            always_update=True,
         )
         self._last_seen: dict[str, datetime] = {}
-        self._next_sweep = dt_util.utcnow()
-        self.async_add_listener(self._async_sync_devices)
+        # A timer, not a listener: listeners hear only of polls that changed the data.
+        entry.async_on_unload(
+            async_track_time_interval(
+                hass, self._async_sync_devices, SWEEP_INTERVAL, cancel_on_shutdown=True
+            )
+        )
 
     @abstractmethod
     def diagnostics(self) -> dict[str, Any]:
         """Source-specific data for the diagnostics download (raw payloads, budget)."""
 
     @callback
-    def _async_sync_devices(self) -> None:
+    def _async_sync_devices(self, now: datetime) -> None:
         """Remove the devices of meters that have been gone for ``device_gone_after``."""
+        # A source that does not answer says nothing about its meters.
         if not self.last_update_success or self.data is None:
             return
-        now = dt_util.utcnow()
+        # The data is that of the last poll, and that poll succeeded.
         for serial, meter in self.data.items():
             self._last_seen[serial] = now
             for external in meter.reading.externals.values():
                 self._last_seen[external_device_id(external)] = now
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + SWEEP_INTERVAL
         registry = dr.async_get(self.hass)
         for device in dr.async_entries_for_config_entry(registry, self.config_entry.entry_id):
             ids = [ident for domain, ident in device.identifiers if domain == DOMAIN]

@@ -26,6 +26,11 @@ class CounterGuard:
         self._lower_since: float | None = None
         self.published: float | None = None
 
+    @property
+    def holding(self) -> bool:
+        """Whether a lower value is being held back (it must be offered again on every poll)."""
+        return self._lower_since is not None
+
     def restore(self, value: float) -> None:
         """Start from the value published before a restart."""
         if self.published is None:

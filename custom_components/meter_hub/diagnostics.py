@@ -1,18 +1,29 @@
 """Diagnostics: the entry, the meters and the source's raw data, with every identifier redacted.
 
 Redaction works on values, not only on key names: a secret or an identifier is replaced wherever
-it appears, also where it is used as a key (external meters are keyed by their id).
+it appears, also where it is used as a key (external meters are keyed by their id). The SNs of
+IAMMETER meters are shortened rather than hidden, so that the meters of an account can be told
+apart.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from typing import Any
 
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_ACCOUNT_ID, CONF_REFRESH_TOKEN, CONF_SERIAL, CONF_TOKEN
+from .const import (
+    CONF_ACCOUNT_ID,
+    CONF_REFRESH_TOKEN,
+    CONF_SERIAL,
+    CONF_SOURCE,
+    CONF_TOKEN,
+    SOURCE_CLOUD,
+)
 from .coordinator import MeterHubConfigEntry
 
 REDACTED = "**REDACTED**"
@@ -37,8 +48,19 @@ SECRET_KEYS = frozenset(
 )
 
 
-def _sensitive_values(entry: MeterHubConfigEntry) -> set[str]:
-    """Every identifier or secret of the entry and its meters, as text."""
+def short_serials(serials: Iterable[str]) -> dict[str, str]:
+    """The first 4 characters of each serial and "…" (and its last 2 where that is not unique)."""
+    serials = list(serials)
+    short = {serial: f"{serial[:4]}…" for serial in serials}
+    clashes = Counter(short.values())
+    return {
+        serial: f"{serial[:4]}…{serial[-2:]}" if clashes[short[serial]] > 1 else short[serial]
+        for serial in serials
+    }
+
+
+def _sensitive_values(entry: MeterHubConfigEntry) -> dict[str, str]:
+    """Every identifier or secret of the entry and its meters, as text, with its replacement."""
     found: set[str] = {
         str(value) for key, value in entry.data.items() if key in SECRET_KEYS and value
     }
@@ -52,26 +74,37 @@ def _sensitive_values(entry: MeterHubConfigEntry) -> set[str]:
             found.add(meter_id)
         if isinstance(ssid := meter.reading.values.get("wifi_ssid"), str):
             found.add(ssid)
-    return {value for value in found if len(value) >= 3}
+    replacements = {value: REDACTED for value in found if len(value) >= 3}
+    if entry.data.get(CONF_SOURCE) == SOURCE_CLOUD:
+        replacements.update(short_serials(entry.runtime_data.data))
+    # Longest first: a value that contains another is replaced as a whole.
+    return dict(sorted(replacements.items(), key=lambda item: -len(item[0])))
 
 
-def redact(data: Any, sensitive: set[str]) -> Any:
+def redact(data: Any, sensitive: Mapping[str, str]) -> Any:
     """Replace sensitive values and any text containing them, in keys and values."""
     if isinstance(data, dict):
         return {
-            redact(key, sensitive): REDACTED
-            if key in SECRET_KEYS and value
-            else redact(value, sensitive)
+            redact(key, sensitive): _redact_field(key, value, sensitive)
             for key, value in data.items()
         }
     if isinstance(data, list | tuple):
         return [redact(item, sensitive) for item in data]
     if isinstance(data, str):
-        for value in sensitive:
+        for value, replacement in sensitive.items():
             if value in data:
-                data = data.replace(value, REDACTED)
+                data = data.replace(value, replacement)
         return data
     return data
+
+
+def _redact_field(key: Any, value: Any, sensitive: Mapping[str, str]) -> Any:
+    """The value of a field: hidden when its key names a secret, unless it has a replacement."""
+    if key not in SECRET_KEYS or not value:
+        return redact(value, sensitive)
+    if isinstance(value, str) and value in sensitive:
+        return sensitive[value]
+    return REDACTED
 
 
 async def async_get_config_entry_diagnostics(
@@ -90,7 +123,17 @@ async def async_get_config_entry_diagnostics(
             },
             "last_update_success": coordinator.last_update_success,
             "meters": {
-                serial: {"info": asdict(meter.info), "reading": asdict(meter.reading)}
+                serial: {
+                    "info": asdict(meter.info),
+                    # (not ``expected``: the same fixed keys for every meter of a source)
+                    "reading": {
+                        "values": meter.reading.values,
+                        "externals": {
+                            key: asdict(external)
+                            for key, external in meter.reading.externals.items()
+                        },
+                    },
+                }
                 for serial, meter in coordinator.data.items()
             },
             "source": coordinator.diagnostics(),

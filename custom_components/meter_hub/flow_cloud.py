@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState, ConfigFlow, ConfigFlowResult
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import TextSelector, TextSelectorConfig, TextSelectorType
@@ -32,6 +33,7 @@ from .const import (
     CONF_TOKEN,
     DEFAULT_SERVER,
     LOGGER,
+    RUNTIME_DATA_KEYS,
     SOURCE_CLOUD,
 )
 
@@ -69,6 +71,10 @@ def normalise_server(text: str) -> str:
 class CloudFlow(ConfigFlow):
     """The IAMMETER half of the config flow."""
 
+    # The last successful sign-in of this flow: submitting the same form again after an error
+    # that came later (no meters yet, metersdata not allowed yet) does not spend another login.
+    _signed_in: tuple[tuple[str, str, str], Credentials, IamMeterClient] | None = None
+
     async def _async_sign_in(
         self, server: str, username: str, password: str, placeholders: dict[str, str]
     ) -> tuple[Credentials | None, IamMeterClient | None, str | None]:
@@ -77,6 +83,8 @@ class CloudFlow(ConfigFlow):
             server = normalise_server(server)
         except InvalidServer:
             return None, None, "invalid_server"
+        if self._signed_in is not None and self._signed_in[0] == (server, username, password):
+            return self._signed_in[1], self._signed_in[2], None
         budget = await async_get_budget(self.hass)
         client = IamMeterClient(async_get_clientsession(self.hass), server)
         try:
@@ -96,6 +104,7 @@ class CloudFlow(ConfigFlow):
         except IamMeterError as err:
             LOGGER.warning("IAMMETER sign-in failed: %s", err)
             return None, None, "cannot_connect"
+        self._signed_in = ((server, username, password), credentials, client)
         return credentials, client, None
 
     async def async_step_cloud(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
@@ -104,6 +113,14 @@ class CloudFlow(ConfigFlow):
         placeholders: dict[str, str] = {}
         if user_input is not None:
             server = user_input.get(CONF_SERVER, DEFAULT_SERVER)
+            with suppress(InvalidServer):
+                # The same user on the same server is the same account: no login needed to know.
+                self._async_abort_entries_match(
+                    {
+                        CONF_SERVER: normalise_server(server),
+                        CONF_USERNAME: user_input[CONF_USERNAME],
+                    }
+                )
             credentials, client, error = await self._async_sign_in(
                 server, user_input[CONF_USERNAME], user_input[CONF_PASSWORD], placeholders
             )
@@ -178,14 +195,14 @@ class CloudFlow(ConfigFlow):
             if credentials is not None:
                 await self.async_set_unique_id(credentials.account_id)
                 self._abort_if_unique_id_mismatch(reason="wrong_account")
-                return self.async_update_and_abort(
+                return self._async_update_reload_and_abort(
                     entry,
-                    data_updates={
+                    {
                         CONF_PASSWORD: user_input[CONF_PASSWORD],
                         CONF_TOKEN: credentials.token,
                         CONF_REFRESH_TOKEN: credentials.refresh_token,
                     },
-                    reason="reauth_successful",
+                    "reauth_successful",
                 )
             errors["base"] = error or "unknown"
         return self.async_show_form(
@@ -212,16 +229,16 @@ class CloudFlow(ConfigFlow):
             if credentials is not None:
                 await self.async_set_unique_id(credentials.account_id)
                 self._abort_if_unique_id_mismatch(reason="wrong_account")
-                return self.async_update_and_abort(
+                return self._async_update_reload_and_abort(
                     entry,
-                    data_updates={
+                    {
                         CONF_SERVER: normalise_server(user_input[CONF_SERVER]),
                         CONF_USERNAME: user_input[CONF_USERNAME],
                         CONF_PASSWORD: user_input[CONF_PASSWORD],
                         CONF_TOKEN: credentials.token,
                         CONF_REFRESH_TOKEN: credentials.refresh_token,
                     },
-                    reason="reconfigure_successful",
+                    "reconfigure_successful",
                 )
             errors["base"] = error or "unknown"
         suggested = user_input or {
@@ -236,6 +253,27 @@ class CloudFlow(ConfigFlow):
             errors=errors,
             description_placeholders=placeholders,
         )
+
+    def _async_update_reload_and_abort(
+        self, entry: ConfigEntry, updates: dict[str, Any], reason: str
+    ) -> ConfigFlowResult:
+        """Store ``updates`` in ``entry`` and make sure the entry runs with them.
+
+        A loaded entry's update listener reloads it when its settings change. Any other entry is
+        reloaded here: one whose setup failed on the old password, or a loaded one that stopped
+        polling when the cloud refused its password, signed in again with the same settings.
+        (``async_update_and_abort`` is not on config flows in Home Assistant 2025.4, and
+        ``async_update_reload_and_abort`` would reload a loaded entry twice.)
+        """
+        changed = any(
+            entry.data.get(key) != value
+            for key, value in updates.items()
+            if key not in RUNTIME_DATA_KEYS
+        )
+        self.hass.config_entries.async_update_entry(entry, data={**entry.data, **updates})
+        if not changed or entry.state is not ConfigEntryState.LOADED:
+            self.hass.config_entries.async_schedule_reload(entry.entry_id)
+        return self.async_abort(reason=reason)
 
 
 def _local_time(moment: datetime) -> str:

@@ -17,6 +17,7 @@ from .api.homewizard import (
     HomeWizardClient,
     HomeWizardDevice,
     InvalidHost,
+    InvalidPayload,
     NotHomeWizard,
     normalise_host,
 )
@@ -46,7 +47,8 @@ class LocalFlow(ConfigFlow):
             await client.data()
         except ApiDisabled:
             return host, None, "api_not_enabled"
-        except NotHomeWizard:
+        except (NotHomeWizard, InvalidPayload):
+            # /api/v1/data that is not a measurement is no HomeWizard API v1 either
             return host, None, "not_homewizard"
         except CannotConnect:
             return host, None, "cannot_connect"
@@ -54,6 +56,12 @@ class LocalFlow(ConfigFlow):
             LOGGER.exception("Unexpected error while probing %s", host)
             return host, None, "unknown"
         return host, device, None
+
+    def _async_abort_wrong_device(self, device: HomeWizardDevice) -> ConfigFlowResult:
+        """Another device than the expected one answers at the address."""
+        return self.async_abort(
+            reason="wrong_device", description_placeholders={"serial": device.serial}
+        )
 
     def _async_create_local_entry(self, host: str, device: HomeWizardDevice) -> ConfigFlowResult:
         return self.async_create_entry(
@@ -119,6 +127,8 @@ class LocalFlow(ConfigFlow):
         if user_input is not None:
             host, device, error = await self._async_probe(self._discovered_host)
             if device is not None:
+                if device.serial != self._discovered.serial:
+                    return self._async_abort_wrong_device(device)
                 return self._async_create_local_entry(host, device)
             errors["base"] = error or "unknown"
         self._set_confirm_only()
@@ -142,6 +152,8 @@ class LocalFlow(ConfigFlow):
         if user_input is not None:
             _, device, error = await self._async_probe(entry.data[CONF_HOST])
             if device is not None:
+                if device.serial != entry.unique_id:
+                    return self._async_abort_wrong_device(device)
                 self.hass.config_entries.async_schedule_reload(entry.entry_id)
                 return self.async_abort(reason="reauth_enable_api_successful")
             errors["base"] = error or "unknown"
@@ -160,9 +172,14 @@ class LocalFlow(ConfigFlow):
         if user_input is not None:
             host, device, error = await self._async_probe(user_input[CONF_HOST])
             if device is not None:
-                await self.async_set_unique_id(device.serial)
-                self._abort_if_unique_id_mismatch(reason="wrong_device")
-                return self.async_update_and_abort(entry, data_updates={CONF_HOST: host})
+                if device.serial != entry.unique_id:
+                    return self._async_abort_wrong_device(device)
+                # (not async_update_and_abort: Home Assistant 2025.4 has it on options flows only)
+                # The entry's update listener reloads it for the new host.
+                self.hass.config_entries.async_update_entry(
+                    entry, data={**entry.data, CONF_HOST: host}
+                )
+                return self.async_abort(reason="reconfigure_successful")
             errors["base"] = error or "unknown"
         return self.async_show_form(
             step_id="reconfigure_local",

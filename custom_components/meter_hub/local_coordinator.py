@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
+from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_HOST
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
 
-from .api.homewizard import ApiDisabled, HomeWizardClient, HomeWizardDevice, HomeWizardError
+from .api.homewizard import ApiDisabled, HomeWizardClient, HomeWizardError
 from .const import CONF_SCAN_INTERVAL, CONF_SERIAL, COUNTER_RESET_HOLD, DOMAIN, LOCAL_SCAN_INTERVAL
 from .coordinator import MeterData, MeterHubConfigEntry, MeterHubCoordinator, MeterHubData
 
-# The device's identity (GET /api) is checked again at this pace, after every failure, and
-# whenever the shape of the data changes, so that another device answering at the same address
-# never has its readings booked on this one.
-IDENTITY_CHECK_INTERVAL = timedelta(minutes=1)
-
 
 class LocalCoordinator(MeterHubCoordinator):
-    """Polls ``/api/v1/data`` of one HomeWizard device."""
+    """Polls ``/api`` and ``/api/v1/data`` of one HomeWizard device, one poll at a time."""
 
     counter_reset_hold = COUNTER_RESET_HOLD
     # An external meter (gas, water) not reported for this long is gone: its device is removed.
@@ -37,14 +34,36 @@ class LocalCoordinator(MeterHubCoordinator):
         )
         super().__init__(hass, entry, interval)
         self.client = client
+        # Set while the local API is off; the user is asked once per outage to switch it on.
         self.api_disabled = False
-        self._device: HomeWizardDevice | None = None
-        self._identity_checked = 0.0
-        self._shape: frozenset[str] = frozenset()
+        # A reauth flow of this entry may be open (started here, or before a reload or a setup
+        # retry): the next successful poll ends it, the API is evidently on.
+        self._reauth_may_be_open = True
+        # A refresh asked for while a slow device is still answering waits for it.
+        self._poll_lock = asyncio.Lock()
 
-    async def _async_verify_identity(self) -> HomeWizardDevice:
-        """Fetch ``/api`` and make sure it is still the device of this entry."""
-        device = await self.client.device()
+    async def _async_update_data(self) -> MeterHubData:
+        async with self._poll_lock:
+            try:
+                # Identity first, every poll: when the address is handed to another device (a new
+                # DHCP lease), its readings must never be booked on this one, not even once.
+                device = await self.client.device()
+                reading = await self.client.data()
+            except ApiDisabled as err:
+                if not self.api_disabled:
+                    # Tell the user how to switch the local API back on.
+                    self.api_disabled = True
+                    self._reauth_may_be_open = True
+                    self.config_entry.async_start_reauth(self.hass)
+                raise UpdateFailed(
+                    translation_domain=DOMAIN, translation_key="api_disabled"
+                ) from err
+            except HomeWizardError as err:
+                raise UpdateFailed(
+                    translation_domain=DOMAIN,
+                    translation_key="communication_error",
+                    translation_placeholders={"error": str(err)},
+                ) from err
         if device.serial != self.config_entry.data[CONF_SERIAL]:
             raise UpdateFailed(
                 translation_domain=DOMAIN,
@@ -54,41 +73,11 @@ class LocalCoordinator(MeterHubCoordinator):
                     "serial": device.serial,
                 },
             )
-        self._device = device
-        self._identity_checked = self.hass.loop.time()
-        return device
-
-    async def _async_update_data(self) -> MeterHubData:
-        try:
-            device = self._device
-            if device is None or (
-                self.hass.loop.time() - self._identity_checked
-                >= IDENTITY_CHECK_INTERVAL.total_seconds()
-            ):
-                device = await self._async_verify_identity()
-            reading = await self.client.data()
-            if reading.values.keys() != self._shape:
-                # A new set of data points: first make sure it is still the same device.
-                device = await self._async_verify_identity()
-                self._shape = frozenset(reading.values)
-        except ApiDisabled as err:
-            self._device = None
-            if not self.api_disabled:
-                # Tell the user how to switch the local API back on.
-                self.api_disabled = True
-                self.config_entry.async_start_reauth(self.hass)
-            raise UpdateFailed(translation_domain=DOMAIN, translation_key="api_disabled") from err
-        except HomeWizardError as err:
-            self._device = None
-            raise UpdateFailed(
-                translation_domain=DOMAIN,
-                translation_key="communication_error",
-                translation_placeholders={"error": str(err)},
-            ) from err
-        except UpdateFailed:
-            self._device = None
-            raise
         self.api_disabled = False
+        if self._reauth_may_be_open:
+            self._reauth_may_be_open = False
+            for flow in self.config_entry.async_get_active_flows(self.hass, {SOURCE_REAUTH}):
+                self.hass.config_entries.flow.async_abort(flow["flow_id"])
         return {device.serial: MeterData(device.meter_info, reading)}
 
     def diagnostics(self) -> dict[str, Any]:

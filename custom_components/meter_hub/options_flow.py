@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
-from homeassistant.helpers.selector import NumberSelector, NumberSelectorConfig, NumberSelectorMode
+from homeassistant.helpers.selector import (
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    TextSelector,
+)
 import voluptuous as vol
 
 from .const import (
     CLOUD_SCAN_INTERVAL,
     CLOUD_SCAN_INTERVAL_RANGE_MIN,
+    CONF_PLACE_ID,
     CONF_SCAN_INTERVAL,
     CONF_SOURCE,
     LOCAL_SCAN_INTERVAL,
     LOCAL_SCAN_INTERVAL_RANGE,
     SOURCE_LOCAL,
 )
+
+# A place id: the cloud's are numbers, IAMMETER's self-hosted server uses GUIDs.
+_PLACE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def _interval_selector(low: int, high: int, unit: str) -> NumberSelector:
@@ -42,13 +52,27 @@ class MeterHubOptionsFlow(OptionsFlow):
             default = CLOUD_SCAN_INTERVAL.total_seconds()
             # Stored in seconds; shown in minutes (the cloud allows one poll per 5 minutes).
             scale, unit = 60, "min"
+        cloud = self.config_entry.data[CONF_SOURCE] != SOURCE_LOCAL
+        errors: dict[str, str] = {}
         if user_input is not None:
             seconds = int(user_input[CONF_SCAN_INTERVAL]) * scale
-            return self.async_create_entry(
-                data={**self.config_entry.options, CONF_SCAN_INTERVAL: seconds}
-            )
+            options = {**self.config_entry.options, CONF_SCAN_INTERVAL: seconds}
+            place = str(user_input.get(CONF_PLACE_ID) or "").strip()
+            options.pop(CONF_PLACE_ID, None)
+            if place and not _PLACE_ID.fullmatch(place):
+                errors[CONF_PLACE_ID] = "invalid_place_id"
+            elif place and cloud:
+                options[CONF_PLACE_ID] = place
+            if not errors:
+                return self.async_create_entry(data=options)
         current = self.config_entry.options.get(CONF_SCAN_INTERVAL, default) // scale
-        schema = vol.Schema(
-            {vol.Required(CONF_SCAN_INTERVAL, default=current): _interval_selector(low, high, unit)}
-        )
-        return self.async_show_form(step_id="init", data_schema=schema)
+        fields: dict[vol.Marker, Any] = {
+            vol.Required(CONF_SCAN_INTERVAL, default=current): _interval_selector(low, high, unit)
+        }
+        if cloud:
+            # Optional: the energy of a place (IAMMETER web: My Places -> Edit) as statistics.
+            place_now = self.config_entry.options.get(CONF_PLACE_ID, "")
+            fields[vol.Optional(CONF_PLACE_ID, description={"suggested_value": place_now})] = (
+                TextSelector()
+            )
+        return self.async_show_form(step_id="init", data_schema=vol.Schema(fields), errors=errors)

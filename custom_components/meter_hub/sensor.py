@@ -363,7 +363,7 @@ async def async_setup_entry(
         new: list[MeterHubSensor] = []
         for serial, meter in coordinator.data.items():
             known = created.setdefault(serial, set())
-            for key in meter.reading.values:
+            for key in (*meter.reading.values, *meter.reading.expected):
                 if key not in known and key in SENSORS:
                     known.add(key)
                     new.append(MeterReadingSensor(coordinator, serial, SENSORS[key], known))
@@ -401,6 +401,8 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
         self._attr_available = False
         self._created = created
         self._guard: CounterGuard | None = None
+        # The raw value and the source's health at the last update (the state follows from them).
+        self._seen: tuple[Value | None, bool] | None = None
         if description.state_class is SensorStateClass.TOTAL_INCREASING:
             self._guard = CounterGuard(unique_id, coordinator.counter_reset_hold.total_seconds())
 
@@ -441,6 +443,12 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
     @callback
     def _handle_coordinator_update(self) -> None:
         """Write the state only when the value or the availability changed."""
+        # Most values are the same as at the last poll: then so is the state, unless a counter
+        # guard is holding a lower value (its hold ends on poll time).
+        seen = (self._raw_value(), self.coordinator.last_update_success)
+        if seen == self._seen and (self._guard is None or not self._guard.holding):
+            return
+        self._seen = seen
         state = self._current()
         if state != (self._attr_native_value, self._attr_available):
             self._attr_native_value, self._attr_available = state

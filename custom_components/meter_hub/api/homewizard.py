@@ -378,11 +378,16 @@ class HomeWizardDevice:
 
 
 def _decode(body: bytes) -> Any:
+    """Parse JSON; raises ValueError for anything that is not (also for absurdly deep nesting)."""
     try:
         return _loads(body)
     except ValueError:
-        # orjson rejects the NaN/Infinity literals that json accepts; parse_data drops those fields
+        pass
+    # orjson rejects the NaN/Infinity literals that json accepts; parse_data drops those fields
+    try:
         return json.loads(body)
+    except RecursionError as err:
+        raise ValueError("JSON nested too deeply") from err
 
 
 def _describe(err: BaseException) -> str:
@@ -408,6 +413,7 @@ class HomeWizardClient:
         self.host: Final = normalise_host(host)
         self._session = session
         self._timeout = timeout
+        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
         self._tz = tz
         self._device_url: Final = URL(f"http://{self.host}/api")
         self._data_url: Final = URL(f"http://{self.host}/api/v1/data")
@@ -449,9 +455,12 @@ class HomeWizardClient:
     async def _get_object(self, url: URL, invalid: type[HomeWizardError]) -> dict[str, Any]:
         """GET ``url`` and return its JSON object; ``invalid`` is raised for any other body."""
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self._session.get(url, allow_redirects=False) as response:
-                    status, body = response.status, await response.read()
+            # aiohttp's own timeout bounds the whole request, body included (cheaper per poll
+            # than a second timer around it)
+            async with self._session.get(
+                url, allow_redirects=False, timeout=self._client_timeout
+            ) as response:
+                status, body = response.status, await response.read()
         except TimeoutError as err:
             raise CannotConnect(f"{url} did not answer within {self._timeout:g} s") from err
         except (aiohttp.ClientError, OSError) as err:

@@ -125,17 +125,20 @@ class MeterReading:
     sn: str
     measured_at: datetime | None  # gmtTime: when the meter uploaded, UTC
     local_time: datetime | None  # localTime (meterdata only): the account's wall clock, naive
-    shape: MeterShape
+    shape: MeterShape | None  # None: the meter has not uploaded yet (values null)
     reading: Reading
 
     @property
     def meter_info(self) -> MeterInfo:
         """The device this meter becomes; the model is only what the shape tells."""
-        three_phase = self.shape in (MeterShape.THREE_PHASE, MeterShape.THREE_PHASE_NET)
+        model: str | None = None
+        if self.shape in (MeterShape.THREE_PHASE, MeterShape.THREE_PHASE_NET):
+            model = _THREE_PHASE_MODEL
+        elif self.shape is not None:
+            model = _SINGLE_PHASE_MODEL
+        # The API does not give the name a meter has in the IAMMETER app: the SN names it.
         return MeterInfo(
-            serial=self.sn,
-            manufacturer=MANUFACTURER,
-            model=_THREE_PHASE_MODEL if three_phase else _SINGLE_PHASE_MODEL,
+            serial=self.sn, manufacturer=MANUFACTURER, model=model, name=f"{MANUFACTURER} {self.sn}"
         )
 
 
@@ -243,6 +246,15 @@ _BOUNDS: Final[Mapping[str, tuple[float, float]]] = {
     "energy_export_kwh": (0, 1e10),
 }
 _COUNT_BOUNDS: Final = (0, 1e9)
+# What every meter has, reported or not: while a phase or the whole upload is missing, these
+# sensors are unavailable rather than absent (or, for a total, smaller).
+_METER_KEYS: Final = (
+    "power_w",
+    "grid_power_w",
+    "energy_import_kwh",
+    "energy_export_kwh",
+    "measured_at",
+)
 # Length of a flat history row's numbers -> values per row (1, 3 or 4 rows of 5, 6 or 7).
 _FLAT_ROW_LENGTH: Final = {rows * length: length for rows in (1, 3, 4) for length in _ROW_FIELDS}
 
@@ -343,13 +355,21 @@ def _date(text: object) -> date | None:
 
 
 def parse_meters_data(data: object) -> dict[str, MeterReading]:
-    """The readings of a metersdata answer's ``data``, by SN (also for a stored answer)."""
+    """The readings of a metersdata answer's ``data``, by SN (also for a stored answer).
+
+    A meter whose ``values`` is null has not uploaded yet: it stays in the account, with an
+    empty reading, and does not fail the others.
+    """
     readings: dict[str, MeterReading] = {}
     for item in _as_list(data, "metersdata"):
         entry = _as_dict(item, "metersdata entry")
         sn = entry.get("sn")
         if not isinstance(sn, str) or not sn:
             raise InvalidResponse("metersdata entry without sn")
+        if entry.get("values") is None:
+            reading = Reading(expected=_METER_KEYS)
+            readings[sn] = MeterReading(sn, _utc_time(entry.get("gmtTime")), None, None, reading)
+            continue
         readings[sn] = _meter_reading(sn, entry.get("values"), entry.get("gmtTime"), None)
     return readings
 
@@ -360,7 +380,7 @@ def _timed_reading(values: object, gmt: object) -> tuple[MeterShape, datetime | 
     measured_at = _utc_time(gmt)
     if measured_at is not None:
         out["measured_at"] = measured_at
-    return shape, measured_at, Reading(values=out)
+    return shape, measured_at, Reading(values=out, expected=_METER_KEYS)
 
 
 def _meter_reading(sn: str, values: object, gmt: object, local: object) -> MeterReading:

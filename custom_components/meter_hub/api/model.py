@@ -144,7 +144,12 @@ class MeterInfo:
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One poll's worth of data for one meter."""
+    """One poll's worth of data for one meter.
+
+    ``expected`` names keys the meter has even while it does not report them (a total whose
+    phase is missing, a meter that has not uploaded yet): their sensors exist, unavailable.
+    """
 
     values: dict[str, Value] = field(default_factory=dict)
     externals: dict[str, ExternalMeter] = field(default_factory=dict)
+    expected: tuple[str, ...] = ()

@@ -1,0 +1,1 @@
+"""Benchmarks of Meter Hub: see scripts/bench."""

@@ -1,0 +1,601 @@
+"""An IAMMETER account at run time: polling, the call budget, the token, restarts, failures.
+
+The fake cloud enforces the vendor's limits (it answers "nothing" past them) and records every
+call; its clock is Home Assistant's frozen clock, moved by the tests. A "restart" unloads the
+entry, forgets the in-memory call budget and sets the entry up again: the budget and the last
+reading come back from Home Assistant storage, as after a real restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+import logging
+from typing import Any
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
+from homeassistant.const import CONF_PASSWORD, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.meter_hub.api.budget import LOGIN_KEY, BudgetExceeded, CallKind
+from custom_components.meter_hub.cloud_budget import BUDGET_KEY, CloudBudget, async_get_budget
+from custom_components.meter_hub.cloud_coordinator import (
+    POLL_MARGIN,
+    RATE_LIMIT_BACK_OFF,
+    CloudCoordinator,
+    reading_store,
+)
+from custom_components.meter_hub.const import (
+    CLOUD_SCAN_INTERVAL,
+    CLOUD_STALE_AFTER,
+    CONF_REFRESH_TOKEN,
+    CONF_TOKEN,
+    DOMAIN,
+)
+from simulator.iammeter import (
+    DEMO_LOGIN,
+    VENDOR_EXAMPLE_LOGIN,
+    FakeAccount,
+    FakeCall,
+    FakeIamMeterCloud,
+    FakeMeter,
+    Phase,
+)
+
+from .conftest import async_poll, async_setup_cloud, cloud_entry
+
+POLL = CLOUD_SCAN_INTERVAL + POLL_MARGIN
+IMPORT = "sensor.iammeter_da2bed94_energy_import"
+POWER = "sensor.iammeter_da2bed94_power"
+LOGGER_NAME = "custom_components.meter_hub"
+
+
+def calls(cloud: FakeIamMeterCloud, endpoint: str) -> list[FakeCall]:
+    return [call for call in cloud.calls if call.endpoint == endpoint]
+
+
+def state_of(hass: HomeAssistant, entity_id: str) -> str:
+    state = hass.states.get(entity_id)
+    assert state is not None, entity_id
+    return state.state
+
+
+def coordinator_of(entry: MockConfigEntry) -> CloudCoordinator:
+    coordinator = entry.runtime_data
+    assert isinstance(coordinator, CloudCoordinator)
+    return coordinator
+
+
+async def tick(hass: HomeAssistant, freezer: FrozenDateTimeFactory, delta: timedelta) -> None:
+    await async_poll(hass, freezer, delta.total_seconds())
+
+
+async def restart(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    """Stop the entry and start it as a restarted Home Assistant would, from storage."""
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    hass.data.pop(BUDGET_KEY)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+
+def assert_within_limits(cloud: FakeIamMeterCloud) -> None:
+    """Nothing over a limit, and the calls themselves keep the vendor's windows."""
+    assert [call for call in cloud.calls if call.over_limit] == []
+    times = sorted(call.at for call in calls(cloud, "metersdata"))
+    assert all(b - a >= timedelta(minutes=5) for a, b in zip(times, times[1:], strict=False))
+    logins = sorted(call.at for call in calls(cloud, "login"))
+    for n, at in enumerate(logins):
+        assert sum(at - timedelta(hours=1) < t <= at for t in logins[: n + 1]) <= 5
+        assert sum(at - timedelta(days=1) < t <= at for t in logins[: n + 1]) <= 30
+
+
+def assert_no_secret(texts: Iterable[str], secrets: Iterable[str]) -> None:
+    secrets = [secret for secret in secrets if secret]
+    assert secrets
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text
+
+
+# --- polling ------------------------------------------------------------------------------------
+
+
+async def test_polls_every_5_minutes_by_default(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    entry = await async_setup_cloud(hass, cloud)
+    coordinator = coordinator_of(entry)
+    assert coordinator.poll_interval == timedelta(minutes=5)
+    assert coordinator.update_interval == timedelta(minutes=5, seconds=5)
+    assert len(calls(cloud, "metersdata")) == 1
+
+    await tick(hass, freezer, timedelta(minutes=5) - timedelta(seconds=1))
+    assert len(calls(cloud, "metersdata")) == 1
+    await tick(hass, freezer, timedelta(seconds=6))
+    assert len(calls(cloud, "metersdata")) == 2
+    for _ in range(11):
+        await tick(hass, freezer, POLL)
+    # one call per poll, 13 in 65 minutes, and never two within 5 minutes
+    assert len(calls(cloud, "metersdata")) == 13
+    assert_within_limits(cloud)
+    assert calls(cloud, "login") == []
+
+
+@pytest.mark.parametrize("minutes", [5, 15, 60])
+async def test_poll_interval_option(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory, minutes: int
+) -> None:
+    entry = await async_setup_cloud(hass, cloud, scan_interval=minutes * 60)
+    assert coordinator_of(entry).update_interval == timedelta(minutes=minutes) + POLL_MARGIN
+    await tick(hass, freezer, timedelta(minutes=minutes) - timedelta(seconds=1))
+    assert len(calls(cloud, "metersdata")) == 1
+    await tick(hass, freezer, POLL_MARGIN + timedelta(seconds=1))
+    assert len(calls(cloud, "metersdata")) == 2
+
+
+async def test_interval_below_5_minutes_is_never_used(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    """An option of less than 5 minutes (edited storage, an old version) is raised to 5."""
+    entry = await async_setup_cloud(hass, cloud, scan_interval=60)
+    assert coordinator_of(entry).update_interval == POLL
+    for _ in range(4):
+        await tick(hass, freezer, timedelta(minutes=1))
+    assert len(calls(cloud, "metersdata")) == 1
+
+
+async def test_early_poll_waits_for_the_budget_not_for_the_next_interval(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    """A refresh a little before the 5 minutes are over (the scheduler fires up to a second
+    early; update_entity) makes no call and polls again right after the budget allows."""
+    entry = await async_setup_cloud(hass, cloud)
+    coordinator = coordinator_of(entry)
+    before = state_of(hass, IMPORT)
+    freezer.tick(timedelta(minutes=4, seconds=59))
+    await coordinator.async_refresh()
+    assert len(calls(cloud, "metersdata")) == 1
+    assert coordinator.last_update_success
+    assert state_of(hass, IMPORT) == before
+    assert coordinator.update_interval == timedelta(seconds=1) + POLL_MARGIN
+
+    await tick(hass, freezer, timedelta(seconds=6))
+    assert len(calls(cloud, "metersdata")) == 2
+    assert coordinator.update_interval == POLL
+    assert float(state_of(hass, IMPORT)) > float(before)
+    assert_within_limits(cloud)
+
+
+# --- failures -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 503},
+        {"status": 200, "body": b"<html>proxy error</html>"},
+        {"status": 200, "body": b'{"data": null, "successful": true, "message": null}'},
+        {"status": 200, "body": b'{"data": null, "successful": false, "message": "Busy"}'},
+    ],
+    ids=["http-503", "not-json", "data-null", "refused"],
+)
+async def test_failed_polls_keep_a_reading_younger_than_15_minutes(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+    fault: dict[str, Any],
+) -> None:
+    entry = await async_setup_cloud(hass, cloud)
+    coordinator = coordinator_of(entry)
+    value = state_of(hass, IMPORT)
+    cloud.inject_fault(3, endpoint="metersdata", **fault)
+
+    await tick(hass, freezer, POLL)  # 5 min old
+    await tick(hass, freezer, POLL)  # 10 min old
+    assert coordinator.last_update_success
+    assert state_of(hass, IMPORT) == value
+    assert state_of(hass, POWER) != STATE_UNAVAILABLE
+    assert CLOUD_STALE_AFTER == timedelta(minutes=15)
+
+    caplog.clear()
+    await tick(hass, freezer, POLL)  # 15 min old: the reading is not shown as current
+    assert not coordinator.last_update_success
+    assert state_of(hass, IMPORT) == STATE_UNAVAILABLE
+    assert state_of(hass, "binary_sensor.iammeter_da2bed94_uploading") == STATE_UNAVAILABLE
+    (record,) = [r for r in caplog.records if r.name.startswith(LOGGER_NAME)]
+    assert record.levelno == logging.ERROR
+    assert "Cannot read the IAMMETER account: /api/v1/site/metersdata" in record.getMessage()
+    assert entry.state is ConfigEntryState.LOADED
+
+    await tick(hass, freezer, POLL)
+    assert coordinator.last_update_success
+    assert float(state_of(hass, IMPORT)) > float(value)
+    assert len(calls(cloud, "metersdata")) == 5
+    assert_within_limits(cloud)
+
+
+async def test_rate_limited_answer_backs_off_30_minutes(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    """ "The API will return nothing": no call for 30 minutes, honest states meanwhile."""
+    entry = await async_setup_cloud(hass, cloud)
+    coordinator = coordinator_of(entry)
+    cloud.inject_fault(endpoint="metersdata", status=200, body=b"")
+    await tick(hass, freezer, POLL)
+    limited_at = calls(cloud, "metersdata")[-1].at
+    assert len(calls(cloud, "metersdata")) == 2
+    assert state_of(hass, IMPORT) != STATE_UNAVAILABLE  # 5 minutes old
+
+    for _ in range(4):
+        await tick(hass, freezer, POLL)
+    # no call while backing off; the reading got too old meanwhile
+    assert len(calls(cloud, "metersdata")) == 2
+    assert state_of(hass, IMPORT) == STATE_UNAVAILABLE
+    assert RATE_LIMIT_BACK_OFF == timedelta(minutes=30)
+
+    await tick(hass, freezer, POLL)
+    await tick(hass, freezer, POLL)
+    (resumed,) = calls(cloud, "metersdata")[2:]
+    assert resumed.at - limited_at >= RATE_LIMIT_BACK_OFF
+    assert resumed.at - limited_at <= RATE_LIMIT_BACK_OFF + POLL
+    assert coordinator.last_update_success
+    assert state_of(hass, IMPORT) != STATE_UNAVAILABLE
+
+
+async def test_retry_after_is_honoured(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    await async_setup_cloud(hass, cloud)
+    cloud.inject_fault(endpoint="metersdata", status=429, headers={"Retry-After": "600"})
+    await tick(hass, freezer, POLL)
+    limited_at = calls(cloud, "metersdata")[-1].at
+    for _ in range(3):
+        await tick(hass, freezer, POLL)
+    (_, _, resumed) = calls(cloud, "metersdata")
+    assert timedelta(minutes=10) <= resumed.at - limited_at <= timedelta(minutes=10) + POLL
+
+
+# --- token discipline ---------------------------------------------------------------------------
+
+
+async def test_restarts_never_log_in(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    entry = await async_setup_cloud(hass, cloud)
+    token = entry.data[CONF_TOKEN]
+    for _ in range(4):
+        await tick(hass, freezer, timedelta(minutes=7))
+        await restart(hass, entry)
+        assert entry.state is ConfigEntryState.LOADED
+    assert calls(cloud, "login") == []
+    assert entry.data[CONF_TOKEN] == token
+    assert len(calls(cloud, "metersdata")) >= 5
+
+
+async def test_rejected_token_logs_in_once_and_keeps_the_new_token(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    entry = await async_setup_cloud(hass, cloud)
+    coordinator = coordinator_of(entry)
+    old_token = entry.data[CONF_TOKEN]
+    value = state_of(hass, IMPORT)
+
+    cloud.expire_tokens()
+    await tick(hass, freezer, POLL)
+    assert len(calls(cloud, "login")) == 1
+    new_token = entry.data[CONF_TOKEN]
+    assert new_token not in (old_token, "")
+    assert entry.data[CONF_REFRESH_TOKEN] != "fake-refresh-token"
+    # the entry was not reloaded for a new token, and kept its (5 minutes old) reading
+    assert entry.runtime_data is coordinator
+    assert state_of(hass, IMPORT) == value
+
+    await tick(hass, freezer, POLL)
+    assert coordinator.last_update_success
+    assert float(state_of(hass, IMPORT)) > float(value)
+    for _ in range(3):
+        await tick(hass, freezer, POLL)
+    await restart(hass, entry)
+    await tick(hass, freezer, POLL)
+    assert entry.data[CONF_TOKEN] == new_token
+    assert len(calls(cloud, "login")) == 1
+    assert_within_limits(cloud)
+    # neither the password nor a token reached the log
+    assert_no_secret(
+        [caplog.text, str(coordinator.last_exception)],
+        [VENDOR_EXAMPLE_LOGIN[1], old_token, new_token, entry.data[CONF_REFRESH_TOKEN]],
+    )
+
+
+async def test_rejected_token_without_login_budget_waits_for_it(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    """Logins are used up (other entries, flows): no login and no call with the bad token
+    until a login is allowed; then one login and the reading in the same poll."""
+    entry = await async_setup_cloud(hass, cloud)
+    budget = await async_get_budget(hass)
+    for _ in range(5):
+        await budget.async_spend(CallKind.LOGIN, LOGIN_KEY)
+    spent_at = dt_util.utcnow()
+
+    cloud.expire_tokens()
+    await tick(hass, freezer, POLL)
+    assert len(calls(cloud, "metersdata")) == 2  # rejected
+    assert calls(cloud, "login") == []
+    for _ in range(4):
+        await tick(hass, freezer, POLL)
+    assert len(calls(cloud, "metersdata")) == 2
+    assert calls(cloud, "login") == []
+    assert state_of(hass, IMPORT) == STATE_UNAVAILABLE
+    assert not coordinator_of(entry).last_update_success
+
+    while not calls(cloud, "login"):
+        await tick(hass, freezer, POLL)
+    (login,) = calls(cloud, "login")
+    assert spent_at + timedelta(hours=1) <= login.at <= spent_at + timedelta(hours=1) + POLL
+    assert calls(cloud, "metersdata")[-1].at == login.at
+    assert state_of(hass, IMPORT) != STATE_UNAVAILABLE
+    assert_within_limits(cloud)
+
+
+async def test_logins_stay_within_the_hourly_and_daily_limits(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    """A cloud that rejects every token: logins keep to 5 an hour and 30 a day."""
+    await async_setup_cloud(hass, cloud)
+    start = dt_util.utcnow()
+    while dt_util.utcnow() - start < timedelta(hours=26):
+        cloud.expire_tokens()
+        await tick(hass, freezer, POLL)
+    logins = [call.at for call in calls(cloud, "login")]
+    assert sum(at < start + timedelta(hours=1) for at in logins) == 5
+    assert sum(at < start + timedelta(days=1) for at in logins) == 30
+    assert_within_limits(cloud)
+
+
+async def test_changed_password_asks_for_reauth_and_stops_calling(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    entry = await async_setup_cloud(hass, cloud)
+    cloud.account(VENDOR_EXAMPLE_LOGIN[0]).password = "new-password-4711"
+    cloud.expire_tokens()
+    await tick(hass, freezer, POLL)
+    assert len(calls(cloud, "login")) == 1
+    assert state_of(hass, IMPORT) == STATE_UNAVAILABLE
+    (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert flow["context"]["source"] == SOURCE_REAUTH
+    assert flow["context"]["entry_id"] == entry.entry_id
+    made = len(cloud.calls)
+    for _ in range(6):
+        await tick(hass, freezer, POLL)
+    assert len(cloud.calls) == made
+    assert_no_secret([caplog.text], [VENDOR_EXAMPLE_LOGIN[1], entry.data[CONF_TOKEN]])
+
+
+async def test_changed_password_at_startup_asks_for_reauth(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    entry = await async_setup_cloud(hass, cloud)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    cloud.account(VENDOR_EXAMPLE_LOGIN[0]).password = "new-password-4711"
+    cloud.expire_tokens()
+    await tick(hass, freezer, timedelta(minutes=6))
+    await restart_unloaded(hass, entry)
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert len(calls(cloud, "login")) == 1
+    assert [flow["context"]["source"] for flow in hass.config_entries.flow.async_progress()] == [
+        SOURCE_REAUTH
+    ]
+
+
+async def restart_unloaded(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    hass.data.pop(BUDGET_KEY, None)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+
+# --- the call budget and the stored reading across restarts ------------------------------------
+
+
+async def test_budget_refuses_each_documented_limit_also_after_a_restart(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory
+) -> None:
+    freezer.move_to("2024-02-22T03:46:30+00:00")
+    limits: list[tuple[CallKind, str, int, timedelta]] = [
+        (CallKind.LOGIN, LOGIN_KEY, 5, timedelta(hours=1)),
+        (CallKind.METERSDATA, "2025", 1, timedelta(minutes=5)),
+        (CallKind.METERDATA, "DA2BED94", 12, timedelta(hours=1)),
+        (CallKind.POWER_ANALYSIS, "DA2BED94", 5, timedelta(days=1)),
+        (CallKind.OFFLINE_ANALYSIS, "DA2BED94", 5, timedelta(days=1)),
+    ]
+    budget = await async_get_budget(hass)
+    start = dt_util.utcnow()
+    for kind, key, count, _ in limits:
+        for _ in range(count):
+            await budget.async_spend(kind, key)
+    # another account and another meter have their own counts
+    await budget.async_spend(CallKind.METERSDATA, "4242")
+    await budget.async_spend(CallKind.METERDATA, "3FE34ABE")
+
+    hass.data.pop(BUDGET_KEY)
+    restarted = await async_get_budget(hass)
+    assert restarted is not budget
+    for kind, key, _, period in limits:
+        with pytest.raises(BudgetExceeded) as refused:
+            await restarted.async_spend(kind, key)
+        assert refused.value.retry_at == start + period
+
+    freezer.tick(timedelta(hours=1))
+    await restarted.async_spend(CallKind.METERSDATA, "2025")
+    await restarted.async_spend(CallKind.METERDATA, "DA2BED94")
+    for _ in range(5):
+        await restarted.async_spend(CallKind.LOGIN, LOGIN_KEY)
+    # 30 logins a day: five more hours of five logins, then none until a day after the first
+    for _ in range(4):
+        freezer.tick(timedelta(hours=1))
+        for _ in range(5):
+            await restarted.async_spend(CallKind.LOGIN, LOGIN_KEY)
+    freezer.tick(timedelta(hours=1))
+    with pytest.raises(BudgetExceeded) as refused:
+        await restarted.async_spend(CallKind.LOGIN, LOGIN_KEY)
+    assert refused.value.retry_at == start + timedelta(days=1)
+    with pytest.raises(BudgetExceeded):
+        await restarted.async_spend(CallKind.POWER_ANALYSIS, "DA2BED94")
+
+
+async def test_corrupt_budget_storage_is_ignored(
+    hass: HomeAssistant, hass_storage: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    hass_storage["meter_hub.call_budget"] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": "meter_hub.call_budget",
+        "data": {"version": 99, "calls": {}, "back_off": {}},
+    }
+    budget = CloudBudget(hass)
+    await budget.async_load()
+    assert budget.ledger.to_dict()["calls"] == {}
+    assert "Ignoring the stored IAMMETER call budget" in caplog.text
+
+
+async def test_restart_before_the_next_poll_makes_no_call_and_shows_the_stored_reading(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    freezer: FrozenDateTimeFactory,
+    hass_storage: dict[str, Any],
+) -> None:
+    entry = await async_setup_cloud(hass, cloud)
+    (first,) = calls(cloud, "metersdata")
+    stored = hass_storage["meter_hub.call_budget"]["data"]["calls"]["metersdata"]["2025"]
+    assert [datetime.fromisoformat(at) for at in stored] == [first.at]
+    values = {entity: state_of(hass, entity) for entity in (IMPORT, POWER)}
+
+    await tick(hass, freezer, timedelta(minutes=2))
+    await restart(hass, entry)
+    assert entry.state is ConfigEntryState.LOADED
+    assert len(cloud.calls) == 1
+    assert {entity: state_of(hass, entity) for entity in values} == values
+
+    # the next call comes as soon as the 5 minutes are over, not 5 minutes after the restart
+    await tick(hass, freezer, timedelta(minutes=3, seconds=5))
+    assert len(calls(cloud, "metersdata")) == 2
+    assert float(state_of(hass, IMPORT)) > float(values[IMPORT])
+
+
+async def test_restart_with_the_cloud_down_shows_the_stored_reading(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    entry = await async_setup_cloud(hass, cloud)
+    value = state_of(hass, IMPORT)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await tick(hass, freezer, timedelta(minutes=8))
+    cloud.inject_fault(endpoint="metersdata", status=502)
+    await restart_unloaded(hass, entry)
+    assert entry.state is ConfigEntryState.LOADED
+    assert state_of(hass, IMPORT) == value
+    assert len(calls(cloud, "metersdata")) == 2
+
+
+async def test_restart_with_an_old_reading_and_the_cloud_down_retries_later(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    """A stored reading older than 15 minutes is not shown as current."""
+    entry = await async_setup_cloud(hass, cloud)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await tick(hass, freezer, timedelta(minutes=20))
+    cloud.inject_fault(endpoint="metersdata", status=502)
+    await restart_unloaded(hass, entry)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+
+
+async def test_unreadable_stored_reading_is_ignored(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    freezer: FrozenDateTimeFactory,
+    hass_storage: dict[str, Any],
+) -> None:
+    entry = await async_setup_cloud(hass, cloud)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    store = reading_store(hass, "2025")
+    await store.async_save({"fetched_at": "yesterday", "payload": []})
+    await tick(hass, freezer, timedelta(minutes=2))
+    await restart_unloaded(hass, entry)
+    # nothing usable stored and no call allowed yet: try again later
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert len(cloud.calls) == 1
+
+
+async def test_ten_restarts_in_ten_minutes_stay_within_the_limits(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    entry = await async_setup_cloud(hass, cloud)
+    for _ in range(10):
+        await tick(hass, freezer, timedelta(minutes=1))
+        await restart(hass, entry)
+        assert entry.state is ConfigEntryState.LOADED
+        assert state_of(hass, IMPORT) != STATE_UNAVAILABLE
+    # at 0, 5 and 10 minutes: not one call more than "once per 5 minutes" allows
+    assert len(calls(cloud, "metersdata")) == 3
+    assert calls(cloud, "login") == []
+    assert_within_limits(cloud)
+
+
+# --- the week ---------------------------------------------------------------------------------
+
+
+async def test_a_week_with_a_restart_every_hour(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    """Set up through the config flow (the one login), then a week of polling with Home
+    Assistant restarted every hour at a different minute: nothing over a limit, one login."""
+    cloud.accounts.append(
+        FakeAccount("week", "week-password", 77, [FakeMeter("7EEC0DE5", (Phase(400, 1000, 0),))])
+    )
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": "user"})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "cloud"}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {"username": "week", CONF_PASSWORD: "week-password", "server": cloud.url},
+    )
+    entry = result["result"]
+    await hass.async_block_till_done(wait_background_tasks=True)
+    entity = "sensor.iammeter_7eec0de5_energy_import"
+    readings = [float(state_of(hass, entity))]
+    start = dt_util.utcnow()
+
+    step = timedelta(minutes=2, seconds=31)
+    for hour in range(7 * 24):
+        restart_at = start + timedelta(hours=hour, minutes=(hour * 17) % 60, seconds=hour % 7)
+        while dt_util.utcnow() + step < restart_at:
+            await tick(hass, freezer, step)
+        freezer.move_to(restart_at)
+        await restart(hass, entry)
+        assert entry.state is ConfigEntryState.LOADED
+        readings.append(float(state_of(hass, entity)))
+    while dt_util.utcnow() < start + timedelta(days=7):
+        await tick(hass, freezer, step)
+
+    assert [call for call in cloud.calls if call.over_limit] == []
+    assert len(calls(cloud, "login")) == 1
+    assert_within_limits(cloud)
+    made = len(calls(cloud, "metersdata"))
+    # as many polls as a week of "once per 5 minutes" allows, give or take the restarts
+    assert 7 * 24 * 12 * 0.9 < made <= 7 * 24 * 12 + 1
+    assert readings == sorted(readings)
+    assert readings[-1] > readings[0]
