@@ -47,14 +47,14 @@ def _machine() -> dict[str, Any]:
 
 def _git_revision() -> str | None:
     try:
-        rev = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        rev = subprocess.run(  # noqa: S603 - git, fixed arguments
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],  # noqa: S607
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "custom_components"],
+        dirty = subprocess.run(  # noqa: S603 - git, fixed arguments
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "custom_components"],  # noqa: S607
             capture_output=True,
             text=True,
             check=True,
@@ -62,6 +62,13 @@ def _git_revision() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return f"{rev}{' + uncommitted changes' if dirty else ''}"
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """One line of the report, at once (the parts take a while)."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
 
 
 def main() -> int:
@@ -94,7 +101,7 @@ def main() -> int:
     started = time.monotonic()
 
     def step(name: str, func: Any) -> Any:
-        print(f"== {name}", flush=True)
+        say(f"== {name}")
         t0 = time.monotonic()
         try:
             value = func()
@@ -102,7 +109,7 @@ def main() -> int:
             traceback.print_exc()
             crashed.append(name)
             return {"error": traceback.format_exc(limit=5)}
-        print(f"   ({time.monotonic() - t0:.1f} s)", flush=True)
+        say(f"   ({time.monotonic() - t0:.1f} s)")
         return value
 
     if args.only in (None, "local"):
@@ -132,7 +139,7 @@ def main() -> int:
                 ),
             ),
         }
-        local.describe(results["local"], print)
+        local.describe(results["local"], say)
     if args.only in (None, "cloud"):
         from bench import cloud  # noqa: PLC0415
 
@@ -147,15 +154,16 @@ def main() -> int:
             )
             for count in meters
         }
-        cloud.describe(results["cloud"], print)
+        cloud.describe(results["cloud"], say)
 
     results["seconds"] = round(time.monotonic() - started, 1)
     results["crashed"] = crashed
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"Results written to {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+    shown = output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
+    say(f"Results written to {shown}")
     if crashed:
-        print(f"scripts/bench: crashed: {', '.join(crashed)}", file=sys.stderr)
+        say(f"scripts/bench: crashed: {', '.join(crashed)}", err=True)
         return 1
     return 0
 

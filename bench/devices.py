@@ -13,6 +13,11 @@ import sys
 from bench.harness import DeviceThread
 
 
+def _answer(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def main() -> None:
     """Serve commands until ``quit`` or the end of the input."""
     devices = DeviceThread()
@@ -24,7 +29,11 @@ def main() -> None:
                 device = devices.add(
                     profile, seed=int(seed), serial=None if serial == "-" else serial
                 )
-                body = {"host": device.host, "device": device.device, "index": len(devices.devices) - 1}
+                body = {
+                    "host": device.host,
+                    "device": device.device,
+                    "index": len(devices.devices) - 1,
+                }
                 answer = json.dumps(body)
             elif command == "advance":
                 devices.advance(float(args[0]))
@@ -32,11 +41,11 @@ def main() -> None:
             elif command == "counts":
                 answer = json.dumps(dict(devices.devices[int(args[0])].request_count))
             elif command == "quit":
-                print("ok", flush=True)
+                _answer("ok")
                 break
             else:
                 answer = None
-            print("error: unknown command" if answer is None else f"ok {answer}", flush=True)
+            _answer("error: unknown command" if answer is None else f"ok {answer}")
     finally:
         devices.close()
 

@@ -1,9 +1,10 @@
 """A real Home Assistant in this process, on an event loop whose clock the benchmark can move.
 
-``VirtualClock`` shifts both clocks Home Assistant reads: the event loop's monotonic time (every
-timer, the coordinators' schedules) and the wall clock (``time.time`` and ``dt_util.utcnow``), by
-the same offset. ``jump(seconds)`` moves both forward at once, so a simulated week takes minutes
-while every timer, rolling window and stored timestamp sees a consistent week.
+``VirtualClock`` (``bench/clock.py``) shifts both clocks Home Assistant reads: the event loop's
+monotonic time (every timer, the coordinators' schedules) and the wall clock (``time.time``,
+``dt_util.utcnow``), by the same offset. ``jump(seconds)`` moves both forward at once, so a
+simulated week takes minutes while every timer, rolling window and stored timestamp sees a
+consistent week.
 
 ``async_start_hass`` builds the same ``HomeAssistant`` object the real bootstrap builds (registries,
 restore state and config entries loaded from ``config_dir/.storage``), without the default
@@ -13,68 +14,33 @@ integrations, the HTTP server or the recorder.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 import concurrent.futures
 import contextlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 import json
 import logging
 from pathlib import Path
 import subprocess
 import sys
 import threading
-import time
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import ThreadedResolver, web
-
 from homeassistant import bootstrap, config_entries, loader
 from homeassistant.components.network.network import async_get_network
 from homeassistant.core import CoreState, HomeAssistant
 from homeassistant.helpers import aiohttp_client
 from homeassistant.setup import async_setup_component
-from homeassistant.util import dt as dt_util
 from homeassistant.util.async_ import _SHUTDOWN_RUN_CALLBACK_THREADSAFE
 from homeassistant.util.unit_system import METRIC_SYSTEM
+
 from simulator.homewizard import LISTEN_HOST, FakeHomeWizard
 
-_T = TypeVar("_T")
+from .clock import VirtualClock, activate
+
 _LOGGER = logging.getLogger(__name__)
-
-_real_time = time.time
-_real_monotonic = time.monotonic
-
-
-class VirtualClock:
-    """Real time plus an offset that only ``jump`` changes."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        """Start the wall clock at ``start`` (default: now); it runs on from there in real time."""
-        self.skew = 0.0
-        self._wall_base = 0.0 if start is None else start.timestamp() - _real_time()
-
-    def monotonic(self) -> float:
-        """The event loop's clock."""
-        return _real_monotonic() + self.skew
-
-    def time(self) -> float:
-        """Seconds since the epoch (``time.time``)."""
-        return _real_time() + self._wall_base + self.skew
-
-    def utcnow(self) -> datetime:
-        """Aware UTC now (``dt_util.utcnow``)."""
-        return datetime.fromtimestamp(self.time(), UTC)
-
-    def jump(self, seconds: float) -> None:
-        """Move both clocks forward."""
-        if seconds > 0:
-            self.skew += seconds
-
-    def install(self) -> None:
-        """Make ``time.time`` and ``dt_util.utcnow`` follow this clock (for the whole process)."""
-        time.time = self.time
-        dt_util.utcnow = self.utcnow
 
 
 class _PlainResolver(ThreadedResolver):
@@ -107,10 +73,10 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         return self.clock.monotonic()
 
 
-def run(main: Callable[[VirtualClock], Coroutine[Any, Any, _T]], start: datetime | None) -> _T:
+def run[T](main: Callable[[VirtualClock], Coroutine[Any, Any, T]], start: datetime | None) -> T:
     """Run ``main(clock)`` on a fresh virtual-clock loop with a thread pool like Home Assistant's."""
     clock = VirtualClock(start)
-    clock.install()
+    activate(clock)
     _use_plain_resolver()
     loop = VirtualClockLoop(clock)
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=8))
@@ -118,6 +84,7 @@ def run(main: Callable[[VirtualClock], Coroutine[Any, Any, _T]], start: datetime
     try:
         return loop.run_until_complete(main(clock))
     finally:
+        activate(None)
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.run_until_complete(loop.shutdown_default_executor())
         asyncio.set_event_loop(None)
@@ -131,12 +98,21 @@ def next_timer(loop: asyncio.AbstractEventLoop) -> float | None:
     return min(whens) if whens else None
 
 
-async def async_start_hass(config_dir: Path, time_zone: str = "Europe/Amsterdam") -> HomeAssistant:
-    """A running Home Assistant on ``config_dir``, loaded from its storage like a real start."""
+async def async_start_hass(
+    config_dir: Path,
+    *,
+    before_start: Callable[[HomeAssistant], Coroutine[Any, Any, None]] | None = None,
+    time_zone: str = "Europe/Amsterdam",
+) -> HomeAssistant:
+    """A started Home Assistant on ``config_dir``, loaded from its storage like a real start.
+
+    ``before_start`` sets up integrations at the point where the bootstrap does (before the
+    start events that, for example, make the recorder compile statistics).
+    """
     loop = asyncio.get_running_loop()
     if hasattr(loop, _SHUTDOWN_RUN_CALLBACK_THREADSAFE):  # left by the previous instance's stop
         delattr(loop, _SHUTDOWN_RUN_CALLBACK_THREADSAFE)
-    config_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(config_dir.mkdir, parents=True, exist_ok=True)
     hass = HomeAssistant(str(config_dir))
     loader.async_setup(hass)
     hass.config.skip_pip = True
@@ -148,18 +124,55 @@ async def async_start_hass(config_dir: Path, time_zone: str = "Europe/Amsterdam"
     hass.config_entries = config_entries.ConfigEntries(hass, {})
     await loader.async_get_custom_components(hass)
     await bootstrap.async_load_base_functionality(hass)
-    hass.set_state(CoreState.running)
     if not await async_setup_component(hass, "homeassistant", {}):
         raise RuntimeError("cannot set up homeassistant")
     # Home Assistant's shared aiohttp session reads the network adapters that a real start loads
     # with the network integration; load them without the integration's HTTP and websocket API.
     await async_get_network(hass)
+    if before_start is not None:
+        await before_start(hass)
+    await hass.async_start()
+    if hass.state is not CoreState.running:
+        raise RuntimeError(f"Home Assistant did not start: {hass.state}")
     return hass
 
 
 async def async_stop_hass(hass: HomeAssistant) -> None:
-    """Stop Home Assistant as a restart would (final writes of every store included)."""
+    """Stop Home Assistant as a restart would (final writes of every store included).
+
+    A real stop ends the process; here the loop goes on, so the timers the stopped instance left
+    (a coordinator's next poll, its stores' delayed writes) are cancelled as the process exit
+    would. Everything else the benchmarks run is in other threads.
+    """
     await hass.async_stop()
+    loop = asyncio.get_running_loop()
+    for handle in list(loop._scheduled):  # type: ignore[attr-defined]  # noqa: SLF001
+        handle.cancel()
+
+
+class LoopThread:
+    """An event loop in a thread of its own, for the fakes the benchmark talks to."""
+
+    def __init__(self, name: str) -> None:
+        """Start the thread and its loop."""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def call[T](self, func: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run ``func()`` in the thread's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(func(), self._loop).result(timeout=60)
+
+    async def async_call[T](self, func: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """``call`` without blocking the caller's loop."""
+        future = asyncio.run_coroutine_threadsafe(func(), self._loop)
+        return await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        """Stop the loop and the thread."""
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
 
 
 # --- a fake HomeWizard device in its own thread --------------------------------------------------
@@ -201,18 +214,13 @@ class DeviceThread:
         self._thread.start()
         self.devices: list[BenchHomeWizard] = []
 
-    def call(self, func: Callable[[], Awaitable[_T] | _T]) -> _T:
-        """Run ``func`` in the devices' thread and return its result (awaited if a coroutine)."""
+    def call[T](self, func: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run ``func()`` in the devices' thread and return its result."""
+        return asyncio.run_coroutine_threadsafe(func(), self._loop).result(timeout=30)
 
-        async def wrapper() -> _T:
-            result = func()
-            if asyncio.iscoroutine(result):
-                return await result  # type: ignore[no-any-return]
-            return result  # type: ignore[return-value]
-
-        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout=30)
-
-    def add(self, profile: str = "HWE-P1", *, seed: int = 0, serial: str | None = None) -> BenchHomeWizard:
+    def add(
+        self, profile: str = "HWE-P1", *, seed: int = 0, serial: str | None = None
+    ) -> BenchHomeWizard:
         """Start one more fake device (``serial`` overrides the profile's)."""
 
         async def start() -> BenchHomeWizard:
@@ -235,7 +243,7 @@ class DeviceThread:
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` pass on every device: values move like a real meter's."""
 
-        def advance_all() -> None:
+        async def advance_all() -> None:
             for device in self.devices:
                 device.advance(seconds)
 
@@ -263,7 +271,7 @@ class DeviceProcess:
 
     def __init__(self) -> None:
         """Start the child process."""
-        self._proc = subprocess.Popen(  # noqa: S603 - our own module, same interpreter
+        self._proc = subprocess.Popen(
             [sys.executable, "-m", "bench.devices"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -273,7 +281,8 @@ class DeviceProcess:
         )
 
     def _ask(self, line: str) -> str:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
+        if self._proc.stdin is None or self._proc.stdout is None:
+            raise RuntimeError("fake devices: no pipes")
         self._proc.stdin.write(line + "\n")
         self._proc.stdin.flush()
         answer = self._proc.stdout.readline().strip()
@@ -281,7 +290,9 @@ class DeviceProcess:
             raise RuntimeError(f"fake devices: {line!r} -> {answer!r}")
         return answer[3:]
 
-    def add(self, profile: str = "HWE-P1", *, seed: int = 0, serial: str | None = None) -> DeviceInfo:
+    def add(
+        self, profile: str = "HWE-P1", *, seed: int = 0, serial: str | None = None
+    ) -> DeviceInfo:
         """Start one more fake device; returns its host and the bodies it serves."""
         answer = json.loads(self._ask(f"add {profile} {seed} {serial or '-'}"))
         return DeviceInfo(host=answer["host"], device=answer["device"], index=answer["index"])

@@ -13,8 +13,8 @@ thread: request, parse, coordinator, state writes).
 from __future__ import annotations
 
 import asyncio
-import cProfile
 from collections.abc import Callable
+import cProfile
 import gc
 import io
 from pathlib import Path
@@ -78,7 +78,8 @@ async def _add_and_setup(hass: HomeAssistant, entry: config_entries.ConfigEntry[
 
 def _coordinator(entry: config_entries.ConfigEntry[Any]) -> DataUpdateCoordinator[Any]:
     coordinator = entry.runtime_data
-    assert isinstance(coordinator, DataUpdateCoordinator)
+    if not isinstance(coordinator, DataUpdateCoordinator):
+        raise TypeError(f"{entry.domain}: no coordinator in runtime_data")
     return coordinator
 
 
@@ -119,6 +120,45 @@ async def _timed_poll(hass: HomeAssistant, coordinator: DataUpdateCoordinator[An
     if not coordinator.last_update_success:
         raise RuntimeError(f"{coordinator.name}: poll failed: {coordinator.last_exception}")
     return elapsed
+
+
+async def _async_profile(
+    hass: HomeAssistant,
+    *,
+    clock: VirtualClock,
+    devices: DeviceProcess,
+    coordinators: dict[str, DataUpdateCoordinator[Any]],
+    polls: int,
+    profile_to: Path,
+) -> dict[str, str]:
+    """Profile ``polls`` polls of each integration with cProfile; reports go next to ``profile_to``.
+
+    A separate pass: the profiler's overhead must not reach the measured polls.
+    """
+    written: dict[str, str] = {}
+    for name, coordinator in coordinators.items():
+        profiler = cProfile.Profile()
+        for _ in range(polls):
+            devices.advance(POLL_SECONDS)
+            clock.jump(POLL_SECONDS)
+            await _settle(hass)
+            profiler.enable()
+            await coordinator.async_refresh()
+            await hass.async_block_till_done()
+            profiler.disable()
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("cumulative").print_stats(80)
+        stats.sort_stats("tottime").print_stats(50)
+        target = profile_to.with_name(f"{profile_to.stem}-{name}{profile_to.suffix}")
+        await asyncio.to_thread(_write, target, out.getvalue())
+        written[name] = str(target.relative_to(target.parents[1]))
+    return written
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 async def async_cpu(
@@ -188,31 +228,17 @@ async def async_cpu(
                 MH: _summary(samples[MH]),
                 CORE: _summary(samples[CORE]),
             }
-            result["ratio_median"] = round(
-                result[MH]["median_ms"] / result[CORE]["median_ms"], 3
-            )
+            result["ratio_median"] = round(result[MH]["median_ms"] / result[CORE]["median_ms"], 3)
             result["ratio_p95"] = round(result[MH]["p95_ms"] / result[CORE]["p95_ms"], 3)
             if profile_to is not None:
-                # Separate passes: the profiler's overhead must not reach the measured polls.
-                result["profiles"] = {}
-                for name in (MH, CORE):
-                    profiler = cProfile.Profile()
-                    for _ in range(polls):
-                        devices.advance(POLL_SECONDS)
-                        clock.jump(POLL_SECONDS)
-                        await _settle(hass)
-                        profiler.enable()
-                        await coordinators[name].async_refresh()
-                        await hass.async_block_till_done()
-                        profiler.disable()
-                    out = io.StringIO()
-                    stats = pstats.Stats(profiler, stream=out)
-                    stats.sort_stats("cumulative").print_stats(80)
-                    stats.sort_stats("tottime").print_stats(50)
-                    target = profile_to.with_name(f"{profile_to.stem}-{name}{profile_to.suffix}")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text(out.getvalue(), encoding="utf-8")
-                    result["profiles"][name] = str(target.relative_to(target.parents[1]))
+                result["profiles"] = await _async_profile(
+                    hass,
+                    clock=clock,
+                    devices=devices,
+                    coordinators=coordinators,
+                    polls=polls,
+                    profile_to=profile_to,
+                )
             await hass.async_stop()
     finally:
         devices.close()
@@ -234,9 +260,7 @@ def _rss_kib() -> int:
     return 0
 
 
-async def async_memory(
-    clock: VirtualClock, polls: int, extra_entries: int
-) -> dict[str, Any]:
+async def async_memory(clock: VirtualClock, polls: int, extra_entries: int) -> dict[str, Any]:
     """Retained memory (tracemalloc, after a full collection) per entry and over many polls.
 
     Per entry: one entry of the integration is set up first (imports, platforms, translations
@@ -327,10 +351,12 @@ async def async_setup_time(clock: VirtualClock, runs: int) -> dict[str, Any]:
                     if run == 0:
                         await _add_and_setup(hass, entry)
                     else:
-                        assert await hass.config_entries.async_setup(entry.entry_id)
+                        if not await hass.config_entries.async_setup(entry.entry_id):
+                            raise RuntimeError(f"{name}: setup failed: {entry.reason}")
                         await hass.async_block_till_done()
                     times.append(time.perf_counter() - start)
-                    assert await hass.config_entries.async_unload(entry.entry_id)
+                    if not await hass.config_entries.async_unload(entry.entry_id):
+                        raise RuntimeError(f"{name}: unload failed")
                     await hass.async_block_till_done()
                 result[name] = {
                     "median_s": round(statistics.median(times), 4),

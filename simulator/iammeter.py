@@ -536,8 +536,12 @@ class FakeIamMeterCloud:
         request["key"] = key
         now = self.clock()
         times = self._counted.setdefault((kind, key), [])
-        times[:] = [at for at in times if at > now - _DAY]
-        over = any(sum(at > now - period for at in times) >= n for n, period in VENDOR_LIMITS[kind])
+        day_ago = now - _DAY
+        times[:] = [at for at in times if at > day_ago]
+        over = False
+        for n, period in VENDOR_LIMITS[kind]:
+            since = now - period
+            over = over or sum(at > since for at in times) >= n
         request["over_limit"] = over
         if over:
             raise _OverLimit

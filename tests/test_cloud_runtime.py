@@ -138,6 +138,23 @@ async def test_poll_interval_option(
     assert len(calls(cloud, "metersdata")) == 2
 
 
+async def test_restart_keeps_a_longer_interval(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    """15 minutes chosen: a restart 6 minutes after a call (the budget would allow one) makes
+    none before the 15 minutes are over."""
+    entry = await async_setup_cloud(hass, cloud, scan_interval=900)
+    await tick(hass, freezer, timedelta(minutes=6))
+    await restart(hass, entry)
+    await tick(hass, freezer, timedelta(minutes=8, seconds=59))
+    assert len(calls(cloud, "metersdata")) == 1
+    await tick(hass, freezer, timedelta(seconds=6))
+    assert len(calls(cloud, "metersdata")) == 2
+    assert calls(cloud, "metersdata")[1].at - calls(cloud, "metersdata")[0].at == timedelta(
+        minutes=15, seconds=5
+    )
+
+
 async def test_interval_below_5_minutes_is_never_used(
     hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
 ) -> None:
@@ -149,11 +166,11 @@ async def test_interval_below_5_minutes_is_never_used(
     assert len(calls(cloud, "metersdata")) == 1
 
 
-async def test_early_poll_waits_for_the_budget_not_for_the_next_interval(
+async def test_early_poll_makes_no_call_and_polls_again_when_due(
     hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
 ) -> None:
     """A refresh a little before the 5 minutes are over (the scheduler fires up to a second
-    early; update_entity) makes no call and polls again right after the budget allows."""
+    early; update_entity) makes no call and polls again right when the interval is over."""
     entry = await async_setup_cloud(hass, cloud)
     coordinator = coordinator_of(entry)
     before = state_of(hass, IMPORT)
@@ -168,6 +185,26 @@ async def test_early_poll_waits_for_the_budget_not_for_the_next_interval(
     assert len(calls(cloud, "metersdata")) == 2
     assert coordinator.update_interval == POLL
     assert float(state_of(hass, IMPORT)) > float(before)
+    assert_within_limits(cloud)
+
+
+async def test_refresh_refused_by_the_budget_waits_for_it(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    """After a failed call the reading is old enough to poll, but the call was spent: a refresh
+    2 minutes later keeps the reading and polls again when the budget allows."""
+    entry = await async_setup_cloud(hass, cloud)
+    coordinator = coordinator_of(entry)
+    cloud.inject_fault(endpoint="metersdata", status=503)
+    await tick(hass, freezer, POLL)
+    failed = calls(cloud, "metersdata")[-1].at
+    freezer.tick(timedelta(minutes=2))
+    await coordinator.async_refresh()
+    assert len(calls(cloud, "metersdata")) == 2
+    assert coordinator.last_update_success
+    assert coordinator.update_interval == timedelta(minutes=3) + POLL_MARGIN
+    await tick(hass, freezer, timedelta(minutes=3) + POLL_MARGIN)
+    assert calls(cloud, "metersdata")[-1].at == failed + timedelta(minutes=5) + POLL_MARGIN
     assert_within_limits(cloud)
 
 
@@ -208,7 +245,9 @@ async def test_failed_polls_keep_a_reading_younger_than_15_minutes(
     assert not coordinator.last_update_success
     assert state_of(hass, IMPORT) == STATE_UNAVAILABLE
     assert state_of(hass, "binary_sensor.iammeter_da2bed94_uploading") == STATE_UNAVAILABLE
-    (record,) = [r for r in caplog.records if r.name.startswith(LOGGER_NAME)]
+    (record,) = [
+        r for r in caplog.records if r.name.startswith(LOGGER_NAME) and r.levelno >= logging.INFO
+    ]
     assert record.levelno == logging.ERROR
     assert "Cannot read the IAMMETER account: /api/v1/site/metersdata" in record.getMessage()
     assert entry.state is ConfigEntryState.LOADED
@@ -255,9 +294,11 @@ async def test_retry_after_is_honoured(
     cloud.inject_fault(endpoint="metersdata", status=429, headers={"Retry-After": "600"})
     await tick(hass, freezer, POLL)
     limited_at = calls(cloud, "metersdata")[-1].at
-    for _ in range(3):
-        await tick(hass, freezer, POLL)
-    (_, _, resumed) = calls(cloud, "metersdata")
+    await tick(hass, freezer, POLL)
+    assert len(calls(cloud, "metersdata")) == 2
+    while len(calls(cloud, "metersdata")) == 2:
+        await tick(hass, freezer, timedelta(seconds=30))
+    resumed = calls(cloud, "metersdata")[2]
     assert timedelta(minutes=10) <= resumed.at - limited_at <= timedelta(minutes=10) + POLL
 
 
@@ -579,17 +620,20 @@ async def test_a_week_with_a_restart_every_hour(
     readings = [float(state_of(hass, entity))]
     start = dt_util.utcnow()
 
-    step = timedelta(minutes=2, seconds=31)
-    for hour in range(7 * 24):
-        restart_at = start + timedelta(hours=hour, minutes=(hour * 17) % 60, seconds=hour % 7)
-        while dt_util.utcnow() + step < restart_at:
+    async def run_until(until: datetime) -> None:
+        """Let time pass poll by poll: each step ends just after the next scheduled poll."""
+        while (step := coordinator_of(entry).update_interval + timedelta(seconds=1)) and (
+            dt_util.utcnow() + step < until
+        ):
             await tick(hass, freezer, step)
-        freezer.move_to(restart_at)
+        freezer.move_to(until)
+
+    for hour in range(1, 7 * 24):
+        await run_until(start + timedelta(hours=hour, minutes=(hour * 17) % 60, seconds=hour % 7))
         await restart(hass, entry)
         assert entry.state is ConfigEntryState.LOADED
         readings.append(float(state_of(hass, entity)))
-    while dt_util.utcnow() < start + timedelta(days=7):
-        await tick(hass, freezer, step)
+    await run_until(start + timedelta(days=7))
 
     assert [call for call in cloud.calls if call.over_limit] == []
     assert len(calls(cloud, "login")) == 1

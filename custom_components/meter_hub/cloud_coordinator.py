@@ -154,6 +154,17 @@ class CloudCoordinator(MeterHubCoordinator):
         return self.data
 
     async def _async_update_data(self) -> MeterHubData:
+        now = dt_util.utcnow()
+        if (
+            self.data is not None
+            and self.fetched_at is not None
+            and timedelta() <= now - self.fetched_at < self.poll_interval
+        ):
+            # Read less than the chosen interval ago (a restart, the config flow, a manual
+            # refresh): the reading stands and the next poll keeps to the interval.
+            wait = self.fetched_at + self.poll_interval - now + POLL_MARGIN
+            self.update_interval = min(wait, self.poll_interval + POLL_MARGIN)
+            return self.data
         try:
             if self._token_error is not None:
                 # Reading with a rejected token would only spend a call: sign in first.
@@ -165,7 +176,7 @@ class CloudCoordinator(MeterHubCoordinator):
             # Not our turn yet (a restart right after a poll, a back-off): poll again as soon as
             # the budget allows, and meanwhile the stored reading stands. A long wait is checked
             # at the usual interval all the same, so a reading that gets too old is noticed.
-            wait = max(err.retry_at - dt_util.utcnow(), timedelta()) + POLL_MARGIN
+            wait = max(err.retry_at - now, timedelta()) + POLL_MARGIN
             self.update_interval = min(wait, self.poll_interval + POLL_MARGIN)
             if (data := self._fresh_data()) is not None:
                 return data

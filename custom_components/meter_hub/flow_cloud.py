@@ -59,7 +59,7 @@ class InvalidServer(Exception):
 
 def normalise_server(text: str) -> str:
     """``https://host[:port]`` from what the user typed (a missing scheme means https)."""
-    text = text.strip().rstrip("/")
+    text = text.strip()
     url = URL(text if "://" in text else f"https://{text}")
     if url.scheme not in ("http", "https") or not url.host or url.user or url.query_string:
         raise InvalidServer(text)

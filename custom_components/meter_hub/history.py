@@ -64,6 +64,7 @@ from homeassistant.components.recorder.statistics import (
 )
 from homeassistant.const import UnitOfEnergy
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.recorder import get_instance
@@ -103,6 +104,7 @@ RESET_RATIO: Final = 0.9
 TICK: Final = timedelta(minutes=5)
 GAP_MARGIN: Final = timedelta(minutes=1)
 RETRY_AFTER_ERROR: Final = timedelta(minutes=30)
+NEXT_HOUR_DELAY: Final = timedelta(minutes=2)
 RATE_LIMIT_BACK_OFF: Final = timedelta(hours=1)
 OFFSET_MAX_AGE: Final = timedelta(hours=12)
 OFFSET_GRANULARITY: Final = timedelta(minutes=15)
@@ -408,6 +410,7 @@ class HistoryManager:
         self.offset: timedelta | None = None
         self._offset_at: datetime | None = None
         self.site_hour: datetime | None = None
+        self.site_place: str | None = None
         self._retry: dict[str, datetime] = {}
         self._site_retry: datetime | None = None
         self._lock = asyncio.Lock()
@@ -426,6 +429,7 @@ class HistoryManager:
                 self.offset = timedelta(minutes=minutes)
                 self._offset_at = _aware(stored.get("offset_at"))
             self.site_hour = _aware(stored.get("site_hour"))
+            self.site_place = stored.get("site_place")
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             LOGGER.warning("Ignoring the stored IAMMETER history state: %s", err)
             self.last_poll, self.known, self.gaps = None, set(), []
@@ -451,6 +455,7 @@ class HistoryManager:
             "offset_min": None if self.offset is None else int(self.offset.total_seconds() // 60),
             "offset_at": self._offset_at.isoformat() if self._offset_at else None,
             "site_hour": self.site_hour.isoformat() if self.site_hour else None,
+            "site_place": self.site_place,
         }
 
     def _save(self) -> None:
@@ -504,7 +509,7 @@ class HistoryManager:
             return False
         if self._site_retry is not None and now < self._site_retry:
             return False
-        return self.site_hour != _hour_floor(now)
+        return self.site_hour != _hour_floor(now) or self.site_place != self.place_id
 
     @property
     def place_id(self) -> str | None:
@@ -536,14 +541,21 @@ class HistoryManager:
                 except _Deferred as deferred:
                     self._retry[serial] = deferred.until
                     continue
+                except HomeAssistantError as err:  # the recorder refused what was planned
+                    LOGGER.warning("Cannot backfill the statistics of meter %s: %s", serial, err)
+                    self._retry[serial] = now + RETRY_AFTER_ERROR
+                    continue
                 if done:
                     gap.serials.discard(serial)
+                else:
+                    # The recorder compiles an hour when it is over: look again after the next.
+                    self._retry[serial] = _hour_floor(now) + HOUR + NEXT_HOUR_DELAY
             if not gap.serials:
                 self.gaps.remove(gap)
 
     async def _async_backfill_meter(self, gap: Gap, serial: str, now: datetime) -> bool:
         """Backfill ``gap`` for one meter; False while the recorder has not closed it yet."""
-        first = _hour_floor(max(gap.start, now - BACKFILL_WINDOW))
+        first = _hour_floor(max(gap.start, gap.end - BACKFILL_WINDOW))
         gap_end_hour = _hour_floor(gap.end)
         registry = er.async_get(self.hass)
         targets: list[tuple[str, str, list[StatRow], datetime]] = []
@@ -779,7 +791,7 @@ class HistoryManager:
                         for row in planned
                     ],
                 )
-        self.site_hour = _hour_floor(now)
+        self.site_hour, self.site_place = _hour_floor(now), place
         self._site_retry = None
 
     @staticmethod

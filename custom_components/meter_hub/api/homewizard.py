@@ -7,7 +7,6 @@ is left out, which means "not reported"), only on a payload that is not a JSON o
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
