@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import UTC, datetime
 import json
 import logging
@@ -42,7 +43,14 @@ def _machine() -> dict[str, Any]:
         versions["python-homewizard-energy"] = version("python-homewizard-energy")
     except Exception:  # noqa: BLE001
         versions["python-homewizard-energy"] = "not installed"
-    return {"nproc": os.cpu_count(), "cpu": cpu, "platform": platform.platform(), **versions}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        # Other work on the machine while the benchmark ran (1-minute load average).
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+        **versions,
+    }
 
 
 def _git_revision() -> str | None:
@@ -71,20 +79,106 @@ def say(text: str, *, err: bool = False) -> None:
     stream.flush()
 
 
-def main() -> int:
-    """Run the benchmarks; 0 unless one of them crashed."""
+def _run_cloud(meters: tuple[int, ...], days: int) -> dict[str, Any]:
+    """Each scenario in a process of its own (``python -m bench.cloud``), two at a time."""
+    pending = list(meters)
+    running: dict[int, subprocess.Popen[str]] = {}
+    results: dict[str, Any] = {}
+    workers = max(1, min(2, os.cpu_count() or 1))
+    while pending or running:
+        while pending and len(running) < workers:
+            count = pending.pop()  # the largest first: it takes longest
+            running[count] = subprocess.Popen(  # noqa: S603 - our own module, same interpreter
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.cloud",
+                    str(count),
+                    str(days),
+                    CLOUD_START.isoformat(),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+        done = [count for count, proc in running.items() if proc.poll() is not None]
+        if not done:
+            time.sleep(0.5)
+            continue
+        for count in done:
+            proc = running.pop(count)
+            out, _ = proc.communicate()
+            try:
+                results[f"{count}_meters"] = json.loads(out.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                results[f"{count}_meters"] = {"error": f"exit {proc.returncode}, no result"}
+    return {f"{count}_meters": results[f"{count}_meters"] for count in meters}
+
+
+def _run_local(
+    step: Callable[[str, Callable[[], Any]], Any], *, polls: int, smoke: bool, profile: bool
+) -> dict[str, Any]:
+    """The HomeWizard measurements, each on a fresh Home Assistant and loop."""
+    from bench import harness, local  # noqa: PLC0415
+
+    results = {
+        "cpu": step(
+            "local: CPU time per poll",
+            lambda: harness.run(
+                lambda clock: local.async_cpu(
+                    clock, polls, 5 if smoke else 50, PROFILE if profile else None
+                ),
+                None,
+            ),
+        ),
+        "memory": step(
+            "local: memory",
+            lambda: harness.run(
+                lambda clock: local.async_memory(clock, 20 if smoke else 1000, 1 if smoke else 4),
+                None,
+            ),
+        ),
+        "setup": step(
+            "local: setup time",
+            lambda: harness.run(
+                lambda clock: local.async_setup_time(clock, 3 if smoke else 20), None
+            ),
+        ),
+    }
+    local.describe(results, say)
+    return results
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--only", choices=("local", "cloud"))
     parser.add_argument("--polls", type=int)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--output", type=Path)
-    args = parser.parse_args()
+    parser.add_argument("--table", action="store_true")
+    return parser.parse_args()
+
+
+def _write(results: dict[str, Any], output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    shown = output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
+    say(f"Results written to {shown}")
+
+
+def main() -> int:
+    """Run the benchmarks; 0 unless one of them crashed."""
+    args = _arguments()
+    if args.table:
+        from bench.report import table  # noqa: PLC0415
+
+        source = args.output or RESULTS
+        say(table(json.loads(source.read_text(encoding="utf-8"))))
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Shown for information; the integrations' and Home Assistant's own warnings stay visible.
     logging.getLogger("homeassistant.loader").setLevel(logging.ERROR)
-
-    from bench import harness, local  # noqa: PLC0415
 
     smoke = args.smoke
     polls = args.polls or (20 if smoke else 2000)
@@ -113,55 +207,25 @@ def main() -> int:
         return value
 
     if args.only in (None, "local"):
-        results["local"] = {
-            "cpu": step(
-                "local: CPU time per poll",
-                lambda: harness.run(
-                    lambda clock: local.async_cpu(
-                        clock, polls, 5 if smoke else 50, PROFILE if args.profile else None
-                    ),
-                    None,
-                ),
-            ),
-            "memory": step(
-                "local: memory",
-                lambda: harness.run(
-                    lambda clock: local.async_memory(
-                        clock, 20 if smoke else 1000, 1 if smoke else 4
-                    ),
-                    None,
-                ),
-            ),
-            "setup": step(
-                "local: setup time",
-                lambda: harness.run(
-                    lambda clock: local.async_setup_time(clock, 3 if smoke else 20), None
-                ),
-            ),
-        }
-        local.describe(results["local"], say)
+        results["local"] = _run_local(step, polls=polls, smoke=smoke, profile=args.profile)
     if args.only in (None, "cloud"):
         from bench import cloud  # noqa: PLC0415
 
         meters = (1, 10) if smoke else (1, 10, 100)
         days = 1 if smoke else 7
-        results["cloud"] = {
-            f"{count}_meters": step(
-                f"cloud: {count} meter(s), {days} simulated day(s)",
-                lambda count=count: harness.run(
-                    lambda clock: cloud.async_week(clock, count, days), CLOUD_START
-                ),
-            )
-            for count in meters
-        }
+        say(f"== cloud: {', '.join(map(str, meters))} meters, {days} simulated day(s) each")
+        t0 = time.monotonic()
+        results["cloud"] = _run_cloud(meters, days)
+        crashed.extend(
+            f"cloud: {name}" for name, value in results["cloud"].items() if "error" in value
+        )
+        say(f"   ({time.monotonic() - t0:.1f} s)")
         cloud.describe(results["cloud"], say)
 
     results["seconds"] = round(time.monotonic() - started, 1)
+    results["machine"]["load_average_at_end"] = round(os.getloadavg()[0], 2)
     results["crashed"] = crashed
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    shown = output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
-    say(f"Results written to {shown}")
+    _write(results, output)
     if crashed:
         say(f"scripts/bench: crashed: {', '.join(crashed)}", err=True)
         return 1

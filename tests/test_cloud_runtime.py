@@ -8,8 +8,10 @@ reading come back from Home Assistant storage, as after a real restart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
+import itertools
 import logging
 from typing import Any
 
@@ -37,7 +39,6 @@ from custom_components.meter_hub.const import (
     DOMAIN,
 )
 from simulator.iammeter import (
-    DEMO_LOGIN,
     VENDOR_EXAMPLE_LOGIN,
     FakeAccount,
     FakeCall,
@@ -46,7 +47,7 @@ from simulator.iammeter import (
     Phase,
 )
 
-from .conftest import async_poll, async_setup_cloud, cloud_entry
+from .conftest import async_poll, async_setup_cloud
 
 POLL = CLOUD_SCAN_INTERVAL + POLL_MARGIN
 IMPORT = "sensor.iammeter_da2bed94_energy_import"
@@ -87,7 +88,7 @@ def assert_within_limits(cloud: FakeIamMeterCloud) -> None:
     """Nothing over a limit, and the calls themselves keep the vendor's windows."""
     assert [call for call in cloud.calls if call.over_limit] == []
     times = sorted(call.at for call in calls(cloud, "metersdata"))
-    assert all(b - a >= timedelta(minutes=5) for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= timedelta(minutes=5) for a, b in itertools.pairwise(times))
     logins = sorted(call.at for call in calls(cloud, "login"))
     for n, at in enumerate(logins):
         assert sum(at - timedelta(hours=1) < t <= at for t in logins[: n + 1]) <= 5
@@ -238,7 +239,7 @@ async def test_failed_polls_keep_a_reading_younger_than_15_minutes(
     assert coordinator.last_update_success
     assert state_of(hass, IMPORT) == value
     assert state_of(hass, POWER) != STATE_UNAVAILABLE
-    assert CLOUD_STALE_AFTER == timedelta(minutes=15)
+    assert timedelta(minutes=15) == CLOUD_STALE_AFTER
 
     caplog.clear()
     await tick(hass, freezer, POLL)  # 15 min old: the reading is not shown as current
@@ -259,6 +260,33 @@ async def test_failed_polls_keep_a_reading_younger_than_15_minutes(
     assert_within_limits(cloud)
 
 
+async def test_cloud_unreachable_then_back(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Connection refused: the error says so without the URL's token, and the entry recovers."""
+    caplog.set_level(logging.DEBUG)
+    entry = await async_setup_cloud(hass, cloud)
+    coordinator = coordinator_of(entry)
+    port = int(cloud.url.rpartition(":")[2])
+    await cloud.stop()
+    for _ in range(3):
+        await tick(hass, freezer, POLL)
+    assert state_of(hass, IMPORT) == STATE_UNAVAILABLE
+    error = str(coordinator.last_exception)
+    assert error.startswith("Cannot read the IAMMETER account: /api/v1/site/metersdata: ")
+    assert "ClientConnectorError" in error
+    assert_no_secret([error, caplog.text], [entry.data[CONF_TOKEN], VENDOR_EXAMPLE_LOGIN[1]])
+
+    await cloud.start(port)
+    await tick(hass, freezer, POLL)
+    assert coordinator.last_update_success
+    assert state_of(hass, IMPORT) != STATE_UNAVAILABLE
+    assert calls(cloud, "login") == []
+
+
 async def test_rate_limited_answer_backs_off_30_minutes(
     hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
 ) -> None:
@@ -276,7 +304,7 @@ async def test_rate_limited_answer_backs_off_30_minutes(
     # no call while backing off; the reading got too old meanwhile
     assert len(calls(cloud, "metersdata")) == 2
     assert state_of(hass, IMPORT) == STATE_UNAVAILABLE
-    assert RATE_LIMIT_BACK_OFF == timedelta(minutes=30)
+    assert timedelta(minutes=30) == RATE_LIMIT_BACK_OFF
 
     await tick(hass, freezer, POLL)
     await tick(hass, freezer, POLL)
@@ -296,7 +324,9 @@ async def test_retry_after_is_honoured(
     limited_at = calls(cloud, "metersdata")[-1].at
     await tick(hass, freezer, POLL)
     assert len(calls(cloud, "metersdata")) == 2
-    while len(calls(cloud, "metersdata")) == 2:
+    for _ in range(20):
+        if len(calls(cloud, "metersdata")) > 2:
+            break
         await tick(hass, freezer, timedelta(seconds=30))
     resumed = calls(cloud, "metersdata")[2]
     assert timedelta(minutes=10) <= resumed.at - limited_at <= timedelta(minutes=10) + POLL
@@ -353,9 +383,10 @@ async def test_rejected_token_logs_in_once_and_keeps_the_new_token(
     assert_within_limits(cloud)
     # neither the password nor a token reached the log
     assert_no_secret(
-        [caplog.text, str(coordinator.last_exception)],
+        [caplog.text],
         [VENDOR_EXAMPLE_LOGIN[1], old_token, new_token, entry.data[CONF_REFRESH_TOKEN]],
     )
+    assert "token rejected: Invalid token." in caplog.text
 
 
 async def test_rejected_token_without_login_budget_waits_for_it(
@@ -380,7 +411,9 @@ async def test_rejected_token_without_login_budget_waits_for_it(
     assert state_of(hass, IMPORT) == STATE_UNAVAILABLE
     assert not coordinator_of(entry).last_update_success
 
-    while not calls(cloud, "login"):
+    for _ in range(12):
+        if calls(cloud, "login"):
+            break
         await tick(hass, freezer, POLL)
     (login,) = calls(cloud, "login")
     assert spent_at + timedelta(hours=1) <= login.at <= spent_at + timedelta(hours=1) + POLL
@@ -498,6 +531,12 @@ async def test_budget_refuses_each_documented_limit_also_after_a_restart(
         await restarted.async_spend(CallKind.POWER_ANALYSIS, "DA2BED94")
 
 
+async def test_one_budget_for_concurrent_callers(hass: HomeAssistant) -> None:
+    """Entries and flows starting together share one ledger, loaded once."""
+    budgets = await asyncio.gather(*(async_get_budget(hass) for _ in range(3)))
+    assert budgets[0] is budgets[1] is budgets[2] is hass.data[BUDGET_KEY]
+
+
 async def test_corrupt_budget_storage_is_ignored(
     hass: HomeAssistant, hass_storage: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -598,8 +637,19 @@ async def test_ten_restarts_in_ten_minutes_stay_within_the_limits(
 # --- the week ---------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def fast_loop(hass: HomeAssistant) -> Iterator[None]:
+    """The event loop without asyncio's debug mode (a stack trace per future): 2000 polls."""
+    hass.loop.set_debug(False)
+    yield
+    hass.loop.set_debug(True)
+
+
 async def test_a_week_with_a_restart_every_hour(
-    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    freezer: FrozenDateTimeFactory,
+    fast_loop: None,
 ) -> None:
     """Set up through the config flow (the one login), then a week of polling with Home
     Assistant restarted every hour at a different minute: nothing over a limit, one login."""

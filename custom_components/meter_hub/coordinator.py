@@ -63,7 +63,9 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
             # on poll time. Entities write their state only when it changed.
             always_update=True,
         )
-        self._last_seen: dict[str, datetime] = {}
+        # Since when each device has been missing from the answers of a healthy source; time
+        # during which the source does not answer does not count.
+        self._missing_since: dict[str, datetime] = {}
         # A timer, not a listener: listeners hear only of polls that changed the data.
         entry.async_on_unload(
             async_track_time_interval(
@@ -82,17 +84,19 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
         if not self.last_update_success or self.data is None:
             return
         # The data is that of the last poll, and that poll succeeded.
-        for serial, meter in self.data.items():
-            self._last_seen[serial] = now
-            for external in meter.reading.externals.values():
-                self._last_seen[external_device_id(external)] = now
+        present = set(self.data)
+        for meter in self.data.values():
+            present.update(
+                external_device_id(external) for external in meter.reading.externals.values()
+            )
         registry = dr.async_get(self.hass)
         for device in dr.async_entries_for_config_entry(registry, self.config_entry.entry_id):
             ids = [ident for domain, ident in device.identifiers if domain == DOMAIN]
-            if not ids:
+            if not ids or ids[0] in present:
+                self._missing_since.pop(ids[0] if ids else "", None)
                 continue
-            seen = self._last_seen.setdefault(ids[0], now)
-            if now - seen >= self.device_gone_after:
-                LOGGER.info("Removing %s: not reported for %s", device.name, now - seen)
+            missing_since = self._missing_since.setdefault(ids[0], now)
+            if now - missing_since >= self.device_gone_after:
+                LOGGER.info("Removing %s: not reported for %s", device.name, now - missing_since)
                 registry.async_remove_device(device.id)
-                del self._last_seen[ids[0]]
+                del self._missing_since[ids[0]]

@@ -500,7 +500,12 @@ class HistoryManager:
 
     def has_work(self, now: datetime) -> bool:
         """Whether a run could do something now."""
-        if any(now >= self._retry.get(serial, now) for gap in self.gaps for serial in gap.serials):
+        data = self.coordinator.data or {}
+        if any(
+            serial not in data or now >= self._retry.get(serial, now)
+            for gap in self.gaps
+            for serial in gap.serials
+        ):
             return True
         return self._site_due(now)
 
@@ -531,10 +536,10 @@ class HistoryManager:
     async def _async_backfill(self, now: datetime) -> None:
         for gap in list(self.gaps):
             for serial in sorted(gap.serials):
-                if now < self._retry.get(serial, now):
-                    continue
                 if serial not in (self.coordinator.data or {}):
-                    gap.serials.discard(serial)
+                    gap.serials.discard(serial)  # the meter left the account
+                    continue
+                if now < self._retry.get(serial, now):
                     continue
                 try:
                     done = await self._async_backfill_meter(gap, serial, now)
@@ -567,6 +572,7 @@ class HistoryManager:
             closing = next((row.start for row in rows if row.start >= gap_end_hour), None)
             if closing is None:
                 if now - gap.end < BACKFILL_WINDOW:
+                    LOGGER.debug("%s: waiting for the recorder's hour of %s", entity_id, gap.end)
                     return False
                 LOGGER.debug("No statistics of %s after the gap ending %s", entity_id, gap.end)
                 continue

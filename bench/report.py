@@ -1,0 +1,83 @@
+"""The README table of a results file (``scripts/bench --table``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ms(summary: dict[str, float]) -> str:
+    return f"{summary['median_ms']:.3f} ms (p95 {summary['p95_ms']:.3f})"
+
+
+def table(results: dict[str, Any]) -> str:
+    """Markdown: the machine, then one row per measurement, targets beside them."""
+    machine = results["machine"]
+    lines = [
+        f"`{results['command']}` on {results['date'][:10]}, revision {results.get('revision')}:"
+        f" {machine['nproc']} x {machine['cpu']}, Python {machine['python']}, Home Assistant"
+        f" {machine['homeassistant']}, python-homewizard-energy"
+        f" {machine['python-homewizard-energy']}; load average {machine.get('load_average_at_start')}"
+        f" at the start, {machine.get('load_average_at_end')} at the end.",
+        "",
+        "| Measurement | Meter Hub | Core `homewizard` | Target |",
+        "| --- | --- | --- | --- |",
+    ]
+    local = results.get("local", {})
+    cpu = local.get("cpu", {})
+    if "ratio_median" in cpu:
+        lines += [
+            f"| CPU per poll, median (p95), {cpu['polls']} polls each | {_ms(cpu['meter_hub'])}"
+            f" | {_ms(cpu['homewizard'])} | |",
+            f"| Ratio Meter Hub / core, median (p95) | {cpu['ratio_median']}"
+            f" ({cpu['ratio_p95']}) | 1 | ≤ 0.7 |",
+            f"| Enabled entities; state changes per poll | {cpu['entities']['meter_hub']['enabled']};"
+            f" {cpu['state_changes_per_poll']['meter_hub']}"
+            f" | {cpu['entities']['homewizard']['enabled']};"
+            f" {cpu['state_changes_per_poll']['homewizard']} | |",
+        ]
+    mem = local.get("memory", {})
+    if "meter_hub" in mem:
+        polls = mem["polls"]
+        mh, core = mem["meter_hub"], mem["homewizard"]
+        lines += [
+            f"| Memory per config entry | {mh['per_config_entry_kib']} KiB"
+            f" | {core['per_config_entry_kib']} KiB | |",
+            f"| Retained memory, after 10 → {polls} polls | {mh['growth_first_kib']:+} KiB"
+            f" | {core['growth_first_kib']:+} KiB | no growth |",
+            f"| Retained memory, after {polls} → {2 * polls} polls | {mh['growth_second_kib']:+} KiB"
+            f" | {core['growth_second_kib']:+} KiB | no growth |",
+        ]
+    setup = local.get("setup", {})
+    if "meter_hub" in setup:
+        lines.append(
+            f"| Setup of a local entry, median of {setup['runs']}"
+            f" | {setup['meter_hub']['median_s'] * 1000:.1f} ms"
+            f" | {setup['homewizard']['median_s'] * 1000:.1f} ms | < 500 ms |"
+        )
+    cloud = results.get("cloud", {})
+    if cloud:
+        lines += [
+            "",
+            "| IAMMETER account, simulated week, restart every hour | Data calls per day"
+            " (`metersdata`) | Logins (per day, steady) | Other calls | Over a limit |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for name, r in cloud.items():
+            if "error" in r:
+                lines.append(f"| {name.replace('_', ' ')} | crashed | | | |")
+                continue
+            other = {
+                endpoint: count
+                for endpoint, count in r["calls_per_endpoint"].items()
+                if endpoint not in ("login", "metersdata")
+            }
+            low, high = r["data_calls_per_day_min"], r["data_calls_per_day_max"]
+            lines.append(
+                f"| {r['meters']} meter{'s' if r['meters'] > 1 else ''}, {r['restarts']} restarts"
+                f" | {low if low == high else f'{low}-{high}'}"
+                f" | {r['logins_total']} ({r['logins_per_day_steady']})"
+                f" | {', '.join(f'{k} {v}' for k, v in other.items()) or 'none'}"
+                f" | {r['over_limit_answered_nothing'] + r['over_limit_recounted']} |"
+            )
+        lines.append("| Target | 288 whatever the meter count | ≤ 1 per day | | 0 |")
+    return "\n".join(lines)

@@ -1,0 +1,112 @@
+"""Fault injection (issue 7): every row of ``fault_matrix`` against a fake on 127.0.0.1.
+
+Each case asserts: no traceback in the log; the entities' availability as designed (local:
+unavailable while the device fails; cloud: the last reading while it is younger than 15 minutes,
+then unavailable); the next good answer brings everything back; exactly one log line when it
+goes bad and one when it recovers (none for a fault that leaves the source working); no
+cumulative sensor ever goes down. The figures go to ``scripts/faults`` through ``fault_record``.
+"""
+
+from __future__ import annotations
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.core import HomeAssistant
+import pytest
+
+from simulator.homewizard import FakeHomeWizard
+from simulator.iammeter import VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud
+
+from .conftest import async_setup_cloud, async_setup_local
+from .fault_matrix import CASES, CLOUD_CASES, LOCAL_CASES, REQUIRED, FaultCase, Run, run_case
+from .fault_records import CaseRecord, CounterWatch, LogWatch, describe, fault_record
+
+__all__ = ["fault_record"]  # the fixture
+
+
+def test_the_matrix_covers_every_fault_of_the_issue() -> None:
+    covered = {(kind, case.source) for case in CASES for kind in case.covers}
+    missing = [(kind, source) for kind, sources in REQUIRED.items() for source in sources if (kind, source) not in covered]
+    assert missing == []
+    assert len({case.id for case in CASES}) == len(CASES)
+
+
+async def _finish(case: FaultCase, run: Run, record: CaseRecord) -> None:
+    outcome = await run_case(case, run)
+    tracebacks = run.logs.tracebacks()
+    regressions = run.counters.regressions
+    run.counters.stop()
+    record.tracebacks = len(tracebacks)
+    record.counter_regressions = len(regressions)
+    record.accepted_resets = len(run.counters.resets)
+    record.recovered = outcome.recovered
+    secrets = _secrets(run)
+    record.secrets_found = len(secrets)
+    record.notes = outcome.problems
+    record.completed = True
+
+    assert describe(tracebacks) == []
+    assert regressions == []
+    assert run.counters.resets == []
+    assert secrets == []
+    assert outcome.problems == []
+
+
+def _secrets(run: Run) -> list[str]:
+    """The account's password or a token in the log of a cloud case."""
+    if run.cloud is None:
+        return []
+    text = "\n".join(record.getMessage() for record in run.logs.records)
+    candidates = [VENDOR_EXAMPLE_LOGIN[1], *run.cloud._tokens, run.entry.data["token"]]
+    return [secret for secret in candidates if secret and secret in text]
+
+
+@pytest.mark.parametrize("case", LOCAL_CASES, ids=lambda case: case.id)
+async def test_local_fault(
+    hass: HomeAssistant,
+    homewizard: FakeHomeWizard,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+    fault_record: CaseRecord,
+    case: FaultCase,
+) -> None:
+    fault_record.case = case.id
+    logs = LogWatch(caplog)
+    entry = await async_setup_local(hass, homewizard)
+    counters = CounterWatch(hass, logs)
+    counters.seed()
+    run = Run(
+        hass=hass,
+        freezer=freezer,
+        entry=entry,
+        logs=logs,
+        counters=counters,
+        port=int(homewizard.host.rpartition(":")[2]),
+        homewizard=homewizard,
+    )
+    await _finish(case, run, fault_record)
+
+
+@pytest.mark.parametrize("case", CLOUD_CASES, ids=lambda case: case.id)
+async def test_cloud_fault(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+    fault_record: CaseRecord,
+    case: FaultCase,
+) -> None:
+    fault_record.case = case.id
+    logs = LogWatch(caplog)
+    entry = await async_setup_cloud(hass, cloud)
+    counters = CounterWatch(hass, logs)
+    counters.seed()
+    run = Run(
+        hass=hass,
+        freezer=freezer,
+        entry=entry,
+        logs=logs,
+        counters=counters,
+        port=int(cloud.url.rpartition(":")[2]),
+        cloud=cloud,
+    )
+    await _finish(case, run, fault_record)

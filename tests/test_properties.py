@@ -1,0 +1,486 @@
+"""Property-based tests (issue 7): the parsers never fail but with their typed error, and no
+cumulative sensor ever publishes a lower value except through a logged, persisted reset.
+
+Hypothesis generates any JSON value, and "almost right" payloads built from the vendor's own
+keys, for both parsers; and any sequence of counter readings for the counter guard, and (fewer
+examples, over real HTTP) for the whole path from the device to the Home Assistant state.
+Examples are derandomised and the example database is off, so every run tests the same inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import contextlib
+from datetime import UTC, datetime, timedelta, timezone
+import itertools
+import json
+import logging
+import math
+from typing import Any, cast
+
+import aiohttp
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from hypothesis import HealthCheck, given, settings, strategies as st
+import pytest
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
+
+from custom_components.meter_hub.api import homewizard, iammeter
+from custom_components.meter_hub.api.model import ExternalMeter, Reading, all_keys
+from custom_components.meter_hub.counter_guard import CounterGuard
+from simulator.homewizard import FakeHomeWizard
+
+from .conftest import async_setup_local
+from .fault_records import RESET_ACCEPTED, CaseRecord, CounterWatch, LogWatch, fault_record
+
+__all__ = ["fault_record"]  # the fixture
+
+PROFILE = settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+FEW = settings(PROFILE, max_examples=25)
+
+# --- what a valid reading is --------------------------------------------------------------------
+
+KEYS = all_keys()
+DATETIME_KEYS = frozenset({"monthly_peak_at", "measured_at"})
+TEXT_KEYS = frozenset({"meter_model", "meter_id", "wifi_ssid"})
+COUNT_KEYS = frozenset(
+    {"any_power_fail_count", "long_power_fail_count", "dsmr_version"}
+    | {key for key in KEYS if key.endswith("_count")}
+)
+RANGES: dict[str, tuple[float, float]] = {
+    "active_tariff": (1, 4),
+    "wifi_strength": (0, 100),
+    **{key: (-1, 1) for key in KEYS if key.startswith("power_factor")},
+}
+
+
+def is_cumulative(key: str) -> bool:
+    """A counter that only grows: it must never be negative."""
+    return (key.startswith("energy_") and key.endswith("_kwh")) or key == "water_total_m3"
+
+
+def _aware(value: object) -> bool:
+    return isinstance(value, datetime) and value.tzinfo is not None
+
+
+def value_problems(key: str, value: object) -> list[str]:
+    """Why ``value`` is not a valid value of canonical ``key`` (nothing when it is)."""
+    if key not in KEYS:
+        return [f"{key!r} is not a canonical key"]
+    if key in DATETIME_KEYS:
+        return [] if _aware(value) else [f"{key}={value!r} is not an aware datetime"]
+    if key in TEXT_KEYS:
+        return [] if isinstance(value, str) and value else [f"{key}={value!r} is not a text"]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return [f"{key}={value!r} is not a number"]
+    if not math.isfinite(value):
+        return [f"{key}={value!r} is not finite"]
+    if (key in COUNT_KEYS or key == "active_tariff") and not isinstance(value, int):
+        return [f"{key}={value!r} is not a whole number"]
+    if (key in COUNT_KEYS or is_cumulative(key)) and value < 0:
+        return [f"counter {key}={value!r} is negative"]
+    low, high = RANGES.get(key, (-math.inf, math.inf))
+    if not low <= value <= high:
+        return [f"{key}={value!r} is outside {low}..{high}"]
+    return []
+
+
+def external_problems(key: str, meter: object) -> list[str]:
+    """Why an external meter of a reading is not valid."""
+    if not isinstance(meter, ExternalMeter):
+        return [f"external {key!r} is a {type(meter).__name__}"]
+    problems = []
+    if key != meter.key or not meter.meter_id or not meter.kind:
+        problems.append(f"external {key!r} has no proper identity: {meter!r}")
+    value = meter.value
+    if value is not None and (
+        not isinstance(value, float) or not math.isfinite(value) or value < 0
+    ):
+        problems.append(f"external {key!r} reads {value!r}")
+    if meter.unit is not None and (not isinstance(meter.unit, str) or not meter.unit):
+        problems.append(f"external {key!r} has unit {meter.unit!r}")
+    if meter.measured_at is not None and not _aware(meter.measured_at):
+        problems.append(f"external {key!r} was measured at {meter.measured_at!r}")
+    return problems
+
+
+def reading_problems(reading: object) -> list[str]:
+    """Why ``reading`` is not a valid ``Reading`` (nothing when it is)."""
+    if not isinstance(reading, Reading):
+        return [f"not a Reading: {reading!r}"]
+    problems = [p for key, value in reading.values.items() for p in value_problems(key, value)]
+    problems.extend(f"expected key {key!r} is not canonical" for key in reading.expected if key not in KEYS)
+    problems.extend(p for key, meter in reading.externals.items() for p in external_problems(key, meter))
+    return problems
+
+
+# --- strategies ---------------------------------------------------------------------------------
+
+EDGE_NUMBERS = st.sampled_from(
+    [0, -0.0, 1, -1, 0.5, 2, 4, 5, 202, 1e9, 1e9 + 1, -1e9, 1e10 + 1, 1e308, -1e308, 5e-324,
+     2**63, -(2**63), 10**30, math.nan, math.inf, -math.inf, 250115121000, 991231235959]
+)  # fmt: skip
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    EDGE_NUMBERS,
+)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=25,
+)
+# Vendor data points of /api/v1/data, and the fields of the parser's special cases.
+HOMEWIZARD_KEYS = sorted(
+    {
+        *homewizard._FIELDS,
+        "external",
+        "total_gas_m3",
+        "gas_timestamp",
+        "gas_unique_id",
+        "unique_gas_id",
+        "montly_power_peak_timestamp",
+    }
+)
+METER_TIMES = st.builds(
+    lambda y, mo, d, h, mi, s: int(f"{y:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}"),
+    st.integers(0, 99),
+    st.integers(0, 13),
+    st.integers(0, 32),
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.integers(0, 61),
+)
+FIELD_VALUES = st.one_of(SCALARS, METER_TIMES, JSON)
+EXTERNAL = st.fixed_dictionaries(
+    {},
+    optional={
+        "unique_id": st.one_of(st.text(max_size=6), st.integers(), SCALARS),
+        "type": st.one_of(
+            st.sampled_from(["gas_meter", "water_meter", "heat_meter", "warm_water_meter", "x"]),
+            SCALARS,
+        ),
+        "timestamp": st.one_of(METER_TIMES, SCALARS),
+        "value": st.one_of(st.floats(0, 1e6), SCALARS),
+        "unit": st.one_of(st.sampled_from(["m3", "GJ", "kWh", ""]), SCALARS),
+    },
+)
+HOMEWIZARD_PAYLOADS = st.dictionaries(
+    st.sampled_from(HOMEWIZARD_KEYS) | st.text(max_size=10), FIELD_VALUES, max_size=30
+).flatmap(
+    lambda payload: st.one_of(
+        st.just(payload),
+        st.lists(st.one_of(EXTERNAL, SCALARS), max_size=4).map(
+            lambda externals: {**payload, "external": externals}
+        ),
+    )
+)
+PRODUCTS = st.sampled_from([None, "HWE-P1", "HWE-SKT", "HWE-KWH3", "SDM230-wifi", "HWE-WTR", "?"])
+TIME_ZONES = st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12))])
+
+ROW_VALUES = st.one_of(st.floats(-1e4, 1e5), SCALARS)
+ROWS = st.integers(5, 7).flatmap(lambda n: st.lists(ROW_VALUES, min_size=n, max_size=n))
+IAMMETER_VALUES = st.one_of(
+    ROWS,
+    st.lists(ROWS, min_size=1, max_size=5),
+    st.lists(st.one_of(ROWS, SCALARS), min_size=1, max_size=4),
+    JSON,
+)
+GMT_TIMES = st.one_of(
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)).map(
+        lambda at: f"{at.year}/{at.month}/{at.day} {at.hour}:{at.minute:02}:{at.second:02}"
+    ),
+    SCALARS,
+)
+METERS_ENTRY = st.fixed_dictionaries(
+    {},
+    optional={
+        "sn": st.one_of(st.text(min_size=1, max_size=8), SCALARS),
+        "values": IAMMETER_VALUES,
+        "gmtTime": GMT_TIMES,
+        "extra": JSON,
+    },
+)
+METERS_DATA = st.one_of(st.lists(st.one_of(METERS_ENTRY, SCALARS), max_size=5), JSON)
+
+
+@contextlib.contextmanager
+def counting(record: CaseRecord) -> Iterator[None]:
+    """Count an example; an exception other than the typed errors counts as a traceback."""
+    record.cases += 1
+    try:
+        yield
+    except AssertionError:
+        raise
+    except Exception:
+        record.tracebacks += 1
+        raise
+
+
+@pytest.fixture
+def record(fault_record: CaseRecord) -> CaseRecord:
+    fault_record.cases = 0
+    return fault_record
+
+
+# --- the parsers --------------------------------------------------------------------------------
+
+
+@PROFILE
+@given(payload=st.one_of(JSON, HOMEWIZARD_PAYLOADS), product=PRODUCTS, tz=TIME_ZONES)
+def test_homewizard_parse_data_gives_a_valid_reading_or_its_typed_error(
+    record: CaseRecord, payload: object, product: str | None, tz: timezone
+) -> None:
+    with counting(record):
+        try:
+            reading = homewizard.parse_data(payload, product_type=product, tz=tz)
+        except homewizard.InvalidPayload:
+            assert not isinstance(payload, dict)
+            return
+        assert reading_problems(reading) == []
+    record.completed = True
+
+
+@PROFILE
+@given(body=st.one_of(st.binary(max_size=64), JSON.map(lambda v: json.dumps(v).encode())))
+def test_homewizard_bodies_decode_to_json_or_value_error(record: CaseRecord, body: bytes) -> None:
+    with counting(record):
+        try:
+            payload = homewizard._decode(body)
+        except ValueError:
+            return
+        with contextlib.suppress(homewizard.InvalidPayload):
+            assert reading_problems(homewizard.parse_data(payload, product_type=None, tz=UTC)) == []
+    record.completed = True
+
+
+@PROFILE
+@given(values=IAMMETER_VALUES)
+def test_iammeter_parse_values_gives_valid_values_or_its_typed_error(
+    record: CaseRecord, values: object
+) -> None:
+    with counting(record):
+        try:
+            shape, out = iammeter.parse_values(values)
+        except iammeter.InvalidResponse:
+            return
+        assert isinstance(shape, iammeter.MeterShape)
+        assert [p for key, value in out.items() for p in value_problems(key, value)] == []
+        assert all(isinstance(value, float) for value in out.values())
+    record.completed = True
+
+
+@PROFILE
+@given(data=METERS_DATA)
+def test_iammeter_parse_meters_data_gives_valid_readings_or_its_typed_error(
+    record: CaseRecord, data: object
+) -> None:
+    with counting(record):
+        try:
+            meters = iammeter.parse_meters_data(data)
+        except iammeter.InvalidResponse:
+            return
+        for sn, meter in meters.items():
+            assert isinstance(sn, str)
+            assert sn
+            assert meter.sn == sn
+            assert meter.measured_at is None or _aware(meter.measured_at)
+            assert reading_problems(meter.reading) == []
+    record.completed = True
+
+
+ENVELOPES = st.one_of(
+    st.binary(max_size=64),
+    st.builds(
+        lambda data, ok, message: json.dumps(
+            {"data": data, "successful": ok, "message": message}
+        ).encode(),
+        st.one_of(METERS_DATA, JSON),
+        st.one_of(st.booleans(), SCALARS),
+        st.one_of(st.text(max_size=20), SCALARS),
+    ),
+    JSON.map(lambda value: json.dumps(value).encode()),
+)
+
+
+@PROFILE
+@given(
+    body=ENVELOPES,
+    status=st.sampled_from([200, 200, 200, 201, 204, 301, 400, 401, 403, 404, 429, 500, 503]),
+    retry_after=st.one_of(st.none(), st.text(max_size=6), st.sampled_from(["60", "999999999"])),
+    login=st.booleans(),
+)
+def test_iammeter_answers_give_data_or_a_typed_error(
+    record: CaseRecord, body: bytes, status: int, retry_after: str | None, login: bool
+) -> None:
+    """The whole way from the HTTP answer of metersdata to the readings."""
+    client = iammeter.IamMeterClient(cast(aiohttp.ClientSession, None), token="t0ken")
+    with counting(record):
+        try:
+            data = client._data("/api/v1/site/metersdata", status, retry_after, body, login=login)
+            meters = iammeter.parse_meters_data(data)
+        except iammeter.IamMeterError as err:
+            assert "t0ken" not in str(err)
+            return
+        assert all(reading_problems(meter.reading) == [] for meter in meters.values())
+    record.completed = True
+
+
+# --- the counter guard --------------------------------------------------------------------------
+
+HOLD = 60.0
+COUNTER_VALUES = st.one_of(
+    st.none(),  # not reported
+    st.floats(0, 2e4),
+    st.sampled_from([0.0, 100.0, 100.001, 99.999, 1e4]),
+)
+STEPS = st.lists(st.tuples(COUNTER_VALUES, st.sampled_from([0.5, 1, 5, 20, 30, 59, 60, 61, 300])), max_size=60)
+
+
+class _Warnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def guard_problems(
+    restored: float | None, steps: list[tuple[float | None, float]]
+) -> tuple[list[str], int]:
+    """Run ``steps`` through a guard; the problems, and how many dips were not logged resets."""
+    logger = logging.getLogger("custom_components.meter_hub")
+    handler = _Warnings()
+    logger.addHandler(handler)
+    problems: list[str] = []
+    regressions = 0
+    try:
+        guard = CounterGuard("counter", HOLD)
+        if restored is not None:
+            guard.restore(restored)
+        now = 0.0
+        seen: list[tuple[float, float]] = []  # (time, value) of every reported value
+        for value, seconds in steps:
+            now += seconds
+            if value is None:
+                continue
+            before, warned = guard.published, len(handler.records)
+            seen.append((now, value))
+            out = guard.accept(value, now)
+            reset = len(handler.records) > warned
+            if out not in (value, before):
+                problems.append(f"published {out}, neither {value} nor {before}")
+            if before is not None and out is not None and out < before:
+                if not reset or RESET_ACCEPTED not in handler.records[-1].getMessage():
+                    regressions += 1
+                    problems.append(f"{before} -> {out} at {now} s without a logged reset")
+                    continue
+                # persisted: every value of the last HOLD seconds (and one before) was lower
+                since = [t for t, v in seen if v >= before]
+                start = max(since, default=-math.inf)
+                lower = [t for t, _ in seen if t > start]
+                if not lower or now - lower[0] < HOLD:
+                    problems.append(f"reset to {out} at {now} s after {now - lower[0]} s only")
+            elif reset:
+                problems.append(f"a reset was logged but {out} is not lower than {before}")
+    finally:
+        logger.removeHandler(handler)
+    return problems, regressions
+
+
+@PROFILE
+@given(restored=st.one_of(st.none(), st.floats(0, 2e4)), steps=STEPS)
+def test_counter_guard_publishes_lower_values_only_as_logged_persisted_resets(
+    record: CaseRecord, restored: float | None, steps: list[tuple[float | None, float]]
+) -> None:
+    with counting(record):
+        problems, regressions = guard_problems(restored, steps)
+        record.counter_regressions += regressions
+        assert problems == []
+    record.completed = True
+
+
+def test_the_guard_check_sees_a_regression() -> None:
+    """The check above is not blind: a guard that lets every value through fails it."""
+
+    class Open(CounterGuard):
+        def accept(self, value: float, now: float | None = None) -> float | None:
+            self.published = value
+            return value
+
+    original = CounterGuard.accept
+    try:
+        CounterGuard.accept = Open.accept  # type: ignore[method-assign]
+        problems, regressions = guard_problems(None, [(10.0, 1), (0.0, 1)])
+    finally:
+        CounterGuard.accept = original  # type: ignore[method-assign]
+    assert regressions == 1
+    assert problems
+
+
+# --- the whole path: device -> HTTP -> parser -> guard -> Home Assistant state ------------------
+
+DEVICE_VALUES = st.one_of(
+    st.floats(0, 2e4).map(lambda v: round(v, 3)),
+    st.sampled_from([None, 0, "15234.567", math.nan, -1.0, 1e308, 15234.567, 15234.568, 100.0]),
+)
+DEVICE_STEPS = st.lists(
+    st.tuples(DEVICE_VALUES, st.sampled_from([5, 10, 30, 55, 60, 65])), min_size=1, max_size=14
+)
+_serials = itertools.count(1)
+
+
+@FEW
+@given(steps=DEVICE_STEPS)
+async def test_energy_sensor_never_goes_down_through_home_assistant(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    socket_enabled: None,
+    caplog: pytest.LogCaptureFixture,
+    record: CaseRecord,
+    steps: list[tuple[Any, int]],
+) -> None:
+    """Any sequence of counter values from the device over real HTTP: the state never dips,
+    except as a reset the guard logged, with the value the device reported."""
+    record.cases += 1
+    logs = LogWatch(caplog)
+    fake = FakeHomeWizard("HWE-P1")
+    fake.device["serial"] = f"5c2faf{next(_serials):06x}"
+    await fake.start()
+    entry = await async_setup_local(hass, fake)
+    unique_id = f"{fake.device['serial']}_energy_import_kwh"
+    entity_id = er.async_get(hass).async_get_entity_id("sensor", "meter_hub", unique_id)
+    assert entity_id is not None
+    counters = CounterWatch(hass, logs)
+    counters.seed()
+    try:
+        for value, seconds in steps:
+            if value is None:
+                fake.data.pop("total_power_import_kwh", None)
+            else:
+                fake.data["total_power_import_kwh"] = value
+            freezer.tick(timedelta(seconds=seconds))
+            async_fire_time_changed(hass)
+            await hass.async_block_till_done(wait_background_tasks=True)
+    finally:
+        counters.stop()
+        await hass.config_entries.async_remove(entry.entry_id)
+        await fake.stop()
+    record.counter_regressions += len(counters.regressions)
+    record.accepted_resets += len(counters.resets)
+    tracebacks = logs.tracebacks()
+    record.tracebacks += len(tracebacks)
+    assert counters.regressions == []
+    assert tracebacks == []
+    record.completed = True
