@@ -43,6 +43,11 @@ _POWER_RANGE: Final = {
 _DEFAULT_POWER_RANGE: Final = (-17250.0, 17250.0)
 _PHASE_POWER_KEYS: Final = ("active_power_l1_w", "active_power_l2_w", "active_power_l3_w")
 _MAX_FLOW_LPM: Final = 20.0
+# The simulator's switch (``start(control=True)``): GET shows, POST true/false sets ``api_enabled``.
+CONTROL_PATH: Final = "/_sim/api_enabled"
+_SWITCH_WORDS: Final = dict.fromkeys(("true", "on", "1", "yes"), True) | dict.fromkeys(
+    ("false", "off", "0", "no"), False
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +127,17 @@ class FakeHomeWizard:
         """``127.0.0.1:<port>`` once started."""
         return f"{LISTEN_HOST}:{self._port}"
 
-    async def start(self, port: int = 0) -> int:
-        """Listen on 127.0.0.1 (``port`` 0 picks a free one) and return the port."""
+    async def start(self, port: int = 0, *, control: bool = False) -> int:
+        """Listen on 127.0.0.1 (``port`` 0 picks a free one) and return the port.
+
+        ``control`` adds the simulator's switch ``/_sim/api_enabled`` (see ``CONTROL_PATH``).
+        """
         app = web.Application()
         app.router.add_get("/api", self._handle)
         app.router.add_get("/api/v1/data", self._handle)
+        if control:
+            app.router.add_get(CONTROL_PATH, self._control)
+            app.router.add_post(CONTROL_PATH, self._control)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
         await web.TCPSite(self._runner, LISTEN_HOST, port).start()
@@ -147,6 +158,27 @@ class FakeHomeWizard:
         self.hang = False
         self._release.set()
         self._release = asyncio.Event()
+
+    async def _control(self, request: web.Request) -> web.Response:
+        """GET: ``{"api_enabled": bool}``; POST ``true``/``false`` (or ``{"enabled": ...}``) sets it."""
+        if request.method == "POST":
+            text = (await request.text()).strip()
+            with contextlib.suppress(ValueError):
+                body = json.loads(text) if text else None
+                text = str(body.get("enabled") if isinstance(body, dict) else body)
+            value = request.query.get("enabled", text).strip().lower()
+            if value not in _SWITCH_WORDS:
+                return web.json_response(
+                    {"error": "send true or false (or on/off, 1/0)"}, status=400
+                )
+            self.api_enabled = _SWITCH_WORDS[value]
+            _LOGGER.info(
+                "%s at %s: local API %s",
+                self.profile,
+                self.host,
+                "enabled" if self.api_enabled else "disabled (403)",
+            )
+        return web.json_response({"api_enabled": self.api_enabled})
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.request_count[request.path] += 1
@@ -244,7 +276,7 @@ async def _serve(profiles: list[str], port: int, seed: int) -> None:
     ]
     try:
         for index, fake in enumerate(fakes):
-            await fake.start(port + index if port else 0)
+            await fake.start(port + index if port else 0, control=True)
             _LOGGER.info("%s at http://%s", fake.profile, fake.host)
         await asyncio.Event().wait()
     finally:

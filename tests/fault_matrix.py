@@ -465,7 +465,9 @@ def _single_field(index: int, value: object) -> Callable[[list[dict[str, Any]]],
     return change
 
 
-def _three_phase_field(row: int, index: int, value: object) -> Callable[[list[dict[str, Any]]], None]:
+def _three_phase_field(
+    row: int, index: int, value: object
+) -> Callable[[list[dict[str, Any]]], None]:
     def change(data: list[dict[str, Any]]) -> None:
         _meter(data, THREE_SN)["values"][row][index] = value
 
@@ -561,7 +563,8 @@ def _within_limits(run: Run) -> list[str]:
 
 BAD_IMPORT = (_cloud_sensor(SINGLE_SN, "energy_import"),)
 THREE_TOTALS = tuple(
-    _cloud_sensor(THREE_SN, name) for name in ("power", "grid_power", "energy_import", "energy_export")
+    _cloud_sensor(THREE_SN, name)
+    for name in ("power", "grid_power", "energy_import", "energy_export")
 )
 
 CLOUD_CASES: tuple[FaultCase, ...] = (
@@ -767,9 +770,7 @@ CLOUD_CASES: tuple[FaultCase, ...] = (
         # guard holds them back (they never reach the state).
         inject=lambda run: _inject_once_changed(run, _single_row),
         outage=Outage.PARTIAL,
-        unavailable=(
-            f"sensor.iammeter_{THREE_SN.lower()}_*_phase_[123]",
-        ),
+        unavailable=(f"sensor.iammeter_{THREE_SN.lower()}_*_phase_[123]",),
         polls=1,
     ),
     FaultCase(
@@ -851,9 +852,8 @@ async def _restore_cloud(run: Run) -> None:
 CASES: tuple[FaultCase, ...] = (*LOCAL_CASES, *CLOUD_CASES)
 
 # Every fault kind the issue names, and the sources it applies to.
-REQUIRED: dict[str, tuple[str, ...]] = {
-    kind: ("local", "cloud")
-    for kind in (
+REQUIRED: dict[str, tuple[str, ...]] = dict.fromkeys(
+    (
         "connection-refused",
         "no-answer",
         "http-500",
@@ -876,8 +876,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
         "keys-missing",
         "extra-keys",
         "three-to-one-phase",
-    )
-} | {
+    ),
+    ("local", "cloud"),
+) | {
     "external-appears": ("local",),
     "external-disappears": ("local",),
     "meter-appears": ("cloud",),
@@ -901,6 +902,7 @@ class Outcome:
     recovered: bool = False
     bad_lines: int = 0
     recovery_lines: int = 0
+    checks: int = 0  # entity states checked
 
 
 def _entities(run: Run) -> list[str]:
@@ -944,11 +946,9 @@ async def _poll(run: Run) -> None:
         cloud = run.cloud_fake
         hanging = any(fault.hang_s for fault in cloud._faults)
         faults = len(cloud._faults)
-        await _tick(run, CLOUD_POLL, hang=(lambda: len(cloud._faults) < faults) if hanging else None)
-    import os  # DEBUG
-    if os.environ.get("FAULTS_DEBUG") and run.cloud is not None:
-        c = run.coordinator
-        print("now", dt_util.utcnow().time(), "fetched", c.fetched_at.time(), "ok", c.last_update_success, "interval", c.update_interval, "exc", c.last_exception, [ (x.at.time(), x.endpoint, x.over_limit) for x in run.cloud.calls][-3:])
+        await _tick(
+            run, CLOUD_POLL, hang=(lambda: len(cloud._faults) < faults) if hanging else None
+        )
 
 
 def _check_during(case: FaultCase, run: Run, baseline: list[str], *, fresh: bool) -> list[str]:
@@ -970,9 +970,11 @@ def _check_during(case: FaultCase, run: Run, baseline: list[str], *, fresh: bool
             )
     if case.outage is Outage.PARTIAL and not any(_matches(e, case.unavailable) for e in baseline):
         problems.append(f"no entity matches {case.unavailable}: the case tests nothing")
-    for pattern in case.appears:
-        if not any(fnmatch(e, pattern) and _available(run, e) for e in _entities(run)):
-            problems.append(f"no available entity {pattern} appeared")
+    problems.extend(
+        f"no available entity {pattern} appeared"
+        for pattern in case.appears
+        if not any(fnmatch(e, pattern) and _available(run, e) for e in _entities(run))
+    )
     return problems
 
 
@@ -998,7 +1000,7 @@ async def run_case(case: FaultCase, run: Run) -> Outcome:
     before_fault = {entity_id: hass.states.get(entity_id).state for entity_id in baseline}
     if not baseline:
         problems.append("no entity is available before the fault")
-    last_good = _last_good_call(run) if run.cloud is not None else dt_util.utcnow()
+    last_good = _last_good_call(run) if run.cloud is not None else None
 
     # --- the fault ---
     run.logs.mark()
@@ -1007,16 +1009,22 @@ async def run_case(case: FaultCase, run: Run) -> Outcome:
         for _ in range(case.polls):
             await _poll(run)
             problems.extend(_check_during(case, run, baseline, fresh=False))
+            outcome.checks += len(baseline)
     else:
         # Cloud: the reading stands while it is younger than 15 minutes, then it is unavailable.
+        assert last_good is not None
         while dt_util.utcnow() - last_good < CLOUD_STALE_AFTER:
             await _poll(run)
             if dt_util.utcnow() - last_good < CLOUD_STALE_AFTER:
                 problems.extend(_check_during(case, run, baseline, fresh=True))
+                outcome.checks += len(baseline)
                 if run.logs.lines():
-                    problems.append(f"logged while the reading is fresh: {describe(run.logs.lines())}")
+                    problems.append(
+                        f"logged while the reading is fresh: {describe(run.logs.lines())}"
+                    )
         await _poll(run)
         problems.extend(_check_during(case, run, baseline, fresh=False))
+        outcome.checks += len(baseline)
     bad = run.logs.lines()
     outcome.bad_lines = len(bad)
     expected_lines = 1 if case.outage is Outage.SOURCE else 0
@@ -1039,6 +1047,7 @@ async def run_case(case: FaultCase, run: Run) -> Outcome:
     while True:
         await _poll(run)
         missing = [entity_id for entity_id in baseline if not _available(run, entity_id)]
+        outcome.checks += len(baseline)
         if (not missing and run.coordinator.last_update_success) or dt_util.utcnow() > deadline:
             break
     outcome.recovered = not missing and run.coordinator.last_update_success
@@ -1047,19 +1056,21 @@ async def run_case(case: FaultCase, run: Run) -> Outcome:
     # A few more polls: it stays recovered, and says so once.
     for _ in range(2):
         await _poll(run)
+    if outcome.recovered and (lost := [e for e in baseline if not _available(run, e)]):
+        problems.append(f"unavailable again after the recovery: {lost[:10]}")
     good = run.logs.lines()
     outcome.recovery_lines = len(good)
     if len(good) != expected_lines:
         problems.append(f"{len(good)} log lines when it recovered: {describe(good)}")
     if run.homewizard is not None and outcome.recovered:
         # the device answers as before the fault: so do the entities
-        changed = [
+        differ = [
             f"{entity_id}: {before!r} -> {state.state if state else None!r}"
             for entity_id, before in before_fault.items()
             if (state := hass.states.get(entity_id)) is None or state.state != before
         ]
-        if changed:
-            problems.append(f"not back to the device's values: {changed[:10]}")
+        if differ:
+            problems.append(f"not back to the device's values: {differ[:10]}")
     if case.check is not None:
         problems.extend(case.check(run))
     unsub()

@@ -38,13 +38,15 @@ class CaseRecord:
 
     suite: str
     case: str
-    cases: int = 1  # property tests: the examples run
+    checks: int = 0  # property tests: examples run; secret tests: places searched
     tracebacks: int = 0
     counter_regressions: int = 0
     accepted_resets: int = 0  # deliberate, logged acceptances of a persisted reset
     secrets_found: int = 0
     recovered: bool | None = None
     completed: bool = False
+    bad_lines: int | None = None  # fault cases: log lines when it went bad
+    recovery_lines: int | None = None  # fault cases: log lines when it recovered
     notes: list[str] = field(default_factory=list)
 
 
@@ -78,11 +80,16 @@ def is_traceback(record: logging.LogRecord) -> bool:
     )
 
 
+def is_clock_artefact(record: logging.LogRecord) -> bool:
+    """asyncio's debug-mode "Executing <Task ...> took 5.000 seconds": the test moved the clock."""
+    return record.name == "asyncio" and str(record.msg).startswith("Executing ")
+
+
 def is_line(record: logging.LogRecord) -> bool:
     """A line a user sees in the default log: ours from INFO up, anyone's from WARNING up."""
     if record.name.startswith(OUR_LOGGER):
         return record.levelno >= logging.INFO
-    return record.levelno >= logging.WARNING
+    return record.levelno >= logging.WARNING and not is_clock_artefact(record)
 
 
 def record_text(record: logging.LogRecord) -> str:

@@ -25,7 +25,12 @@ __all__ = ["fault_record"]  # the fixture
 
 def test_the_matrix_covers_every_fault_of_the_issue() -> None:
     covered = {(kind, case.source) for case in CASES for kind in case.covers}
-    missing = [(kind, source) for kind, sources in REQUIRED.items() for source in sources if (kind, source) not in covered]
+    missing = [
+        (kind, source)
+        for kind, sources in REQUIRED.items()
+        for source in sources
+        if (kind, source) not in covered
+    ]
     assert missing == []
     assert len({case.id for case in CASES}) == len(CASES)
 
@@ -39,6 +44,9 @@ async def _finish(case: FaultCase, run: Run, record: CaseRecord) -> None:
     record.counter_regressions = len(regressions)
     record.accepted_resets = len(run.counters.resets)
     record.recovered = outcome.recovered
+    record.bad_lines = outcome.bad_lines
+    record.recovery_lines = outcome.recovery_lines
+    record.checks = outcome.checks
     secrets = _secrets(run)
     record.secrets_found = len(secrets)
     record.notes = outcome.problems

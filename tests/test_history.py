@@ -512,6 +512,17 @@ async def test_broken_history_answer_is_retried(harness: Harness) -> None:
     assert harness.manager.gaps == []
 
 
+async def test_backfill_gives_up_on_a_failing_cloud(harness: Harness) -> None:
+    await harness.setup()
+    harness.cloud.inject_fault(20, status=500, endpoint="meterdatalist2")
+    await harness.live(3 * HOUR)
+    assert harness.manager.gaps == []
+    # Three tries per meter, then only the live hours.
+    assert harness.calls("meterdatalist2") == 6
+    rows = await harness.rows(harness.entity_id(GRID_SN, "energy_import_kwh"))
+    assert rows[0].start == START.replace(minute=0)
+
+
 async def test_no_recorder_no_history(hass: HomeAssistant, fake: FakeIamMeterCloud) -> None:
     """Without the recorder loaded there is nothing to backfill into."""
     hass.config.components.remove("recorder")
@@ -761,6 +772,29 @@ def test_plan_without_samples_before_the_gap_waits_for_them() -> None:
     assert [(row.start, row.sum) for row in plan.rows] == [(T0 + 2 * HOUR, 11.0)]
     # The live row after it is moved to continue: 11 + (33 - 31).
     assert plan.adjustments == [(T0 + 3 * HOUR, pytest.approx(13.0 - 5.0))]
+
+
+def test_plan_writes_only_hours_the_history_covers() -> None:
+    # The history ends at 01:20: hour 1 is not covered, the live row at hour 2 gets its energy.
+    series = SampleSeries(Sample(T0 + n * PERIOD, 10.0 + n * 0.1) for n in range(17))
+    rows = [StatRow(T0 - HOUR, 9.0, 100.0), StatRow(T0 + 2 * HOUR, 14.0, 105.0)]
+    plan = plan_backfill(rows, series, T0, T0 + 2 * HOUR, 0.01)
+    assert [row.start for row in plan.rows] == [T0]
+    assert plan.rows[0].sum == pytest.approx(100.0 + 11.2 - 9.0)
+    assert plan.adjustments == []
+
+
+def test_plan_lifts_a_run_to_an_older_sum() -> None:
+    # No row before the gap within reach, but the recorder continued an older sum: the run is
+    # lifted to meet it, the recorder's rows stay.
+    series = SampleSeries(Sample(T0 + n * PERIOD, 10.0 + n * 0.1) for n in range(40))
+    rows = [StatRow(T0 + 2 * HOUR, 12.5, 5000.0)]
+    plan = plan_backfill(rows, series, T0, T0 + 2 * HOUR, 0.01)
+    assert plan.adjustments == []
+    assert [(row.start, row.sum) for row in plan.rows] == [
+        (T0, pytest.approx(5000.0 - 0.1 - 1.2)),
+        (T0 + HOUR, pytest.approx(5000.0 - 0.1)),
+    ]
 
 
 def test_plan_site_rewrites_rows_it_no_longer_has() -> None:

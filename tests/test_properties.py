@@ -116,8 +116,12 @@ def reading_problems(reading: object) -> list[str]:
     if not isinstance(reading, Reading):
         return [f"not a Reading: {reading!r}"]
     problems = [p for key, value in reading.values.items() for p in value_problems(key, value)]
-    problems.extend(f"expected key {key!r} is not canonical" for key in reading.expected if key not in KEYS)
-    problems.extend(p for key, meter in reading.externals.items() for p in external_problems(key, meter))
+    problems.extend(
+        f"expected key {key!r} is not canonical" for key in reading.expected if key not in KEYS
+    )
+    problems.extend(
+        p for key, meter in reading.externals.items() for p in external_problems(key, meter)
+    )
     return problems
 
 
@@ -137,7 +141,9 @@ SCALARS = st.one_of(
 )
 JSON = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5)
+    ),
     max_leaves=25,
 )
 # Vendor data points of /api/v1/data, and the fields of the parser's special cases.
@@ -197,7 +203,7 @@ IAMMETER_VALUES = st.one_of(
     JSON,
 )
 GMT_TIMES = st.one_of(
-    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)).map(
+    st.datetimes().map(
         lambda at: f"{at.year}/{at.month}/{at.day} {at.hour}:{at.minute:02}:{at.second:02}"
     ),
     SCALARS,
@@ -217,7 +223,7 @@ METERS_DATA = st.one_of(st.lists(st.one_of(METERS_ENTRY, SCALARS), max_size=5), 
 @contextlib.contextmanager
 def counting(record: CaseRecord) -> Iterator[None]:
     """Count an example; an exception other than the typed errors counts as a traceback."""
-    record.cases += 1
+    record.checks += 1
     try:
         yield
     except AssertionError:
@@ -229,7 +235,6 @@ def counting(record: CaseRecord) -> Iterator[None]:
 
 @pytest.fixture
 def record(fault_record: CaseRecord) -> CaseRecord:
-    fault_record.cases = 0
     return fault_record
 
 
@@ -324,14 +329,15 @@ def test_iammeter_answers_give_data_or_a_typed_error(
     record: CaseRecord, body: bytes, status: int, retry_after: str | None, login: bool
 ) -> None:
     """The whole way from the HTTP answer of metersdata to the readings."""
-    client = iammeter.IamMeterClient(cast(aiohttp.ClientSession, None), token="t0ken")
+    client = iammeter.IamMeterClient(cast("aiohttp.ClientSession", None), token="t0ken")
     with counting(record):
+        error: iammeter.IamMeterError | None = None
         try:
             data = client._data("/api/v1/site/metersdata", status, retry_after, body, login=login)
             meters = iammeter.parse_meters_data(data)
         except iammeter.IamMeterError as err:
-            assert "t0ken" not in str(err)
-            return
+            error, meters = err, {}
+        assert error is None or "t0ken" not in str(error)
         assert all(reading_problems(meter.reading) == [] for meter in meters.values())
     record.completed = True
 
@@ -344,7 +350,9 @@ COUNTER_VALUES = st.one_of(
     st.floats(0, 2e4),
     st.sampled_from([0.0, 100.0, 100.001, 99.999, 1e4]),
 )
-STEPS = st.lists(st.tuples(COUNTER_VALUES, st.sampled_from([0.5, 1, 5, 20, 30, 59, 60, 61, 300])), max_size=60)
+STEPS = st.lists(
+    st.tuples(COUNTER_VALUES, st.sampled_from([0.5, 1, 5, 20, 30, 59, 60, 61, 300])), max_size=60
+)
 
 
 class _Warnings(logging.Handler):
@@ -453,7 +461,7 @@ async def test_energy_sensor_never_goes_down_through_home_assistant(
 ) -> None:
     """Any sequence of counter values from the device over real HTTP: the state never dips,
     except as a reset the guard logged, with the value the device reported."""
-    record.cases += 1
+    record.checks += 1
     logs = LogWatch(caplog)
     fake = FakeHomeWizard("HWE-P1")
     fake.device["serial"] = f"5c2faf{next(_serials):06x}"

@@ -13,7 +13,6 @@ cloud ever handed out.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 import ipaddress
@@ -41,7 +40,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 import pytest
-from pytest_homeassistant_custom_component.common import async_fire_time_changed
+from pytest_homeassistant_custom_component.common import MockUser, async_fire_time_changed
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
@@ -92,7 +91,7 @@ class _Spy:
 
 
 @pytest.fixture
-def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Spy]:
+def spy(monkeypatch: pytest.MonkeyPatch) -> _Spy:
     found = _Spy()
     call = iammeter.IamMeterClient._call
     request = aiohttp.ClientSession._request
@@ -104,15 +103,13 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Spy]:
             found.errors.append(err)
             raise
 
-    def spying_request(
-        self: aiohttp.ClientSession, method: str, url: Any, **kwargs: Any
-    ) -> Any:
+    def spying_request(self: aiohttp.ClientSession, method: str, url: Any, **kwargs: Any) -> Any:
         found.requests.append((self, str(url), kwargs))
         return request(self, method, url, **kwargs)
 
     monkeypatch.setattr(iammeter.IamMeterClient, "_call", spying_call)
     monkeypatch.setattr(aiohttp.ClientSession, "_request", spying_request)
-    yield found
+    return found
 
 
 def _exception_text(err: BaseException) -> str:
@@ -139,6 +136,7 @@ async def test_no_secret_reaches_logs_errors_diagnostics_repairs_or_attributes(
     cloud: FakeIamMeterCloud,  # before hass_client: its access token is issued at the fake's time
     freezer: FrozenDateTimeFactory,
     hass_client: ClientSessionGenerator,
+    hass_admin_user: MockUser,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
     spy: _Spy,
@@ -213,9 +211,7 @@ async def test_no_secret_reaches_logs_errors_diagnostics_repairs_or_attributes(
     wrong = "typo-Pa55word-0815"
     echo = {"data": None, "successful": False, "message": f"Wrong password {wrong} for {username}"}
     cloud.inject_fault(endpoint="login", body=json.dumps(echo).encode())
-    result = await hass.config_entries.flow.async_configure(
-        flow["flow_id"], {CONF_PASSWORD: wrong}
-    )
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {CONF_PASSWORD: wrong})
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "invalid_auth"}
     forms.append(dict(result))
@@ -230,7 +226,12 @@ async def test_no_secret_reaches_logs_errors_diagnostics_repairs_or_attributes(
     assert entry.runtime_data.last_update_success
     issues.extend(asdict(issue) for issue in ir.async_get(hass).issues.values())
 
-    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    # the download as a user makes it, with an access token of now (hours have passed)
+    refresh_token = next(iter(hass_admin_user.refresh_tokens.values()))
+    access_token = hass.auth.async_create_access_token(refresh_token)
+    diagnostics = await get_diagnostics_for_config_entry(
+        hass, lambda: hass_client(access_token), entry
+    )
 
     secrets = {password, NEW_PASSWORD, wrong, *tokens.made, *entry_tokens} - {None, ""}
     assert len(tokens.made) >= 6  # tokens and refresh tokens of three logins
@@ -250,14 +251,14 @@ async def test_no_secret_reaches_logs_errors_diagnostics_repairs_or_attributes(
         for state in hass.states.async_all()
     }
     leaks = _leaks(texts, secrets)
-    fault_record.cases = len(texts)
+    fault_record.checks = len(texts)
     fault_record.secrets_found = len(leaks)
-    fault_record.tracebacks = len(
-        [r for r in logs.tracebacks() if r.name.startswith("custom_components")]
-    )
+    fault_record.tracebacks = len(logs.tracebacks())
     fault_record.notes = leaks
     fault_record.completed = True
-    # the searches saw the failures: each kind of error is there
+    # the searches look for the real secrets, and saw the failures
+    assert entry.data[CONF_PASSWORD] == NEW_PASSWORD
+    assert {entry.data[CONF_TOKEN], entry.data[CONF_REFRESH_TOKEN]} <= set(tokens.made)
     assert any(isinstance(err, iammeter.CannotConnect) for err in spy.errors)
     assert any(isinstance(err, iammeter.TokenRejected) for err in spy.errors)
     assert any(isinstance(err, iammeter.InvalidAuth) for err in spy.errors)
@@ -272,9 +273,13 @@ def _unverified_tls(tree: ast.AST) -> list[str]:
     """Places in the code that switch certificate checks off."""
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.keyword) and node.arg in ("ssl", "verify_ssl", "verify"):
-            if isinstance(node.value, ast.Constant) and not node.value.value:
-                found.append(f"{node.arg}={node.value.value!r} at line {node.value.lineno}")
+        if (
+            isinstance(node, ast.keyword)
+            and node.arg in ("ssl", "verify_ssl", "verify")
+            and isinstance(node.value, ast.Constant)
+            and not node.value.value
+        ):
+            found.append(f"{node.arg}={node.value.value!r} at line {node.value.lineno}")
         if isinstance(node, ast.Attribute) and node.attr in (
             "CERT_NONE",
             "_create_unverified_context",
@@ -284,12 +289,16 @@ def _unverified_tls(tree: ast.AST) -> list[str]:
     return found
 
 
-def test_the_code_never_switches_certificate_checks_off() -> None:
+def test_the_code_never_switches_certificate_checks_off(fault_record: CaseRecord) -> None:
+    files = sorted(INTEGRATION.rglob("*.py"))
     found = {
         str(path.relative_to(INTEGRATION)): problems
-        for path in sorted(INTEGRATION.rglob("*.py"))
+        for path in files
         if (problems := _unverified_tls(ast.parse(path.read_text(encoding="utf-8"))))
     }
+    fault_record.checks = len(files)
+    fault_record.notes = [f"TLS checks off in {name}: {found[name]}" for name in found]
+    fault_record.completed = True
     assert found == {}
     # the scan itself finds what it looks for
     assert _unverified_tls(ast.parse("session.get(url, ssl=False)"))
@@ -297,7 +306,11 @@ def test_the_code_never_switches_certificate_checks_off() -> None:
 
 
 async def test_cloud_calls_use_the_verifying_session(
-    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory, spy: _Spy
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    freezer: FrozenDateTimeFactory,
+    spy: _Spy,
+    fault_record: CaseRecord,
 ) -> None:
     """The config flow and the coordinator call through Home Assistant's verifying session and
     never pass anything that would weaken its TLS checks."""
@@ -318,6 +331,8 @@ async def test_cloud_calls_use_the_verifying_session(
 
     verifying = async_get_clientsession(hass)
     ours = [r for r in spy.requests if r[1].startswith(cloud.url)]
+    fault_record.checks = len(ours)
+    fault_record.completed = True
     assert {url.rpartition("/")[2].partition("?")[0] for _, url, _ in ours} >= {
         "login",
         "metersdata",
@@ -387,9 +402,7 @@ async def test_a_server_with_an_unverifiable_certificate_never_sees_the_password
     await site.start()
     port = runner.addresses[0][1]
     try:
-        result = await hass.config_entries.flow.async_init(
-            DOMAIN, context={"source": SOURCE_USER}
-        )
+        result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
         result = await hass.config_entries.flow.async_configure(
             result["flow_id"], {"next_step_id": "cloud"}
         )
@@ -403,6 +416,7 @@ async def test_a_server_with_an_unverifiable_certificate_never_sees_the_password
         )
     finally:
         await runner.cleanup()
+    fault_record.checks = 1
     fault_record.secrets_found = len(seen)
     fault_record.completed = True
     assert result["type"] is FlowResultType.FORM

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+import json
+from pathlib import Path
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, selector
+from homeassistant.helpers.service import async_get_all_descriptions
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -180,7 +183,7 @@ async def test_meter_history(
     # Local midnight (UTC+2) is 22:00 UTC the day before.
     assert first["measured_at"] == "2024-09-09T22:00:00+00:00"
     assert first["local_time"] == "2024-09-10T00:00:00"
-    values = first["values"]
+    values = first["reading"]
     assert values["energy_import_kwh"] == pytest.approx(
         values["energy_import_l1_kwh"]
         + values["energy_import_l3_kwh"]
@@ -330,3 +333,20 @@ async def test_invalid_targets(hass: HomeAssistant, entry: MockConfigEntry) -> N
     with pytest.raises(ServiceValidationError) as caught:
         await call(hass, "meter_history", device_id=target, start_date="2024-09-11")
     assert caught.value.translation_key == "entry_not_loaded"
+
+
+async def test_action_descriptions(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    """services.yaml loads, its selectors are valid, and every field has a translation."""
+    descriptions = (await async_get_all_descriptions(hass))[DOMAIN]
+    assert descriptions.keys() == {"power_analysis", "offline_analysis", "meter_history"}
+    strings = json.loads(
+        (Path(__file__).parent.parent / "custom_components/meter_hub/strings.json").read_text()
+    )
+    for action, description in descriptions.items():
+        assert strings["services"][action]["name"]
+        assert description["fields"]["device_id"]["selector"]["device"]["filter"] == [
+            {"integration": DOMAIN, "manufacturer": "IAMMETER"}
+        ]
+        for name, field in description["fields"].items():
+            selector.validate_selector(field["selector"])
+            assert strings["services"][action]["fields"][name]["description"]

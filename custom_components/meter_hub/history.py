@@ -17,12 +17,14 @@ too). For each gap and meter, once the recorder has compiled the first hour afte
 *closing* row), the hours from the gap's start to the closing row are checked:
 
 * a row is kept when it exists and its counter is not behind the cloud's counter at the start of
-  its own hour (it was compiled from live states: a live state is never older than the hour);
-* a row is rewritten when it is missing or stale.
+  its own hour (a state polled during the hour never is);
+* a row is rewritten when it is missing or stale (no call at all when every hour of the gap has
+  a row that changed: stale rows repeat the row before them).
 
 Rewritten hours continue the sum from the kept row before them (or from 0 when the statistic has
 no row before), adding the increments of the meter's 5-minute history (``meterdatalist2``) up to
-the end of each hour; the row's ``state`` is the counter at that time. The kept row after them
+the end of each hour, where the history reaches that far; the row's ``state`` is the counter at
+that time. The kept row after them
 must then show only its own hour: its expected sum is the run's last sum plus the increase from
 the cloud's counter at its start to its own state. Where the recorder's sum differs (the first
 setup, where the recorder started at 0; a counter reset inside the gap) every row from there on is
@@ -99,11 +101,14 @@ ENERGY_KEYS: Final = ("energy_import_kwh", "energy_export_kwh")
 STATE_TOLERANCE_KWH: Final = 0.01
 """A kept row's counter may be this much behind the cloud's (rounding)."""
 ADJUST_EPSILON: Final = 1e-6
+COVERAGE_SLACK: Final = timedelta(minutes=10)
+"""An hour counts as covered by the history when a sample is at most this long before its end."""
 RESET_RATIO: Final = 0.9
 """A counter below this share of its level is a reset candidate (the recorder's own rule)."""
 TICK: Final = timedelta(minutes=5)
 GAP_MARGIN: Final = timedelta(minutes=1)
 RETRY_AFTER_ERROR: Final = timedelta(minutes=30)
+MAX_FAILURES: Final = 3
 NEXT_HOUR_DELAY: Final = timedelta(minutes=2)
 RATE_LIMIT_BACK_OFF: Final = timedelta(hours=1)
 OFFSET_MAX_AGE: Final = timedelta(hours=12)
@@ -165,6 +170,11 @@ class SampleSeries:
     def __len__(self) -> int:
         """Number of samples."""
         return len(self._samples)
+
+    @property
+    def last_at(self) -> datetime | None:
+        """The time of the last sample."""
+        return self._times[-1] if self._times else None
 
     def value_at(self, at: datetime) -> float | None:
         """The counter at ``at``: the last sample at or before it (None before the first)."""
@@ -260,6 +270,11 @@ def plan_backfill(
     shift = 0.0  # adjustments planned so far, which move every existing row after them
     run_sum: float | None = None  # the running sum while in a run of rewritten hours
     run_rows: list[StatRow] = []
+    floating = False  # the run started at 0 for want of a row before it
+    # An hour is only written when the history reaches its end: where it stops short (the
+    # meter stopped uploading, or the answer ended early) the kept row after the run gets the
+    # energy, as the recorder would have booked it.
+    covered = series.last_at
     hour = first
     while hour <= last:
         end = hour + HOUR
@@ -269,11 +284,16 @@ def plan_backfill(
                 # The kept row after a run: it shows its own hour only.
                 expected = run_sum + counter.add(row.state)
                 difference = expected - (row.sum + shift)
-                if abs(difference) > ADJUST_EPSILON:
+                if floating and difference < 0:
+                    # The recorder continues an older sum (beyond the rows read): lift the run
+                    # to it rather than lower the recorder's rows. Starting at 0 and moving the
+                    # recorder's rows up instead (the first setup) keeps every sum positive.
+                    run_rows = [StatRow(r.start, r.state, r.sum - difference) for r in run_rows]
+                elif abs(difference) > ADJUST_EPSILON:
                     plan.adjustments.append((hour, difference))
                     shift += difference
                 plan.rows.extend(run_rows)
-                run_rows, run_sum = [], None
+                run_rows, run_sum, floating = [], None, False
             counter = CounterTrack(row.state)
             base = row.sum + shift
         else:
@@ -283,11 +303,15 @@ def plan_backfill(
                     if (start_value := series.value_at(hour)) is None:
                         hour = end
                         continue
-                    counter, base = CounterTrack(start_value), 0.0
+                    counter, base, floating = CounterTrack(start_value), 0.0, True
                 run_sum = base
             for sample in series.between(hour, end):
                 run_sum += counter.add(sample.value)
-            if counter.level is not None and series.value_at(end) is not None:
+            if (
+                counter.level is not None
+                and covered is not None
+                and end - COVERAGE_SLACK <= covered
+            ):
                 run_rows.append(StatRow(hour, counter.level, run_sum))
         hour = end
     return plan
@@ -347,6 +371,10 @@ class AccountClock:
 
 
 # --- Home Assistant layer -------------------------------------------------------------------
+
+
+class _GiveUp(Exception):
+    """The cloud keeps failing for this meter: drop the gap."""
 
 
 class _Deferred(Exception):
@@ -412,6 +440,7 @@ class HistoryManager:
         self.site_hour: datetime | None = None
         self.site_place: str | None = None
         self._retry: dict[str, datetime] = {}
+        self._failures: dict[str, int] = {}
         self._site_retry: datetime | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -546,12 +575,15 @@ class HistoryManager:
                 except _Deferred as deferred:
                     self._retry[serial] = deferred.until
                     continue
+                except _GiveUp:
+                    done = True
                 except HomeAssistantError as err:  # the recorder refused what was planned
                     LOGGER.warning("Cannot backfill the statistics of meter %s: %s", serial, err)
                     self._retry[serial] = now + RETRY_AFTER_ERROR
                     continue
                 if done:
                     gap.serials.discard(serial)
+                    self._failures.pop(serial, None)
                 else:
                     # The recorder compiles an hour when it is over: look again after the next.
                     self._retry[serial] = _hour_floor(now) + HOUR + NEXT_HOUR_DELAY
@@ -691,6 +723,10 @@ class HistoryManager:
                 )
                 raise _Deferred(now + RATE_LIMIT_BACK_OFF) from err
             except IamMeterError as err:
+                self._failures[serial] = failures = self._failures.get(serial, 0) + 1
+                if failures >= MAX_FAILURES:
+                    LOGGER.warning("Giving up the backfill of meter %s for now: %s", serial, err)
+                    raise _GiveUp from err
                 LOGGER.debug("Cannot read the history of %s: %s", serial, err)
                 raise _Deferred(now + RETRY_AFTER_ERROR) from err
             start_day = chunk_end + timedelta(days=1)

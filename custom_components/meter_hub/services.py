@@ -197,7 +197,8 @@ def _history_row(row: HistoryRow) -> dict[str, Any]:
     return {
         "measured_at": row.measured_at.isoformat(),
         "local_time": None if row.local_time is None else row.local_time.isoformat(),
-        "values": _json(values),
+        # Not "values": in a template, ``row.values`` would be the dict's method.
+        "reading": _json(values),
     }
 
 

@@ -501,6 +501,7 @@ class IamMeterClient:
         self._session = session
         self._server = server.rstrip("/")
         self._token = token
+        self._password: str | None = None  # while logging in
         self._timeout = timeout
         self.last_meters_payload: object = None
         """The raw ``data`` of the last metersdata answer (to store it, for diagnostics)."""
@@ -508,7 +509,13 @@ class IamMeterClient:
     async def login(self, username: str, password: str) -> Credentials:
         """Log in (limited to 5/hour and 30/day per IP); the client keeps the new token."""
         body = {"userName": username, "password": password}
-        data = _as_dict(await self._call("POST", "/api/v1/user/login", body=body), "login data")
+        # A refusal may repeat what was sent: the password is scrubbed like the token.
+        self._password = password
+        try:
+            answer = await self._call("POST", "/api/v1/user/login", body=body)
+        finally:
+            self._password = None
+        data = _as_dict(answer, "login data")
         token, refresh, account = data.get("token"), data.get("refreshToken"), data.get("id")
         if not isinstance(token, str) or not token or not isinstance(account, int | str):
             raise InvalidResponse("login answer has no token or account id")
@@ -675,9 +682,12 @@ class IamMeterClient:
         return ApiError(f"{path}: refused", vendor_message=message)
 
     def _scrub(self, text: str) -> str:
-        """``text`` without query strings and without the token."""
+        """``text`` without query strings, the token and (while logging in) the password."""
         text = re.sub(r"\?[^\s'\")]*", "?…", text)
-        return text.replace(self._token, "…") if self._token else text
+        for secret in (self._token, self._password):
+            if secret:
+                text = text.replace(secret, "…")
+        return text
 
 
 def _range(start: date | None, end: date | None) -> dict[str, str]:

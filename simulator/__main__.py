@@ -1,0 +1,185 @@
+"""Every fake at once, with the real clock: ``python -m simulator`` (127.0.0.1 only).
+
+Serves, one port each from ``--port-base`` (default 8780):
+
+==========  ===========  ============================================================
+port        what         details
+==========  ===========  ============================================================
+base + 0    cloud        IAMMETER cloud, one account (``demo`` / ``demo-password``) with
+                         a single-phase meter, a single-phase solar meter, a three-phase
+                         meter and a three-phase meter with net metering; it enforces the
+                         vendor's rate limits and answers "nothing" past them
+base + 1    p1           HomeWizard P1 meter (HWE-P1): three phases, a gas and a water meter
+base + 2    socket       HomeWizard energy socket (HWE-SKT)
+base + 3    water        HomeWizard water meter (HWE-WTR)
+==========  ===========  ============================================================
+
+The devices' values move with the clock (power varies, counters only increase, gas steps every
+5 minutes). Each device has a switch for its local API: ``curl -X POST -d false
+http://127.0.0.1:8781/_sim/api_enabled`` makes it answer 403 "API not enabled" (error 202), ``-d
+true`` switches it back on, a GET shows it; ``--api-disabled p1`` starts with it off.
+``--port-base 0`` picks free ports; ``--ready-file`` writes what runs where as JSON once every
+fake listens. Ctrl-C (or SIGTERM) stops it.
+
+These are the same fakes the tests use (``simulator.homewizard``, ``simulator.iammeter``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+import json
+import logging
+import os
+from pathlib import Path
+import signal
+import sys
+from typing import Any, Final
+
+from .homewizard import CONTROL_PATH, FakeHomeWizard
+from .iammeter import DEMO_LOGIN, FakeIamMeterCloud, demo_account
+
+DEFAULT_PORT_BASE: Final = 8780
+# name, HomeWizard profile, offset from the port base, description
+DEVICES: Final = (
+    ("p1", "HWE-P1", 1, "HomeWizard P1 meter, 3 phases, gas and water meter behind it"),
+    ("socket", "HWE-SKT", 2, "HomeWizard energy socket"),
+    ("water", "HWE-WTR", 3, "HomeWizard water meter"),
+)
+CLOUD_OFFSET: Final = 0
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator",
+        description="Fake IAMMETER cloud and HomeWizard devices on 127.0.0.1, values moving "
+        "with the clock. Ctrl-C stops them.",
+    )
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=int(os.environ.get("METER_HUB_SIM_PORT_BASE", DEFAULT_PORT_BASE)),
+        help="the cloud listens here, the devices on the next ports (default %(default)s, "
+        "or $METER_HUB_SIM_PORT_BASE); 0: free ports",
+    )
+    parser.add_argument(
+        "--api-disabled",
+        action="append",
+        default=[],
+        choices=[name for name, *_ in DEVICES] + ["all"],
+        metavar="DEVICE",
+        help="start this device (p1, socket, water or all) with its local API off (403)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="randomness of the devices' values")
+    parser.add_argument("--ready-file", type=Path, help="write what runs where here, as JSON")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    return parser.parse_args(argv)
+
+
+def _port(base: int, offset: int) -> int:
+    return base + offset if base else 0
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    start = datetime.now(UTC)
+    cloud = FakeIamMeterCloud(accounts=[demo_account()])
+    devices = {
+        name: FakeHomeWizard(profile, seed=args.seed + index, start=start, auto_advance=True)
+        for index, (name, profile, _, _) in enumerate(DEVICES)
+    }
+    try:
+        await cloud.start(_port(args.port_base, CLOUD_OFFSET))
+        for name, profile, offset, _ in DEVICES:
+            fake = devices[name]
+            fake.api_enabled = not ({name, "all"} & set(args.api_disabled))
+            try:
+                await fake.start(_port(args.port_base, offset), control=True)
+            except OSError as err:
+                raise SystemExit(f"simulator: cannot listen for {profile}: {err}") from err
+        status = _status(cloud, devices)
+        if args.ready_file:
+            tmp = args.ready_file.with_name(args.ready_file.name + ".tmp")
+            tmp.write_text(json.dumps(status, indent=2) + "\n", encoding="utf-8")
+            tmp.replace(args.ready_file)
+        if not args.quiet:
+            _print_status(status)
+        await stop.wait()
+    finally:
+        for fake in devices.values():
+            await fake.stop()
+        await cloud.stop()
+        if args.ready_file:
+            with contextlib.suppress(OSError):
+                args.ready_file.unlink()
+
+
+def _status(cloud: FakeIamMeterCloud, devices: dict[str, FakeHomeWizard]) -> dict[str, Any]:
+    username, password = DEMO_LOGIN
+    account = cloud.account(username)
+    return {
+        "cloud": {
+            "url": cloud.url,
+            "username": username,
+            "password": password,
+            "meters": [
+                {
+                    "sn": meter.sn,
+                    "phases": len(meter.phases),
+                    "net_metering": meter.net is not None,
+                    "exports": all(phase.base_w < 0 for phase in meter.phases if phase),
+                }
+                for meter in account.meters
+            ],
+        },
+        "devices": {
+            name: {
+                "host": devices[name].host,
+                "profile": profile,
+                "description": description,
+                "api_enabled": devices[name].api_enabled,
+                "switch": f"http://{devices[name].host}{CONTROL_PATH}",
+            }
+            for name, profile, _, description in DEVICES
+        },
+    }
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    cloud = status["cloud"]
+    lines = ["Meter Hub simulator (127.0.0.1 only; Ctrl-C stops it)"]
+    lines.append(f"  IAMMETER cloud   {cloud['url']}  (server)")
+    lines.append(f"                   user {cloud['username']!r}, password {cloud['password']!r}")
+    for meter in cloud["meters"]:
+        kind = "single-phase" if meter["phases"] == 1 else "three-phase"
+        net = ", net metering" if meter["net_metering"] else ""
+        solar = " (solar: exports)" if meter["exports"] else ""
+        lines.append(f"                   meter {meter['sn']}: {kind}{net}{solar}")
+    for name, device in status["devices"].items():
+        api = "" if device["api_enabled"] else "  [local API off: 403]"
+        lines.append(f"  {name:<6} {device['profile']:<9} {device['host']}  (host){api}")
+        lines.append(f"                   {device['description']}")
+    some = next(iter(status["devices"].values()))
+    lines.append(f"  Local API switch: curl -X POST -d false {some['switch']}  (true: on again)")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve every fake until Ctrl-C or SIGTERM."""
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    try:
+        asyncio.run(_serve(args))
+    except OSError as err:
+        sys.exit(f"simulator: {err}")
+
+
+if __name__ == "__main__":
+    main()
