@@ -7,7 +7,7 @@ Used by ``scripts/develop --demo`` and ``scripts/e2e``; runs in the develop venv
       flow API, then put the integration's sensors into the energy dashboard preferences
   python scripts/ha_demo.py onboard --url URL --username U --password P
       onboarding only (create the user, finish the other steps)
-  python scripts/ha_demo.py energy --url URL --username U --password P
+  python scripts/ha_demo.py energy --url URL --username U --password P [--simulator FILE]
       energy preferences from the Meter Hub entities that exist now
 
 ``FILE`` is the simulator's ``--ready-file`` (what runs where). Every step waits for a condition
@@ -235,25 +235,35 @@ class HomeAssistant:
 
     # --- energy dashboard ------------------------------------------------------------------
 
-    async def energy_sources(self) -> dict[str, list[str]]:
-        """The integration's counters by use: grid import/export, gas, water, devices.
+    async def energy_sources(self, simulator: dict[str, Any] | None) -> dict[str, list[str]]:
+        """The integration's counters by use: grid import/export, gas, water, solar, devices.
 
-        The grid is a HomeWizard P1 meter's import and export; gas and water are the counters
-        of those device classes; the other energy import counters (IAMMETER meters, sockets,
-        kWh meters) are individual devices.
+        The grid is a HomeWizard P1 meter's import and export; gas and water are the counters of
+        those device classes. IAMMETER meters: with the simulator's description at hand, a meter
+        that exports is solar (its export counter), one with net metering measures the whole
+        place (left out), and the others are individual devices (their import counter, with
+        their power); without it, every other energy import counter is a device.
         """
         registry = await self.ws("config/entity_registry/list")
         devices = {d["id"]: d for d in await self.ws("config/device_registry/list")}
         states = {
             state["entity_id"]: state for state in await self._expect("GET", "/api/states", None)
         }
+        cloud_meters = {m["sn"]: m for m in (simulator or {}).get("cloud", {}).get("meters", [])}
         found: dict[str, list[str]] = {
             "grid_import": [],
             "grid_export": [],
             "gas": [],
             "water": [],
+            "solar": [],
             "devices": [],
+            "device_power": [],
         }
+        power: dict[str, str] = {}  # device id -> its power sensor
+        for entity in registry:
+            state = states.get(entity["entity_id"])
+            if entity["platform"] == DOMAIN and state and entity.get("translation_key") == "power":
+                power[entity.get("device_id") or ""] = entity["entity_id"]
         for entity in sorted(registry, key=lambda e: e["entity_id"]):
             state = states.get(entity["entity_id"])
             if entity["platform"] != DOMAIN or entity.get("disabled_by") or state is None:
@@ -261,17 +271,25 @@ class HomeAssistant:
             attributes = state["attributes"]
             if attributes.get("state_class") != "total_increasing":
                 continue
-            device = devices.get(entity.get("device_id") or "", {})
+            device_id = entity.get("device_id") or ""
+            device = devices.get(device_id, {})
             p1 = "P1" in " ".join(str(device.get(k) or "") for k in ("model", "model_id"))
-            key = entity.get("translation_key")
-            if attributes.get("device_class") in ("gas", "water"):
-                found[attributes["device_class"]].append(entity["entity_id"])
-            elif attributes.get("device_class") == "energy" and p1 and key == "energy_import":
-                found["grid_import"].append(entity["entity_id"])
-            elif attributes.get("device_class") == "energy" and p1 and key == "energy_export":
-                found["grid_export"].append(entity["entity_id"])
-            elif attributes.get("device_class") == "energy" and key == "energy_import":
+            meter = cloud_meters.get(device.get("serial_number") or "")
+            key, device_class = entity.get("translation_key"), attributes.get("device_class")
+            if device_class in ("gas", "water"):
+                found[device_class].append(entity["entity_id"])
+            elif device_class != "energy" or key not in ("energy_import", "energy_export"):
+                continue
+            elif p1:
+                found[f"grid_{key.removeprefix('energy_')}"].append(entity["entity_id"])
+            elif meter is not None and meter["exports"]:
+                if key == "energy_export":
+                    found["solar"].append(entity["entity_id"])
+            elif meter is not None and meter["net_metering"]:
+                continue
+            elif key == "energy_import":
                 found["devices"].append(entity["entity_id"])
+                found["device_power"].append(power.get(device_id, ""))
         return found
 
     async def save_energy_prefs(self, found: dict[str, list[str]]) -> dict[str, Any]:
@@ -295,7 +313,7 @@ class HomeAssistant:
                     "cost_adjustment_day": 0.0,
                 }
             ]
-        elif imports or exports:
+        elif imports or exports:  # the legacy shape: flow_from and flow_to lists
             sources.append(
                 {
                     "type": "grid",
@@ -308,28 +326,34 @@ class HomeAssistant:
                     "cost_adjustment_day": 0.0,
                 }
             )
+        sources += [
+            {"type": "solar", "stat_energy_from": s, "config_entry_solar_forecast": None}
+            for s in found["solar"]
+        ]
         for kind in ("gas", "water"):
             sources += [
                 {"type": kind, "stat_energy_from": s, "stat_cost": None, **price}
                 for s in found[kind]
             ]
-        prefs = {
-            "energy_sources": sources,
-            "device_consumption": [{"stat_consumption": s} for s in found["devices"]],
-        }
+        devices: list[dict[str, Any]] = [
+            {"stat_consumption": s, **({"stat_rate": rate} if rate else {})}
+            for s, rate in zip(found["devices"], found["device_power"], strict=True)
+        ]
+        prefs = {"energy_sources": sources, "device_consumption": devices}
         await self.ws("energy/save_prefs", **prefs)
         return prefs
 
 
-async def _energy(hass: HomeAssistant) -> None:
+async def _energy(hass: HomeAssistant, simulator: dict[str, Any] | None) -> None:
     async def probe() -> dict[str, list[str]] | None:
-        found = await hass.energy_sources()
+        found = await hass.energy_sources(simulator)
         return found if found["grid_import"] and found["gas"] and found["water"] else None
 
     found = await until("the grid, gas and water sensors", probe, hass.timeout)
     await hass.save_energy_prefs(found)
     for use, entity_ids in found.items():
-        log(f"energy dashboard, {use.replace('_', ' ')}: {', '.join(entity_ids) or '-'}")
+        if use != "device_power":
+            log(f"energy dashboard, {use.replace('_', ' ')}: {', '.join(entity_ids) or '-'}")
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -355,7 +379,7 @@ async def _run(args: argparse.Namespace) -> None:
                 await hass.add_entry("local", {"host": simulator["devices"]["p1"]["host"]})
                 await hass.wait_for_entries_loaded()
             if args.command in ("demo", "energy"):
-                await _energy(hass)
+                await _energy(hass, args.simulator_status)
         finally:
             await hass.close()
 
@@ -372,6 +396,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "demo" and not args.simulator:
         parser.error("demo needs --simulator")
+    args.simulator_status = None
     if args.simulator:
         args.simulator_status = json.loads(Path(args.simulator).read_text(encoding="utf-8"))
     try:

@@ -31,7 +31,7 @@ import aiohttp
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import EVENT_STATE_CHANGED, STATE_UNAVAILABLE
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
@@ -116,7 +116,8 @@ class FaultCase:
     appears: tuple[str, ...] = ()  # entity id patterns that must appear meanwhile
     polls: int = 3  # polls with the fault (cloud SOURCE: until the reading is stale)
     recover_within: timedelta | None = None  # default: the first poll after the restore
-    check: Check | None = None  # more checks after the fault
+    check: Check | None = None  # more checks, after the recovery
+    back: Check | None = None  # what else must be back for the case to have recovered
 
     @property
     def id(self) -> str:
@@ -196,6 +197,19 @@ def _without_phases_2_3(data: dict[str, Any]) -> None:
             del data[key]
 
 
+def _no_reauth_left(run: Run) -> list[str]:
+    """After the recovery no reauth flow and no repair issue is left over."""
+    flows = run.hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    issues = [
+        issue_id
+        for (_, issue_id) in ir.async_get(run.hass).issues
+        if run.entry.entry_id in issue_id
+    ]
+    problems = [f"flow {flow['context']['source']} left open" for flow in flows]
+    problems.extend(f"repair issue {issue_id} left open" for issue_id in issues)
+    return problems
+
+
 _HEAT = {"unique_id": "H0001", "type": "heat_meter", "timestamp": 250115120000, "value": 12.5}
 
 
@@ -225,6 +239,7 @@ LOCAL_CASES: tuple[FaultCase, ...] = (
             covers=(f"http-{status}",),
             inject=_attr("status", status),
             outage=Outage.SOURCE,
+            back=_no_reauth_left,
         )
         for status in (500, 502, 503, 404, 403, 401)
     ),
@@ -234,6 +249,7 @@ LOCAL_CASES: tuple[FaultCase, ...] = (
         covers=("http-403",),
         inject=_attr("api_enabled", False),
         outage=Outage.SOURCE,
+        back=_no_reauth_left,
     ),
     FaultCase(
         source="local",
@@ -602,6 +618,7 @@ CLOUD_CASES: tuple[FaultCase, ...] = (
             inject=_serve(b"", status=status),
             outage=Outage.SOURCE,
             check=_within_limits,
+            back=_no_reauth_left,
         )
         for status in (403, 401)
     ),
@@ -1050,9 +1067,11 @@ async def run_case(case: FaultCase, run: Run) -> Outcome:
         outcome.checks += len(baseline)
         if (not missing and run.coordinator.last_update_success) or dt_util.utcnow() > deadline:
             break
-    outcome.recovered = not missing and run.coordinator.last_update_success
-    if not outcome.recovered:
+    not_back = case.back(run) if case.back is not None else []
+    outcome.recovered = not missing and run.coordinator.last_update_success and not not_back
+    if missing or not run.coordinator.last_update_success:
         problems.append(f"not recovered: still unavailable {missing[:10]}")
+    problems.extend(f"not recovered: {problem}" for problem in not_back)
     # A few more polls: it stays recovered, and says so once.
     for _ in range(2):
         await _poll(run)

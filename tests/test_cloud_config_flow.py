@@ -343,7 +343,7 @@ async def test_no_meters_then_recovery_without_a_second_login(
     ],
     ids=["http-503", "not-an-envelope", "nothing", "429"],
 )
-async def test_listing_the_meters_fails_then_recovery(  # noqa: PLR0917 - fixtures and params
+async def test_listing_the_meters_fails_then_recovery(
     hass: HomeAssistant,
     cloud: FakeIamMeterCloud,
     freezer: FrozenDateTimeFactory,

@@ -18,7 +18,7 @@ from simulator.iammeter import VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud
 
 from .conftest import async_setup_cloud, async_setup_local
 from .fault_matrix import CASES, CLOUD_CASES, LOCAL_CASES, REQUIRED, FaultCase, Run, run_case
-from .fault_records import CaseRecord, CounterWatch, LogWatch, describe, fault_record
+from .fault_records import CaseRecord, CounterWatch, LogWatch, describe, fault_record, record_text
 
 __all__ = ["fault_record"]  # the fixture
 
@@ -60,12 +60,13 @@ async def _finish(case: FaultCase, run: Run, record: CaseRecord) -> None:
 
 
 def _secrets(run: Run) -> list[str]:
-    """The account's password or a token in the log of a cloud case."""
+    """The account's password, a token or the refresh token in the log of a cloud case."""
     if run.cloud is None:
         return []
-    text = "\n".join(record.getMessage() for record in run.logs.records)
-    candidates = [VENDOR_EXAMPLE_LOGIN[1], *run.cloud._tokens, run.entry.data["token"]]
-    return [secret for secret in candidates if secret and secret in text]
+    text = "\n".join(record_text(record) for record in run.logs.records)
+    data = run.entry.data
+    candidates = {VENDOR_EXAMPLE_LOGIN[1], *run.cloud._tokens, data["token"], data["refresh_token"]}
+    return [f"{secret[:3]}…" for secret in candidates if secret and secret in text]
 
 
 @pytest.mark.parametrize("case", LOCAL_CASES, ids=lambda case: case.id)

@@ -52,7 +52,7 @@ def utc(*args: int) -> datetime:
     return local(*args).replace(tzinfo=UTC)
 
 
-def local(  # noqa: PLR0917 - the fields of a datetime
+def local(
     year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
 ) -> datetime:
     """A time of the account's wall clock: naive, as the API gives no zone."""

@@ -9,7 +9,7 @@ Examples are derandomised and the example database is off, so every run tests th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 import contextlib
 from datetime import UTC, datetime, timedelta, timezone
 import itertools
@@ -21,17 +21,20 @@ from typing import Any, cast
 import aiohttp
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.meter_hub.api import homewizard, iammeter
 from custom_components.meter_hub.api.model import ExternalMeter, Reading, all_keys
+from custom_components.meter_hub.cloud_coordinator import POLL_MARGIN
+from custom_components.meter_hub.const import CLOUD_SCAN_INTERVAL
 from custom_components.meter_hub.counter_guard import CounterGuard
 from simulator.homewizard import FakeHomeWizard
+from simulator.iammeter import FakeAccount, FakeIamMeterCloud, FakeMeter, Phase, vendor_time
 
-from .conftest import async_setup_local
+from .conftest import async_setup_cloud, async_setup_local
 from .fault_records import RESET_ACCEPTED, CaseRecord, CounterWatch, LogWatch, fault_record
 
 __all__ = ["fault_record"]  # the fixture
@@ -419,72 +422,61 @@ def test_counter_guard_publishes_lower_values_only_as_logged_persisted_resets(
     record.completed = True
 
 
-def test_the_guard_check_sees_a_regression() -> None:
+def test_the_guard_check_sees_a_regression(monkeypatch: pytest.MonkeyPatch) -> None:
     """The check above is not blind: a guard that lets every value through fails it."""
 
-    class Open(CounterGuard):
-        def accept(self, value: float, now: float | None = None) -> float | None:
-            self.published = value
-            return value
+    def let_through(self: CounterGuard, value: float, now: float | None = None) -> float | None:
+        self.published = value
+        return value
 
-    original = CounterGuard.accept
-    try:
-        CounterGuard.accept = Open.accept  # type: ignore[method-assign]
-        problems, regressions = guard_problems(None, [(10.0, 1), (0.0, 1)])
-    finally:
-        CounterGuard.accept = original  # type: ignore[method-assign]
+    monkeypatch.setattr(CounterGuard, "accept", let_through)
+    problems, regressions = guard_problems(None, [(10.0, 1), (0.0, 1)])
     assert regressions == 1
     assert problems
 
 
 # --- the whole path: device -> HTTP -> parser -> guard -> Home Assistant state ------------------
 
-DEVICE_VALUES = st.one_of(
+COUNTER_READINGS = st.one_of(
     st.floats(0, 2e4).map(lambda v: round(v, 3)),
     st.sampled_from([None, 0, "15234.567", math.nan, -1.0, 1e308, 15234.567, 15234.568, 100.0]),
 )
+# (total import, import tariff 2, gas meter) per poll, and the seconds before the poll
 DEVICE_STEPS = st.lists(
-    st.tuples(DEVICE_VALUES, st.sampled_from([5, 10, 30, 55, 60, 65])), min_size=1, max_size=14
+    st.tuples(
+        COUNTER_READINGS,
+        COUNTER_READINGS,
+        COUNTER_READINGS,
+        st.sampled_from([5, 10, 30, 55, 60, 65]),
+    ),
+    min_size=1,
+    max_size=14,
 )
-_serials = itertools.count(1)
+_numbers = itertools.count(1)
 
 
-@FEW
-@given(steps=DEVICE_STEPS)
-async def test_energy_sensor_never_goes_down_through_home_assistant(
+def _put(target: dict[str, Any], key: str, value: object) -> None:
+    if value is None:
+        target.pop(key, None)
+    else:
+        target[key] = value
+
+
+async def _watch_steps(
     hass: HomeAssistant,
-    freezer: FrozenDateTimeFactory,
-    socket_enabled: None,
     caplog: pytest.LogCaptureFixture,
     record: CaseRecord,
-    steps: list[tuple[Any, int]],
+    run: Callable[[], Awaitable[None]],
 ) -> None:
-    """Any sequence of counter values from the device over real HTTP: the state never dips,
-    except as a reset the guard logged, with the value the device reported."""
+    """Run the steps, then count what every cumulative sensor published."""
     record.checks += 1
     logs = LogWatch(caplog)
-    fake = FakeHomeWizard("HWE-P1")
-    fake.device["serial"] = f"5c2faf{next(_serials):06x}"
-    await fake.start()
-    entry = await async_setup_local(hass, fake)
-    unique_id = f"{fake.device['serial']}_energy_import_kwh"
-    entity_id = er.async_get(hass).async_get_entity_id("sensor", "meter_hub", unique_id)
-    assert entity_id is not None
     counters = CounterWatch(hass, logs)
     counters.seed()
     try:
-        for value, seconds in steps:
-            if value is None:
-                fake.data.pop("total_power_import_kwh", None)
-            else:
-                fake.data["total_power_import_kwh"] = value
-            freezer.tick(timedelta(seconds=seconds))
-            async_fire_time_changed(hass)
-            await hass.async_block_till_done(wait_background_tasks=True)
+        await run()
     finally:
         counters.stop()
-        await hass.config_entries.async_remove(entry.entry_id)
-        await fake.stop()
     record.counter_regressions += len(counters.regressions)
     record.accepted_resets += len(counters.resets)
     tracebacks = logs.tracebacks()
@@ -492,3 +484,80 @@ async def test_energy_sensor_never_goes_down_through_home_assistant(
     assert counters.regressions == []
     assert tracebacks == []
     record.completed = True
+
+
+@FEW
+@given(steps=DEVICE_STEPS)
+async def test_homewizard_counters_never_go_down_in_home_assistant(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    socket_enabled: None,
+    caplog: pytest.LogCaptureFixture,
+    record: CaseRecord,
+    steps: list[tuple[Any, Any, Any, int]],
+) -> None:
+    """Any sequence of counter values from a P1 meter over real HTTP: no counter's state
+    (total, tariff, gas meter) ever dips, except as a reset the guard logged."""
+    fake = FakeHomeWizard("HWE-P1")
+    fake.device["serial"] = f"5c2faf{next(_numbers):06x}"
+    await fake.start()
+    entry = await async_setup_local(hass, fake)
+
+    async def run() -> None:
+        for total, tariff, gas, seconds in steps:
+            _put(fake.data, "total_power_import_kwh", total)
+            _put(fake.data, "total_power_import_t2_kwh", tariff)
+            _put(fake.data["external"][0], "value", gas)
+            freezer.tick(timedelta(seconds=seconds))
+            async_fire_time_changed(hass)
+            await hass.async_block_till_done(wait_background_tasks=True)
+
+    try:
+        await _watch_steps(hass, caplog, record, run)
+    finally:
+        await hass.config_entries.async_remove(entry.entry_id)
+        await fake.stop()
+
+
+# three phases of import per poll (a missing phase makes the sum unavailable, never smaller)
+CLOUD_STEPS = st.lists(
+    st.tuples(COUNTER_READINGS, COUNTER_READINGS, COUNTER_READINGS), min_size=1, max_size=8
+)
+
+
+@settings(FEW, max_examples=10)
+@given(steps=CLOUD_STEPS)
+async def test_iammeter_counters_never_go_down_in_home_assistant(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+    record: CaseRecord,
+    steps: list[tuple[Any, Any, Any]],
+) -> None:
+    """Any sequence of per-phase counters from the cloud, a poll every 5 minutes: neither the
+    phases nor their sum ever dip in Home Assistant, except as a reset the guard logged."""
+    number = next(_numbers)
+    sn = f"7E{number:06X}"
+    login = (f"user{number}", "pw")
+    phases = (Phase(100, 10, 0), Phase(100, 20, 0), Phase(100, 30, 0))
+    cloud.accounts.append(FakeAccount(*login, 9000 + number, [FakeMeter(sn, phases)]))
+    entry = await async_setup_cloud(hass, cloud, login)
+
+    async def run() -> None:
+        for imports in steps:
+            rows = [[230.0, 1.0, 100.0, imported, 0.0, 50.0, 0.9] for imported in imports]
+            for row in rows:
+                if row[3] is None:
+                    row[3:5] = [None, None]
+            data = [{"sn": sn, "values": rows, "gmtTime": vendor_time(dt_util.utcnow())}]
+            body = {"data": data, "successful": True, "message": None}
+            cloud.inject_fault(endpoint="metersdata", body=json.dumps(body).encode())
+            freezer.tick(CLOUD_SCAN_INTERVAL + POLL_MARGIN)
+            async_fire_time_changed(hass)
+            await hass.async_block_till_done(wait_background_tasks=True)
+
+    try:
+        await _watch_steps(hass, caplog, record, run)
+    finally:
+        await hass.config_entries.async_remove(entry.entry_id)

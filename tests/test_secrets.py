@@ -15,19 +15,20 @@ from __future__ import annotations
 import ast
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+import http.server
 import ipaddress
 import json
 import logging
 from pathlib import Path
 import ssl
+import threading
 import traceback
-from typing import Any
+from typing import Any, ClassVar
 
 # Imported before a test freezes the clock: the diagnostics download imports it, and with the
 # clock frozen, mashumaro on Home Assistant 2025.4 cannot compile its dataclasses.
 import aiohasupervisor  # noqa: F401
 import aiohttp
-from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -378,29 +379,41 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
     return cert, key_file
 
 
+class _LoginHandler(http.server.BaseHTTPRequestHandler):
+    """Answers any sign-in, and remembers that it saw one."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.seen.append(self.path)
+        body = b'{"data": {"id": 1, "token": "t", "refreshToken": "r"}, "successful": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        """Quiet."""
+
+
 async def test_a_server_with_an_unverifiable_certificate_never_sees_the_password(
     hass: HomeAssistant, socket_enabled: None, tmp_path: Path, fault_record: CaseRecord
 ) -> None:
     """An HTTPS server whose certificate no authority signed (a man in the middle): the sign-in
-    fails with cannot_connect before a single byte of the request reaches it."""
+    fails with cannot_connect before a single byte of the request reaches it.
+
+    The server runs in a thread of its own: the failed handshakes are its business, not that of
+    Home Assistant's event loop.
+    """
     cert, key = _self_signed(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    seen: list[web.Request] = []
-
-    async def login(request: web.Request) -> web.Response:
-        seen.append(request)
-        return web.json_response(
-            {"data": {"id": 1, "token": "t", "refreshToken": "r"}, "successful": True}
-        )
-
-    app = web.Application()
-    app.router.add_post("/api/v1/user/login", login)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = runner.addresses[0][1]
+    _LoginHandler.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LoginHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
     try:
         result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
         result = await hass.config_entries.flow.async_configure(
@@ -411,14 +424,16 @@ async def test_a_server_with_an_unverifiable_certificate_never_sees_the_password
             {
                 CONF_USERNAME: "someone",
                 CONF_PASSWORD: "secret-Pa55word",
-                CONF_SERVER: f"https://127.0.0.1:{port}",
+                CONF_SERVER: f"https://127.0.0.1:{server.server_address[1]}",
             },
         )
     finally:
-        await runner.cleanup()
+        server.shutdown()
+        server.server_close()
+        thread.join()
     fault_record.checks = 1
-    fault_record.secrets_found = len(seen)
+    fault_record.secrets_found = len(_LoginHandler.seen)
     fault_record.completed = True
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "cannot_connect"}
-    assert seen == []
+    assert _LoginHandler.seen == []
