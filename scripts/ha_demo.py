@@ -125,10 +125,27 @@ class HomeAssistant:
                 "/api/onboarding/integration",
                 {"client_id": self.client_id, "redirect_uri": f"{self.client_id}?auth_callback=1"},
             )
+            await self._remove_offline_onboarding_entries()
         # A location and currency, so that Home Assistant does not ask for them in a repair.
         await self.ws(
             "config/core/update", country="NL", currency="EUR", time_zone="Europe/Amsterdam"
         )
+
+    async def _remove_offline_onboarding_entries(self) -> None:
+        """Remove Radio Browser, which onboarding adds and which fails without the internet."""
+
+        async def probe() -> list[dict[str, Any]] | None:
+            found = await self.ws("config_entries/get", domain="radio_browser")
+            return found or None
+
+        try:  # onboarding starts its flows in the background: wait for the entry to appear
+            entries = await until("the Radio Browser entry", probe, 15)
+        except DemoError:
+            return
+        for entry in entries:
+            await self._expect(
+                "DELETE", f"/api/config/config_entries/entry/{entry['entry_id']}", None
+            )
 
     async def login(self, username: str, password: str) -> None:
         """Log in with the login flow the frontend uses."""
@@ -258,6 +275,7 @@ class HomeAssistant:
             "solar": [],
             "devices": [],
             "device_power": [],
+            "grid_power": [],
         }
         power: dict[str, str] = {}  # device id -> its power sensor
         for entity in registry:
@@ -282,6 +300,8 @@ class HomeAssistant:
                 continue
             elif p1:
                 found[f"grid_{key.removeprefix('energy_')}"].append(entity["entity_id"])
+                if key == "energy_import" and power.get(device_id):
+                    found["grid_power"].append(power[device_id])
             elif meter is not None and meter["exports"]:
                 if key == "energy_export":
                     found["solar"].append(entity["entity_id"])
@@ -323,6 +343,7 @@ class HomeAssistant:
                     "flow_to": [
                         {"stat_energy_to": s, "stat_compensation": None, **price} for s in exports
                     ],
+                    "power": [{"stat_rate": s} for s in found["grid_power"][:1]],
                     "cost_adjustment_day": 0.0,
                 }
             )
@@ -352,7 +373,7 @@ async def _energy(hass: HomeAssistant, simulator: dict[str, Any] | None) -> None
     found = await until("the grid, gas and water sensors", probe, hass.timeout)
     await hass.save_energy_prefs(found)
     for use, entity_ids in found.items():
-        if use != "device_power":
+        if use not in ("device_power", "grid_power"):
             log(f"energy dashboard, {use.replace('_', ' ')}: {', '.join(entity_ids) or '-'}")
 
 
