@@ -69,6 +69,13 @@ def _secrets(run: Run) -> list[str]:
     return [f"{secret[:3]}…" for secret in candidates if secret and secret in text]
 
 
+def _watch_counters(hass: HomeAssistant, logs: LogWatch) -> CounterWatch:
+    """Start watching every counter the entry has published so far."""
+    counters = CounterWatch(hass, logs)
+    counters.seed()
+    return counters
+
+
 @pytest.mark.parametrize("case", LOCAL_CASES, ids=lambda case: case.id)
 async def test_local_fault(
     hass: HomeAssistant,
@@ -81,8 +88,7 @@ async def test_local_fault(
     fault_record.case = case.id
     logs = LogWatch(caplog)
     entry = await async_setup_local(hass, homewizard)
-    counters = CounterWatch(hass, logs)
-    counters.seed()
+    counters = _watch_counters(hass, logs)
     run = Run(
         hass=hass,
         freezer=freezer,
@@ -107,8 +113,7 @@ async def test_cloud_fault(
     fault_record.case = case.id
     logs = LogWatch(caplog)
     entry = await async_setup_cloud(hass, cloud)
-    counters = CounterWatch(hass, logs)
-    counters.seed()
+    counters = _watch_counters(hass, logs)
     run = Run(
         hass=hass,
         freezer=freezer,
