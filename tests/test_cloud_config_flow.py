@@ -23,7 +23,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.meter_hub.cloud_budget import BUDGET_KEY
-from custom_components.meter_hub.cloud_coordinator import POLL_MARGIN, CloudCoordinator
+from custom_components.meter_hub.cloud_coordinator import CloudCoordinator
 from custom_components.meter_hub.const import (
     CONF_ACCOUNT_ID,
     CONF_REFRESH_TOKEN,
@@ -599,7 +599,7 @@ async def test_options_poll_every_5_minutes_or_longer(
     assert entry.options == {CONF_SCAN_INTERVAL: 900}
     coordinator = entry.runtime_data
     assert isinstance(coordinator, CloudCoordinator)
-    assert coordinator.update_interval == timedelta(minutes=15) + POLL_MARGIN
+    assert coordinator.poll_interval == timedelta(minutes=15)
 
     result = await hass.config_entries.options.async_init(entry.entry_id)
     key = next(key for key in result["data_schema"].schema if key == CONF_SCAN_INTERVAL)

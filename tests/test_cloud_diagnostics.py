@@ -94,6 +94,8 @@ async def test_cloud_diagnostics_redact_secrets_and_shorten_sns(
     assert [item["sn"] for item in source["metersdata"]] == SHORT
     assert source["metersdata"][0]["values"][3] > 14761  # the raw answer, values intact
     assert source["fetched_at"] == (cloud.clock()).isoformat()
+    # the next poll is due 5 minutes after the last call, and a tenth of a second
+    assert source["next_poll_at"] == (cloud.clock() + timedelta(seconds=300.1)).isoformat()
     # the budget shows its calls, the account id in it redacted
     assert list(source["budget"]["calls"]["metersdata"]) == [REDACTED]
     assert len(source["budget"]["calls"]["login"]["login"]) == 1

@@ -21,7 +21,10 @@ from homeassistant.const import CONF_PASSWORD, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_time_changed_exact,
+)
 
 from custom_components.meter_hub.api.budget import LOGIN_KEY, BudgetExceeded, CallKind
 from custom_components.meter_hub.cloud_budget import BUDGET_KEY, CloudBudget, async_get_budget
@@ -47,7 +50,7 @@ from simulator.iammeter import (
     Phase,
 )
 
-from .conftest import async_poll, async_setup_cloud
+from .conftest import async_setup_cloud, cloud_entry
 
 POLL = CLOUD_SCAN_INTERVAL + POLL_MARGIN
 IMPORT = "sensor.iammeter_da2bed94_energy_import"
@@ -72,7 +75,14 @@ def coordinator_of(entry: MockConfigEntry) -> CloudCoordinator:
 
 
 async def tick(hass: HomeAssistant, freezer: FrozenDateTimeFactory, delta: timedelta) -> None:
-    await async_poll(hass, freezer, delta.total_seconds())
+    """Let ``delta`` pass and run what falls due then (the polls are exact).
+
+    Timers are compared as float timestamps, which are a few tenths of a microsecond apart at
+    today's dates: what falls due within a millisecond runs.
+    """
+    freezer.tick(delta)
+    async_fire_time_changed_exact(hass, dt_util.utcnow() + timedelta(milliseconds=1))
+    await hass.async_block_till_done(wait_background_tasks=True)
 
 
 async def restart(hass: HomeAssistant, entry: MockConfigEntry) -> None:
@@ -112,17 +122,20 @@ async def test_polls_every_5_minutes_by_default(
     entry = await async_setup_cloud(hass, cloud)
     coordinator = coordinator_of(entry)
     assert coordinator.poll_interval == timedelta(minutes=5)
-    assert coordinator.update_interval == timedelta(minutes=5, seconds=5)
-    assert len(calls(cloud, "metersdata")) == 1
+    first = calls(cloud, "metersdata")[0].at
+    assert coordinator.next_poll_at == first + timedelta(minutes=5) + POLL_MARGIN
+    assert timedelta(seconds=0.1) == POLL_MARGIN
 
-    await tick(hass, freezer, timedelta(minutes=5) - timedelta(seconds=1))
+    await tick(hass, freezer, timedelta(minutes=5))
     assert len(calls(cloud, "metersdata")) == 1
-    await tick(hass, freezer, timedelta(seconds=6))
+    await tick(hass, freezer, POLL_MARGIN)
     assert len(calls(cloud, "metersdata")) == 2
-    for _ in range(11):
+    for _ in range(10):
         await tick(hass, freezer, POLL)
-    # one call per poll, 13 in 65 minutes, and never two within 5 minutes
-    assert len(calls(cloud, "metersdata")) == 13
+    # one call per poll, 12 in an hour, and never two within 5 minutes
+    made = [call.at for call in calls(cloud, "metersdata")]
+    assert len(made) == 12
+    assert made[-1] - made[0] == 11 * POLL
     assert_within_limits(cloud)
     assert calls(cloud, "login") == []
 
@@ -132,10 +145,12 @@ async def test_poll_interval_option(
     hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory, minutes: int
 ) -> None:
     entry = await async_setup_cloud(hass, cloud, scan_interval=minutes * 60)
-    assert coordinator_of(entry).update_interval == timedelta(minutes=minutes) + POLL_MARGIN
-    await tick(hass, freezer, timedelta(minutes=minutes) - timedelta(seconds=1))
+    first = calls(cloud, "metersdata")[0].at
+    interval = timedelta(minutes=minutes)
+    assert coordinator_of(entry).next_poll_at == first + interval + POLL_MARGIN
+    await tick(hass, freezer, interval)
     assert len(calls(cloud, "metersdata")) == 1
-    await tick(hass, freezer, POLL_MARGIN + timedelta(seconds=1))
+    await tick(hass, freezer, POLL_MARGIN)
     assert len(calls(cloud, "metersdata")) == 2
 
 
@@ -147,12 +162,12 @@ async def test_restart_keeps_a_longer_interval(
     entry = await async_setup_cloud(hass, cloud, scan_interval=900)
     await tick(hass, freezer, timedelta(minutes=6))
     await restart(hass, entry)
-    await tick(hass, freezer, timedelta(minutes=8, seconds=59))
+    await tick(hass, freezer, timedelta(minutes=9))
     assert len(calls(cloud, "metersdata")) == 1
-    await tick(hass, freezer, timedelta(seconds=6))
+    await tick(hass, freezer, POLL_MARGIN)
     assert len(calls(cloud, "metersdata")) == 2
-    assert calls(cloud, "metersdata")[1].at - calls(cloud, "metersdata")[0].at == timedelta(
-        minutes=15, seconds=5
+    assert calls(cloud, "metersdata")[1].at - calls(cloud, "metersdata")[0].at == (
+        timedelta(minutes=15) + POLL_MARGIN
     )
 
 
@@ -161,30 +176,64 @@ async def test_interval_below_5_minutes_is_never_used(
 ) -> None:
     """An option of less than 5 minutes (edited storage, an old version) is raised to 5."""
     entry = await async_setup_cloud(hass, cloud, scan_interval=60)
-    assert coordinator_of(entry).update_interval == POLL
+    assert coordinator_of(entry).poll_interval == CLOUD_SCAN_INTERVAL
     for _ in range(4):
         await tick(hass, freezer, timedelta(minutes=1))
+    assert len(calls(cloud, "metersdata")) == 1
+
+
+async def test_polling_switched_off_makes_no_call(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    """The entry's "Enable polling for changes" is off: no poll of its own, a refresh asked
+    for (update_entity, an automation) still reads the account, within the budget."""
+    entry = cloud_entry(cloud, VENDOR_EXAMPLE_LOGIN)
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(entry, pref_disable_polling=True)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    coordinator = coordinator_of(entry)
+    assert coordinator.next_poll_at is None
+    for _ in range(3):
+        await tick(hass, freezer, POLL)
+    assert len(calls(cloud, "metersdata")) == 1
+    await coordinator.async_refresh()
+    assert len(calls(cloud, "metersdata")) == 2
+    assert coordinator.next_poll_at is None
+    assert_within_limits(cloud)
+
+
+async def test_unload_cancels_the_next_poll(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
+) -> None:
+    entry = await async_setup_cloud(hass, cloud)
+    coordinator = coordinator_of(entry)
+    assert coordinator.next_poll_at is not None
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert coordinator.next_poll_at is None
+    for _ in range(3):
+        await tick(hass, freezer, POLL)
     assert len(calls(cloud, "metersdata")) == 1
 
 
 async def test_early_poll_makes_no_call_and_polls_again_when_due(
     hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
 ) -> None:
-    """A refresh a little before the 5 minutes are over (the scheduler fires up to a second
-    early; update_entity) makes no call and polls again right when the interval is over."""
+    """A refresh a little before the 5 minutes are over (update_entity, an automation) makes
+    no call, and the poll still comes right when the interval is over."""
     entry = await async_setup_cloud(hass, cloud)
     coordinator = coordinator_of(entry)
+    due = coordinator.next_poll_at
     before = state_of(hass, IMPORT)
     freezer.tick(timedelta(minutes=4, seconds=59))
     await coordinator.async_refresh()
     assert len(calls(cloud, "metersdata")) == 1
     assert coordinator.last_update_success
     assert state_of(hass, IMPORT) == before
-    assert coordinator.update_interval == timedelta(seconds=1) + POLL_MARGIN
+    assert coordinator.next_poll_at == due
 
-    await tick(hass, freezer, timedelta(seconds=6))
+    await tick(hass, freezer, timedelta(seconds=1) + POLL_MARGIN)
     assert len(calls(cloud, "metersdata")) == 2
-    assert coordinator.update_interval == POLL
+    assert calls(cloud, "metersdata")[1].at == due
     assert float(state_of(hass, IMPORT)) > float(before)
     assert_within_limits(cloud)
 
@@ -203,7 +252,7 @@ async def test_refresh_refused_by_the_budget_waits_for_it(
     await coordinator.async_refresh()
     assert len(calls(cloud, "metersdata")) == 2
     assert coordinator.last_update_success
-    assert coordinator.update_interval == timedelta(minutes=3) + POLL_MARGIN
+    assert coordinator.next_poll_at == failed + timedelta(minutes=5) + POLL_MARGIN
     await tick(hass, freezer, timedelta(minutes=3) + POLL_MARGIN)
     assert calls(cloud, "metersdata")[-1].at == failed + timedelta(minutes=5) + POLL_MARGIN
     assert_within_limits(cloud)
@@ -290,25 +339,34 @@ async def test_cloud_unreachable_then_back(
 async def test_rate_limited_answer_backs_off_30_minutes(
     hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
 ) -> None:
-    """ "The API will return nothing": no call for 30 minutes, honest states meanwhile."""
+    """ "The API will return nothing": no call for 30 minutes, honest states meanwhile.
+
+    The first refusal came right at the 5 minutes after the last good call: the cloud may have
+    seen the two calls closer together than we sent them, so it is asked again once, 5 minutes
+    later. Refused again, it is left alone for 30 minutes.
+    """
     entry = await async_setup_cloud(hass, cloud)
     coordinator = coordinator_of(entry)
-    cloud.inject_fault(endpoint="metersdata", status=200, body=b"")
+    cloud.inject_fault(2, endpoint="metersdata", status=200, body=b"")
     await tick(hass, freezer, POLL)
-    limited_at = calls(cloud, "metersdata")[-1].at
+    edge = calls(cloud, "metersdata")[-1].at
     assert len(calls(cloud, "metersdata")) == 2
     assert state_of(hass, IMPORT) != STATE_UNAVAILABLE  # 5 minutes old
+    await tick(hass, freezer, POLL)
+    limited_at = calls(cloud, "metersdata")[-1].at
+    assert limited_at - edge == timedelta(minutes=5) + POLL_MARGIN
+    assert len(calls(cloud, "metersdata")) == 3
 
-    for _ in range(4):
+    for _ in range(3):
         await tick(hass, freezer, POLL)
     # no call while backing off; the reading got too old meanwhile
-    assert len(calls(cloud, "metersdata")) == 2
+    assert len(calls(cloud, "metersdata")) == 3
     assert state_of(hass, IMPORT) == STATE_UNAVAILABLE
     assert timedelta(minutes=30) == RATE_LIMIT_BACK_OFF
 
-    await tick(hass, freezer, POLL)
-    await tick(hass, freezer, POLL)
-    (resumed,) = calls(cloud, "metersdata")[2:]
+    for _ in range(3):
+        await tick(hass, freezer, POLL)
+    (resumed,) = calls(cloud, "metersdata")[3:]
     assert resumed.at - limited_at >= RATE_LIMIT_BACK_OFF
     assert resumed.at - limited_at <= RATE_LIMIT_BACK_OFF + POLL
     assert coordinator.last_update_success
@@ -671,11 +729,9 @@ async def test_a_week_with_a_restart_every_hour(
     start = dt_util.utcnow()
 
     async def run_until(until: datetime) -> None:
-        """Let time pass poll by poll: each step ends just after the next scheduled poll."""
-        while (step := coordinator_of(entry).update_interval + timedelta(seconds=1)) and (
-            dt_util.utcnow() + step < until
-        ):
-            await tick(hass, freezer, step)
+        """Let time pass poll by poll: each step ends right at the next scheduled poll."""
+        while (due := coordinator_of(entry).next_poll_at) is not None and due < until:
+            await tick(hass, freezer, due - dt_util.utcnow())
         freezer.move_to(until)
 
     for hour in range(1, 7 * 24):

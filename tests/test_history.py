@@ -68,7 +68,7 @@ from custom_components.meter_hub.history import (
 from simulator.iammeter import FakeAccount, FakeIamMeterCloud, FakeMeter, FakePlace, Phase
 
 START = datetime(2024, 3, 11, 8, 2, tzinfo=UTC)
-STEP = timedelta(seconds=305)  # the cloud coordinator polls every 5 minutes and 5 seconds
+STEP = timedelta(seconds=305)  # a little over the cloud coordinator's 5 minutes: a poll per step
 PERIOD = timedelta(minutes=5)
 COMPILE_DELAY = timedelta(seconds=10)
 HOUR = timedelta(hours=1)

@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
-from homeassistant.core import HomeAssistant
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
@@ -48,11 +49,13 @@ STORAGE_VERSION = 1
 # After the cloud answered "nothing" (a limit was hit, maybe by another client of the account),
 # wait this long before asking again (unless the answer said how long).
 RATE_LIMIT_BACK_OFF = timedelta(minutes=30)
-# Added to the polling interval and to a wait for the budget. Home Assistant schedules a poll on
-# whole seconds of its loop clock (up to a second early), and the cloud counts a call when it
-# arrives: without a margin, every other poll would come a moment before the 5 minutes are over
-# and be refused.
-POLL_MARGIN = timedelta(seconds=5)
+# Each poll is sent this long after the budget allows it. The budget counts from when our calls
+# leave, the cloud from when they arrive: the margin covers the difference in network delay of
+# two calls 5 minutes apart, and keeps 288 polls a day (a whole second would cost one a day).
+POLL_MARGIN = timedelta(seconds=0.1)
+# A refused call that came less than this after the 5 minutes of the last good one was refused
+# by the cloud's own reckoning of those 5 minutes: waiting one window is enough.
+EDGE_OF_WINDOW = timedelta(seconds=10)
 
 
 def reading_store(hass: HomeAssistant, account_id: str) -> Store[dict[str, Any]]:
@@ -82,15 +85,30 @@ async def async_login(
 
 
 async def async_fetch_meters(
-    budget: CloudBudget, client: IamMeterClient, account_id: str
-) -> dict[str, MeterReading]:
-    """One ``metersdata`` call through the budget; raises ``BudgetExceeded`` or client errors."""
-    await budget.async_spend(CallKind.METERSDATA, account_id)
+    budget: CloudBudget,
+    client: IamMeterClient,
+    account_id: str,
+    *,
+    last_success: datetime | None = None,
+) -> tuple[dict[str, MeterReading], datetime]:
+    """One ``metersdata`` call through the budget: the meters, and when the call was made.
+
+    ``last_success`` is when the last answered call was made, if known. Raises
+    ``BudgetExceeded`` or the client's errors.
+    """
+    made_at = await budget.async_spend(CallKind.METERSDATA, account_id)
     try:
-        return await client.meters_data()
+        return await client.meters_data(), made_at
     except RateLimited as err:
-        until = dt_util.utcnow() + (err.retry_after or RATE_LIMIT_BACK_OFF)
-        await budget.async_back_off(CallKind.METERSDATA, account_id, until)
+        now = dt_util.utcnow()
+        back_off = err.retry_after or RATE_LIMIT_BACK_OFF
+        if (
+            not err.retry_after
+            and last_success is not None
+            and now - last_success < CLOUD_SCAN_INTERVAL + EDGE_OF_WINDOW
+        ):
+            back_off = CLOUD_SCAN_INTERVAL
+        await budget.async_back_off(CallKind.METERSDATA, account_id, now + back_off)
         raise
 
 
@@ -100,7 +118,12 @@ def to_meter_data(meters: dict[str, MeterReading]) -> MeterHubData:
 
 
 class CloudCoordinator(MeterHubCoordinator):
-    """Polls every meter of one IAMMETER account."""
+    """Polls every meter of one IAMMETER account, each poll as soon as the call budget allows.
+
+    The base class's schedule is not used: it rounds to whole seconds of the loop clock and adds a
+    random fraction of a second, so at a limit of one call per 5 minutes it would lose a poll
+    every hour or so. A timer of its own fires at the exact moment the next poll is due.
+    """
 
     # Counters arrive every 5 minutes: a lower value is accepted on the second poll that has it.
     counter_reset_hold = COUNTER_RESET_HOLD
@@ -122,14 +145,19 @@ class CloudCoordinator(MeterHubCoordinator):
                 entry.options.get(CONF_SCAN_INTERVAL, 0), CLOUD_SCAN_INTERVAL.total_seconds()
             )
         )
-        super().__init__(hass, entry, self.poll_interval + POLL_MARGIN)
+        super().__init__(hass, entry, None)
         self.client = client
         self.budget = budget
         self.account_id: str = entry.data[CONF_ACCOUNT_ID]
         self.store = reading_store(hass, self.account_id)
+        # When the call of the last good answer was made.
         self.fetched_at: datetime | None = None
+        # When the next poll is due (None: no poll scheduled).
+        self.next_poll_at: datetime | None = None
+        self._cancel_next_poll: CALLBACK_TYPE | None = None
         # Set while the cloud rejects the token and no new one could be had yet.
         self._token_error: TokenRejected | None = None
+        entry.async_on_unload(self._async_unschedule)
 
     async def async_load_stored(self) -> None:
         """Start from the answer stored by the last run (no call is made)."""
@@ -154,6 +182,54 @@ class CloudCoordinator(MeterHubCoordinator):
         return self.data
 
     async def _async_update_data(self) -> MeterHubData:
+        try:
+            data = await self._async_poll()
+        except ConfigEntryAuthFailed:
+            # The password is wrong: no call (no login) before the user gives the right one.
+            self._async_unschedule()
+            raise
+        except Exception:
+            self._schedule_next_poll()
+            raise
+        self._schedule_next_poll()
+        return data
+
+    @callback
+    def _schedule_next_poll(self) -> None:
+        """Poll again as soon as the budget and the chosen interval allow.
+
+        A long wait (a back-off after a refused call) is checked at the usual interval all the
+        same, so that a reading that gets too old is noticed.
+        """
+        self._async_unschedule()
+        if self.config_entry.pref_disable_polling or self.hass.is_stopping:
+            return
+        now = dt_util.utcnow()
+        due = self.budget.ledger.next_allowed(CallKind.METERSDATA, self.account_id)
+        if self.fetched_at is not None:
+            due = max(due, self.fetched_at + self.poll_interval)
+        self.next_poll_at = min(due, now + self.poll_interval) + POLL_MARGIN
+        self._cancel_next_poll = async_track_point_in_utc_time(
+            self.hass, self._async_poll_due, self.next_poll_at
+        )
+
+    @callback
+    def _async_unschedule(self) -> None:
+        if self._cancel_next_poll is not None:
+            self._cancel_next_poll()
+            self._cancel_next_poll = None
+        self.next_poll_at = None
+
+    @callback
+    def _async_poll_due(self, _now: datetime) -> None:
+        self._cancel_next_poll = None
+        if not self.hass.is_stopping:
+            # In the background, as the base class runs its scheduled polls.
+            self.config_entry.async_create_background_task(
+                self.hass, self.async_refresh(), f"{self.name} poll", eager_start=True
+            )
+
+    async def _async_poll(self) -> MeterHubData:
         now = dt_util.utcnow()
         if (
             self.data is not None
@@ -162,8 +238,6 @@ class CloudCoordinator(MeterHubCoordinator):
         ):
             # Read less than the chosen interval ago (a restart, the config flow, a manual
             # refresh): the reading stands and the next poll keeps to the interval.
-            wait = self.fetched_at + self.poll_interval - now + POLL_MARGIN
-            self.update_interval = min(wait, self.poll_interval + POLL_MARGIN)
             return self.data
         try:
             if self._token_error is not None:
@@ -171,13 +245,12 @@ class CloudCoordinator(MeterHubCoordinator):
                 await self._async_relogin()
                 if self._token_error is not None:
                     return self._keep_or_fail(self._token_error)
-            meters = await async_fetch_meters(self.budget, self.client, self.account_id)
+            meters, made_at = await async_fetch_meters(
+                self.budget, self.client, self.account_id, last_success=self.fetched_at
+            )
         except BudgetExceeded as err:
-            # Not our turn yet (a restart right after a poll, a back-off): poll again as soon as
-            # the budget allows, and meanwhile the stored reading stands. A long wait is checked
-            # at the usual interval all the same, so a reading that gets too old is noticed.
-            wait = max(err.retry_at - now, timedelta()) + POLL_MARGIN
-            self.update_interval = min(wait, self.poll_interval + POLL_MARGIN)
+            # Not our turn yet (a restart right after a poll, a back-off): the stored reading
+            # stands until the budget allows the next poll.
             if (data := self._fresh_data()) is not None:
                 return data
             raise UpdateFailed(
@@ -191,8 +264,7 @@ class CloudCoordinator(MeterHubCoordinator):
             return self._keep_or_fail(err)
         except IamMeterError as err:
             return self._keep_or_fail(err)
-        self.update_interval = self.poll_interval + POLL_MARGIN
-        self.fetched_at = dt_util.utcnow()
+        self.fetched_at = made_at
         await async_save_answer(self.store, self.client.last_meters_payload, self.fetched_at)
         return to_meter_data(meters)
 
@@ -240,6 +312,7 @@ class CloudCoordinator(MeterHubCoordinator):
         """The last raw answer and the state of the call budget."""
         return {
             "fetched_at": self.fetched_at.isoformat() if self.fetched_at else None,
+            "next_poll_at": self.next_poll_at.isoformat() if self.next_poll_at else None,
             "metersdata": self.client.last_meters_payload,
             "budget": self.budget.ledger.to_dict(),
         }

@@ -50,9 +50,9 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
     tracks_uploads: bool = False
 
     def __init__(
-        self, hass: HomeAssistant, entry: MeterHubConfigEntry, update_interval: timedelta
+        self, hass: HomeAssistant, entry: MeterHubConfigEntry, update_interval: timedelta | None
     ) -> None:
-        """Set up the coordinator of ``entry``."""
+        """Set up the coordinator of ``entry`` (``update_interval`` None: it schedules its own polls)."""
         super().__init__(
             hass,
             LOGGER,
