@@ -80,15 +80,20 @@ def say(text: str, *, err: bool = False) -> None:
 
 
 def _run_cloud(meters: tuple[int, ...], days: int) -> dict[str, Any]:
-    """Each scenario in a process of its own (``python -m bench.cloud``), two at a time."""
-    pending = list(meters)
-    running: dict[int, subprocess.Popen[str]] = {}
+    """Each scenario and account size in a process of its own (``python -m bench.cloud``), two
+    at a time; results keyed ``<scenario>_<n>_meters``."""
+    from bench.cloud import SCENARIOS  # noqa: PLC0415
+
+    runs = [(scenario, count) for scenario in SCENARIOS for count in meters]
+    # The largest first: they take longest.
+    pending = sorted(runs, key=lambda run: run[1])
+    running: dict[tuple[str, int], subprocess.Popen[str]] = {}
     results: dict[str, Any] = {}
     workers = max(1, min(2, os.cpu_count() or 1))
     while pending or running:
         while pending and len(running) < workers:
-            count = pending.pop()  # the largest first: it takes longest
-            running[count] = subprocess.Popen(  # noqa: S603 - our own module, same interpreter
+            scenario, count = run = pending.pop()
+            running[run] = subprocess.Popen(  # noqa: S603 - our own module, same interpreter
                 [
                     sys.executable,
                     "-m",
@@ -96,23 +101,28 @@ def _run_cloud(meters: tuple[int, ...], days: int) -> dict[str, Any]:
                     str(count),
                     str(days),
                     CLOUD_START.isoformat(),
+                    scenario,
                 ],
                 stdout=subprocess.PIPE,
                 text=True,
                 cwd=ROOT,
             )
-        done = [count for count, proc in running.items() if proc.poll() is not None]
+        done = [run for run, proc in running.items() if proc.poll() is not None]
         if not done:
             time.sleep(0.5)
             continue
-        for count in done:
-            proc = running.pop(count)
+        for run in done:
+            proc = running.pop(run)
             out, _ = proc.communicate()
             try:
-                results[f"{count}_meters"] = json.loads(out.strip().splitlines()[-1])
+                results[_cloud_key(*run)] = json.loads(out.strip().splitlines()[-1])
             except (ValueError, IndexError):
-                results[f"{count}_meters"] = {"error": f"exit {proc.returncode}, no result"}
-    return {f"{count}_meters": results[f"{count}_meters"] for count in meters}
+                results[_cloud_key(*run)] = {"error": f"exit {proc.returncode}, no result"}
+    return {_cloud_key(*run): results[_cloud_key(*run)] for run in runs}
+
+
+def _cloud_key(scenario: str, meters: int) -> str:
+    return f"{scenario}_{meters}_meters"
 
 
 def _run_local(
@@ -213,7 +223,10 @@ def main() -> int:
 
         meters = (1, 10) if smoke else (1, 10, 100)
         days = 1 if smoke else 7
-        say(f"== cloud: {', '.join(map(str, meters))} meters, {days} simulated day(s) each")
+        say(
+            f"== cloud: {', '.join(map(str, meters))} meters, {days} simulated day(s) each,"
+            " without and with a restart every hour"
+        )
         t0 = time.monotonic()
         results["cloud"] = _run_cloud(meters, days)
         crashed.extend(

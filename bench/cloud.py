@@ -5,9 +5,10 @@ history backfill runs as it would for a user), the config flow that adds the acc
 coordinator with its stored call budget and token, the fake cloud of ``simulator/iammeter.py``
 on 127.0.0.1 (which enforces the vendor's documented limits and records every call). The clock
 (``harness.VirtualClock``) jumps from one due timer to the next, so the coordinator polls on its
-own schedule. Home Assistant is stopped and started again every hour, at a different minute each
-time, with a short downtime: each start reads the entry, the token, the budget and the last
-reading from storage, as a real restart does.
+own schedule. Two scenarios: ``steady`` (Home Assistant runs the whole week) and ``restarts``
+(stopped and started again every hour, at a different minute each time, with a short downtime:
+each start reads the entry, the token, the budget and the last reading from storage, as a real
+restart does).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ DOMAIN = "meter_hub"
 USERNAME = "bench"
 PASSWORD = "bench-password"  # noqa: S105 - the fake cloud's account
 DOWNTIME = timedelta(seconds=40)
+SCENARIOS: dict[str, timedelta | None] = {"steady": None, "restarts": timedelta(hours=1)}
 # In memory where the machine has it: the calls are counted here, not the disk's fsyncs.
 _SHM = Path("/dev/shm")  # noqa: S108 - only a parent for a private temporary directory
 _TMP = _SHM if _SHM.is_dir() else None
@@ -206,7 +208,7 @@ async def async_week(
     meters: int,
     days: int,
     *,
-    restart_every: timedelta | None = timedelta(hours=1),
+    restart_every: timedelta | None,
     with_recorder: bool = True,
 ) -> dict[str, Any]:
     """Simulate ``days`` days of one account of ``meters`` meters; count the calls."""
@@ -277,7 +279,7 @@ def describe(results: dict[str, Any], out: Callable[[str], None]) -> None:
         if "error" in r:
             continue
         out(
-            f"  cloud {name:10s} data calls/day {r['data_calls_per_day_min']}-"
+            f"  cloud {name:20s} data calls/day {r['data_calls_per_day_min']}-"
             f"{r['data_calls_per_day_max']}, logins {r['logins_total']} in {r['simulated_days']} d"
             f" (steady {r['logins_per_day_steady']}/day), over limit"
             f" {r['over_limit_answered_nothing']} (recounted {r['over_limit_recounted']}),"
@@ -286,7 +288,7 @@ def describe(results: dict[str, Any], out: Callable[[str], None]) -> None:
 
 
 def main() -> None:
-    """``python -m bench.cloud METERS DAYS``: one scenario, its results as JSON on stdout."""
+    """``python -m bench.cloud METERS DAYS START SCENARIO``: its results as JSON on stdout."""
     import json  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
@@ -295,7 +297,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("homeassistant.loader").setLevel(logging.ERROR)
     meters, days, start = int(sys.argv[1]), int(sys.argv[2]), datetime.fromisoformat(sys.argv[3])
-    result = run(lambda clock: async_week(clock, meters, days), start)
+    restart_every = SCENARIOS[sys.argv[4]]
+    result = run(
+        lambda clock: async_week(clock, meters, days, restart_every=restart_every), start
+    )
+    result["scenario"] = sys.argv[4]
     sys.stdout.write(json.dumps(result) + "\n")
 
 

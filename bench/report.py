@@ -58,7 +58,7 @@ def table(results: dict[str, Any]) -> str:
     if cloud:
         lines += [
             "",
-            "| IAMMETER account, simulated week, restart every hour | Data calls per day"
+            "| IAMMETER account, a simulated week | Data calls per day"
             " (`metersdata`) | Logins (per day, steady) | Other calls | Over a limit |",
             "| --- | --- | --- | --- | --- |",
         ]
@@ -72,8 +72,9 @@ def table(results: dict[str, Any]) -> str:
                 if endpoint not in ("login", "metersdata")
             }
             low, high = r["data_calls_per_day_min"], r["data_calls_per_day_max"]
+            runs = f"{r['restarts']} restarts" if r["restarts"] else "no restart"
             lines.append(
-                f"| {r['meters']} meter{'s' if r['meters'] > 1 else ''}, {r['restarts']} restarts"
+                f"| {r['meters']} meter{'s' if r['meters'] > 1 else ''}, {runs}"
                 f" | {low if low == high else f'{low}-{high}'}"
                 f" | {r['logins_total']} ({r['logins_per_day_steady']})"
                 f" | {', '.join(f'{k} {v}' for k, v in other.items()) or 'none'}"

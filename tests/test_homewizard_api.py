@@ -22,6 +22,7 @@ from custom_components.meter_hub.api.homewizard import (
     InvalidHost,
     InvalidPayload,
     NotHomeWizard,
+    WrongDevice,
     normalise_host,
     parse_data,
 )
@@ -692,6 +693,87 @@ async def test_data_reads_device_once(
     assert fake.request_count == {"/api": 1, "/api/v1/data": 2}
     # the product type was learnt from /api: the socket's T1 is its total
     assert first.values["energy_import_kwh"] == 41.207
+
+
+async def test_measurement_reads_api_once_per_connection(
+    start_fake: StartFake, session: aiohttp.ClientSession
+) -> None:
+    fake = await start_fake("HWE-P1")
+    serial = fake.device["serial"]
+    client = HomeWizardClient(session, fake.host, tz=AMS)
+    for _ in range(3):
+        device, reading = await client.measurement(serial)
+    assert device.serial == serial
+    assert reading == parse_profile("HWE-P1")
+    # one connection (keep-alive): its device was asked who it is once
+    assert fake.request_count == {"/api": 1, "/api/v1/data": 3}
+
+    # the device restarts: a new connection, checked again
+    port = int(fake.host.rpartition(":")[2])
+    await fake.stop()
+    await fake.start(port)
+    await client.measurement(serial)
+    assert fake.request_count == {"/api": 2, "/api/v1/data": 4}
+
+
+async def test_measurement_checks_every_new_connection(
+    start_fake: StartFake, session: aiohttp.ClientSession
+) -> None:
+    """A device that closes the connection after each answer is asked every time."""
+    fake = await start_fake("HWE-KWH1")
+    fake.keep_alive = False
+    client = HomeWizardClient(session, fake.host)
+    for _ in range(3):
+        await client.measurement(fake.device["serial"])
+    assert fake.request_count == {"/api": 3, "/api/v1/data": 3}
+
+
+async def test_measurement_of_another_device_is_dropped(
+    start_fake: StartFake, session: aiohttp.ClientSession
+) -> None:
+    """The address goes to another P1 meter: its reading never comes out of the client."""
+    fake = await start_fake("HWE-P1")
+    serial = fake.device["serial"]
+    client = HomeWizardClient(session, fake.host)
+    await client.measurement(serial)
+    mine = client.last_data_payload
+    port = int(fake.host.rpartition(":")[2])
+    await fake.stop()
+    other = FakeHomeWizard("HWE-P1")
+    other.device["serial"] = "5c2faf999999"
+    other.data["total_power_import_kwh"] = 99999.0
+    await other.start(port)
+    try:
+        for _ in range(2):
+            with pytest.raises(WrongDevice, match="another device \\(5c2faf999999\\)") as err:
+                await client.measurement(serial)
+            assert err.value.serial == "5c2faf999999"
+            assert client.last_data_payload == mine
+        # over its one connection it was asked once; it stays the wrong device
+        assert other.request_count == {"/api": 1, "/api/v1/data": 2}
+    finally:
+        await other.stop()
+
+
+async def test_measurement_after_a_bad_device_answer_asks_again(
+    start_fake: StartFake, session: aiohttp.ClientSession
+) -> None:
+    """An ``/api`` answer that failed checks nothing: the next reading asks again."""
+    fake = await start_fake("HWE-P1")
+    serial = fake.device["serial"]
+    client = HomeWizardClient(session, fake.host)
+    await client.measurement(serial)
+    port = int(fake.host.rpartition(":")[2])
+    await fake.stop()
+    del fake.device["serial"]
+    await fake.start(port)
+    with pytest.raises(NotHomeWizard):
+        await client.measurement(serial)
+    with pytest.raises(NotHomeWizard):
+        await client.measurement(serial)
+    fake.device["serial"] = serial
+    await client.measurement(serial)
+    assert fake.request_count == {"/api": 4, "/api/v1/data": 4}
 
 
 async def test_device_without_optional_fields(

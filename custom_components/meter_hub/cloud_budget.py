@@ -39,14 +39,10 @@ class CloudBudget:
         except ValueError as err:
             LOGGER.warning("Ignoring the stored IAMMETER call budget: %s", err)
 
-    async def async_spend(self, kind: CallKind, key: str) -> datetime:
-        """Record a call before it is made and return its time.
-
-        Raises ``BudgetExceeded`` if it would break a limit.
-        """
-        made_at = self.ledger.acquire(kind, key)
+    async def async_spend(self, kind: CallKind, key: str) -> None:
+        """Record a call before it is made; raises ``BudgetExceeded`` if it would break a limit."""
+        self.ledger.acquire(kind, key)
         await self._store.async_save(self.ledger.to_dict())
-        return made_at
 
     async def async_back_off(self, kind: CallKind, key: str, until: datetime | None = None) -> None:
         """Refuse ``kind`` until ``until`` (or its longest window) after a rate-limited answer."""

@@ -49,9 +49,10 @@ STORAGE_VERSION = 1
 # After the cloud answered "nothing" (a limit was hit, maybe by another client of the account),
 # wait this long before asking again (unless the answer said how long).
 RATE_LIMIT_BACK_OFF = timedelta(minutes=30)
-# Each poll is sent this long after the budget allows it. The budget counts from when our calls
-# leave, the cloud from when they arrive: the margin covers the difference in network delay of
-# two calls 5 minutes apart, and keeps 288 polls a day (a whole second would cost one a day).
+# The next poll is sent 5 minutes and this margin after the last call ended. The cloud counts a
+# call when it arrives, which is before its answer is back here: counted from the answer, the
+# 5 minutes hold at the cloud whatever the network delays. The margin covers timer granularity
+# and clock rates; polls stay 5 minutes and a round trip apart, close to 288 a day.
 POLL_MARGIN = timedelta(seconds=0.1)
 # A refused call that came less than this after the 5 minutes of the last good one was refused
 # by the cloud's own reckoning of those 5 minutes: waiting one window is enough.
@@ -90,15 +91,14 @@ async def async_fetch_meters(
     account_id: str,
     *,
     last_success: datetime | None = None,
-) -> tuple[dict[str, MeterReading], datetime]:
-    """One ``metersdata`` call through the budget: the meters, and when the call was made.
+) -> dict[str, MeterReading]:
+    """One ``metersdata`` call through the budget; raises ``BudgetExceeded`` or client errors.
 
-    ``last_success`` is when the last answered call was made, if known. Raises
-    ``BudgetExceeded`` or the client's errors.
+    ``last_success`` is when the last good answer came, if known.
     """
-    made_at = await budget.async_spend(CallKind.METERSDATA, account_id)
+    await budget.async_spend(CallKind.METERSDATA, account_id)
     try:
-        return await client.meters_data(), made_at
+        return await client.meters_data()
     except RateLimited as err:
         now = dt_util.utcnow()
         back_off = err.retry_after or RATE_LIMIT_BACK_OFF
@@ -150,8 +150,10 @@ class CloudCoordinator(MeterHubCoordinator):
         self.budget = budget
         self.account_id: str = entry.data[CONF_ACCOUNT_ID]
         self.store = reading_store(hass, self.account_id)
-        # When the call of the last good answer was made.
+        # When the last good answer came.
         self.fetched_at: datetime | None = None
+        # When the last call (answered or not) ended, in this run.
+        self._call_ended_at: datetime | None = None
         # When the next poll is due (None: no poll scheduled).
         self.next_poll_at: datetime | None = None
         self._cancel_next_poll: CALLBACK_TYPE | None = None
@@ -206,8 +208,9 @@ class CloudCoordinator(MeterHubCoordinator):
             return
         now = dt_util.utcnow()
         due = self.budget.ledger.next_allowed(CallKind.METERSDATA, self.account_id)
-        if self.fetched_at is not None:
-            due = max(due, self.fetched_at + self.poll_interval)
+        for ended in (self.fetched_at, self._call_ended_at):
+            if ended is not None:
+                due = max(due, ended + self.poll_interval)
         self.next_poll_at = min(due, now + self.poll_interval) + POLL_MARGIN
         self._cancel_next_poll = async_track_point_in_utc_time(
             self.hass, self._async_poll_due, self.next_poll_at
@@ -245,9 +248,13 @@ class CloudCoordinator(MeterHubCoordinator):
                 await self._async_relogin()
                 if self._token_error is not None:
                     return self._keep_or_fail(self._token_error)
-            meters, made_at = await async_fetch_meters(
-                self.budget, self.client, self.account_id, last_success=self.fetched_at
-            )
+            try:
+                meters = await async_fetch_meters(
+                    self.budget, self.client, self.account_id, last_success=self.fetched_at
+                )
+            except IamMeterError:
+                self._call_ended_at = dt_util.utcnow()  # it was made, and failed
+                raise
         except BudgetExceeded as err:
             # Not our turn yet (a restart right after a poll, a back-off): the stored reading
             # stands until the budget allows the next poll.
@@ -264,7 +271,7 @@ class CloudCoordinator(MeterHubCoordinator):
             return self._keep_or_fail(err)
         except IamMeterError as err:
             return self._keep_or_fail(err)
-        self.fetched_at = made_at
+        self.fetched_at = self._call_ended_at = dt_util.utcnow()
         await async_save_answer(self.store, self.client.last_meters_payload, self.fetched_at)
         return to_meter_data(meters)
 

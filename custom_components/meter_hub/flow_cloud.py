@@ -157,7 +157,7 @@ class CloudFlow(ConfigFlow):
         """List the account's meters (one ``metersdata`` call, kept for the entry's first poll)."""
         budget = await async_get_budget(self.hass)
         try:
-            meters, made_at = await async_fetch_meters(budget, client, credentials.account_id)
+            meters = await async_fetch_meters(budget, client, credentials.account_id)
         except BudgetExceeded as err:
             placeholders["retry_at"] = _local_time(err.retry_at)
             return "rate_limited"
@@ -174,7 +174,7 @@ class CloudFlow(ConfigFlow):
         await async_save_answer(
             reading_store(self.hass, credentials.account_id),
             client.last_meters_payload,
-            made_at,
+            dt_util.utcnow(),
         )
         return None
 

@@ -14,7 +14,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
 
-from .api.homewizard import ApiDisabled, HomeWizardClient, HomeWizardError
+from .api.homewizard import ApiDisabled, HomeWizardClient, HomeWizardError, WrongDevice
 from .const import CONF_SCAN_INTERVAL, CONF_SERIAL, COUNTER_RESET_HOLD, DOMAIN, LOCAL_SCAN_INTERVAL
 from .coordinator import MeterData, MeterHubConfigEntry, MeterHubCoordinator, MeterHubData
 
@@ -46,10 +46,19 @@ class LocalCoordinator(MeterHubCoordinator):
     async def _async_update_data(self) -> MeterHubData:
         async with self._poll_lock:
             try:
-                # Identity first, every poll: when the address is handed to another device (a new
-                # DHCP lease), its readings must never be booked on this one, not even once.
-                device = await self.client.device()
-                reading = await self.client.data()
+                # When the address is handed to another device (a new DHCP lease), its readings
+                # must never be booked on this one, not even once: the client checks the serial
+                # of every connection the readings come over.
+                device, reading = await self.client.measurement(self.config_entry.data[CONF_SERIAL])
+            except WrongDevice as err:
+                raise UpdateFailed(
+                    translation_domain=DOMAIN,
+                    translation_key="wrong_device",
+                    translation_placeholders={
+                        "host": self.config_entry.data[CONF_HOST],
+                        "serial": err.serial,
+                    },
+                ) from err
             except ApiDisabled as err:
                 if not self.api_disabled:
                     # Tell the user how to switch the local API back on.
@@ -65,15 +74,6 @@ class LocalCoordinator(MeterHubCoordinator):
                     translation_key="communication_error",
                     translation_placeholders={"error": str(err)},
                 ) from err
-        if device.serial != self.config_entry.data[CONF_SERIAL]:
-            raise UpdateFailed(
-                translation_domain=DOMAIN,
-                translation_key="wrong_device",
-                translation_placeholders={
-                    "host": self.config_entry.data[CONF_HOST],
-                    "serial": device.serial,
-                },
-            )
         self.api_disabled = False
         if self._reauth_may_be_open:
             self._reauth_may_be_open = False

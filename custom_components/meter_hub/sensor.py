@@ -398,7 +398,10 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
         super().__init__(coordinator, serial)
         self.entity_description = description
         self._attr_unique_id = unique_id
-        self._attr_available = False
+        # The published state and availability. Plain attributes behind plain properties: the
+        # base class's cached ``_attr_native_value`` would drop and refill its cache (a key of
+        # the instance dict) on every change.
+        self._state: tuple[NativeValue, bool] = (None, False)
         self._created = created
         self._guard: CounterGuard | None = None
         # The raw value and the source's health at the last update (the state follows from them).
@@ -427,7 +430,7 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
         last = await self.async_get_last_sensor_data() if self._guard is not None else None
         if self._guard is not None and last and isinstance(last.native_value, int | float):
             self._guard.restore(float(last.native_value))
-        self._attr_native_value, self._attr_available = self._current()
+        self._state = self._current()
 
     async def async_will_remove_from_hass(self) -> None:
         """Forget the key so the sensor is created again if its data comes back."""
@@ -436,9 +439,14 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
         keys.discard(key)
 
     @property
+    def native_value(self) -> NativeValue:
+        """The published value."""
+        return self._state[0]
+
+    @property
     def available(self) -> bool:
         """Available while the source answers and this value is reported."""
-        return self._attr_available
+        return self._state[1]
 
     @callback
     def _handle_coordinator_update(self) -> None:
@@ -450,8 +458,8 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
             return
         self._seen = seen
         state = self._current()
-        if state != (self._attr_native_value, self._attr_available):
-            self._attr_native_value, self._attr_available = state
+        if state != self._state:
+            self._state = state
             self.async_write_ha_state()
 
 

@@ -112,17 +112,15 @@ class CallBudget:
         if retry_at > self._now():
             raise BudgetExceeded(kind, key, retry_at)
 
-    def spend(self, kind: CallKind, key: str) -> datetime:
-        """Record a call made now (made means sent: an answer of any kind counts); returns now."""
-        now = self._now()
-        bisect.insort(self._calls.setdefault((kind, key), []), now)
+    def spend(self, kind: CallKind, key: str) -> None:
+        """Record a call made now (made means sent: an answer of any kind counts)."""
+        bisect.insort(self._calls.setdefault((kind, key), []), self._now())
         self._prune()
-        return now
 
-    def acquire(self, kind: CallKind, key: str) -> datetime:
+    def acquire(self, kind: CallKind, key: str) -> None:
         """``check`` then ``spend``: call this right before sending the request."""
         self.check(kind, key)
-        return self.spend(kind, key)
+        self.spend(kind, key)
 
     def back_off(self, kind: CallKind, key: str, until: datetime | None = None) -> None:
         """Refuse this kind for this key until ``until`` (after a rate-limited answer).

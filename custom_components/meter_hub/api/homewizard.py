@@ -14,6 +14,7 @@ import ipaddress
 import json
 import re
 from typing import Any, Final
+import weakref
 
 import aiohttp
 from yarl import URL
@@ -68,6 +69,15 @@ class NotHomeWizard(HomeWizardError):
 
 class InvalidPayload(HomeWizardError):
     """``/api/v1/data`` did not return a JSON object."""
+
+
+class WrongDevice(HomeWizardError):
+    """Another HomeWizard device answers at the address (``serial`` is its serial)."""
+
+    def __init__(self, host: str, serial: str) -> None:
+        """Name the device that answers instead."""
+        super().__init__(f"another device ({serial}) answers at {host}")
+        self.serial = serial
 
 
 class InvalidHost(HomeWizardError):
@@ -417,12 +427,16 @@ class HomeWizardClient:
         self._device_url: Final = URL(f"http://{self.host}/api")
         self._data_url: Final = URL(f"http://{self.host}/api/v1/data")
         self._device: HomeWizardDevice | None = None
+        # The connection the last ``/api`` answer came over (it leads to ``_device``).
+        self._checked: weakref.ref[object] | None = None
         self.last_device_payload: dict[str, Any] | None = None
         self.last_data_payload: dict[str, Any] | None = None
 
     async def device(self) -> HomeWizardDevice:
         """Read ``/api`` and check that this is a HomeWizard device speaking API v1."""
-        payload = await self._get_object(self._device_url, NotHomeWizard)
+        # Until a valid answer: a connection whose /api answer failed has not been checked.
+        self._checked = None
+        payload, connection = await self._get_object(self._device_url, NotHomeWizard)
         self.last_device_payload = payload
         product_type = payload.get("product_type")
         serial = payload.get("serial")
@@ -442,23 +456,53 @@ class HomeWizardClient:
             api_version=api_version,
             host=self.host,
         )
+        self._checked = None if connection is None else weakref.ref(connection)
         return self._device
 
     async def data(self) -> Reading:
         """Read ``/api/v1/data`` (and ``/api`` once, to know how to read the totals)."""
         device = self._device or await self.device()
-        payload = await self._get_object(self._data_url, InvalidPayload)
+        payload, _ = await self._get_object(self._data_url, InvalidPayload)
         self.last_data_payload = payload
         return parse_data(payload, product_type=device.product_type, tz=self._tz)
 
-    async def _get_object(self, url: URL, invalid: type[HomeWizardError]) -> dict[str, Any]:
-        """GET ``url`` and return its JSON object; ``invalid`` is raised for any other body."""
+    async def measurement(self, serial: str) -> tuple[HomeWizardDevice, Reading]:
+        """Read ``/api/v1/data`` of the device ``serial`` (``WrongDevice`` if another answers).
+
+        A TCP connection cannot change its peer: an answer that came over the connection of the
+        last ``/api`` answer comes from that device, and ``/api`` is not read again. Any other
+        answer (the first, one over a new connection: a reconnect, an address that another
+        device took over) is followed by ``/api``, and dropped if the serial is not ``serial``.
+        """
+        payload, connection = await self._get_object(self._data_url, InvalidPayload)
+        device = self._device
+        if device is None or connection is None or self._checked_connection() is not connection:
+            device = await self.device()
+        if device.serial != serial:
+            raise WrongDevice(self.host, device.serial)
+        self.last_data_payload = payload
+        return device, parse_data(payload, product_type=device.product_type, tz=self._tz)
+
+    def _checked_connection(self) -> object | None:
+        return None if self._checked is None else self._checked()
+
+    async def _get_object(
+        self, url: URL, invalid: type[HomeWizardError]
+    ) -> tuple[dict[str, Any], object | None]:
+        """GET ``url``: its JSON object, and the connection it came over (None: not known).
+
+        ``invalid`` is raised for a body that is not a JSON object.
+        """
         try:
             # aiohttp's own timeout bounds the whole request, body included (cheaper per poll
             # than a second timer around it)
             async with self._session.get(
                 url, allow_redirects=False, timeout=self._client_timeout
             ) as response:
+                # The connection's protocol object: aiohttp releases the connection itself as
+                # soon as a short body is in, so ``response.connection`` is already None here.
+                # Without it every answer counts as one over a new connection.
+                connection = getattr(response, "_protocol", None)
                 status, body = response.status, await response.read()
         except TimeoutError as err:
             raise CannotConnect(f"{url} did not answer within {self._timeout:g} s") from err
@@ -483,4 +527,4 @@ class HomeWizardClient:
             raise invalid(f"{url} did not answer JSON: {_describe(error)}") from error
         if not isinstance(payload, dict):
             raise invalid(f"{url} answered a JSON {type(payload).__name__}, not an object")
-        return payload
+        return payload, connection
