@@ -80,8 +80,10 @@ def say(text: str, *, err: bool = False) -> None:
 
 
 def _run_cloud(meters: tuple[int, ...], days: int) -> dict[str, Any]:
-    """Each scenario and account size in a process of its own (``python -m bench.cloud``), two
-    at a time; results keyed ``<scenario>_<n>_meters``."""
+    """Every scenario and account size, each in a process of its own, two at a time.
+
+    The processes run ``python -m bench.cloud``; the results are keyed ``<scenario>_<n>_meters``.
+    """
     from bench.cloud import SCENARIOS  # noqa: PLC0415
 
     runs = [(scenario, count) for scenario in SCENARIOS for count in meters]

@@ -298,9 +298,7 @@ def main() -> None:
     logging.getLogger("homeassistant.loader").setLevel(logging.ERROR)
     meters, days, start = int(sys.argv[1]), int(sys.argv[2]), datetime.fromisoformat(sys.argv[3])
     restart_every = SCENARIOS[sys.argv[4]]
-    result = run(
-        lambda clock: async_week(clock, meters, days, restart_every=restart_every), start
-    )
+    result = run(lambda clock: async_week(clock, meters, days, restart_every=restart_every), start)
     result["scenario"] = sys.argv[4]
     sys.stdout.write(json.dumps(result) + "\n")
 
