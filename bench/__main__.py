@@ -133,13 +133,19 @@ def _run_local(
     """The HomeWizard measurements, each on a fresh Home Assistant and loop."""
     from bench import harness, local  # noqa: PLC0415
 
+    warmup = 5 if smoke else 50
     results = {
         "cpu": step(
             "local: CPU time per poll",
             lambda: harness.run(
-                lambda clock: local.async_cpu(
-                    clock, polls, 5 if smoke else 50, PROFILE if profile else None
-                ),
+                lambda clock: local.async_cpu(clock, polls, warmup, PROFILE if profile else None),
+                None,
+            ),
+        ),
+        "cpu_shared_device": step(
+            "local: CPU time per poll, both integrations on one device",
+            lambda: harness.run(
+                lambda clock: local.async_cpu(clock, polls, warmup, None, shared_device=True),
                 None,
             ),
         ),

@@ -1,10 +1,13 @@
 """HomeWizard polling: Meter Hub against Home Assistant core's ``homewizard`` integration.
 
-Both integrations run in one Home Assistant and poll one fake HWE-P1 (3 phases, gas and water
-meters) on 127.0.0.1, served by another process so that the device's own work is not measured.
-Between two polls the fake meter moves 5 s forward (power walks, counters grow, the gas and water
-meters tick every 5 minutes) and so does the clock of Home Assistant: each integration sees the
-same payloads a real 5 s poll would bring. Automatic polling is switched off
+Both integrations run in one Home Assistant and poll a fake HWE-P1 (3 phases, gas and water
+meters) on 127.0.0.1, served by another process so that the device's own work is not measured:
+each its own instance of it, from the same seed and moved alike, so that both get the same
+payloads and neither one's connections to the device disturb the other's (``shared_device``: both
+poll one instance, as when a user runs both integrations for one device). Between two polls the
+fake meter moves 5 s forward (power walks, counters grow, the gas and water meters tick every 5
+minutes) and so does the clock of Home Assistant: each integration sees the same payloads a real
+5 s poll would bring. Automatic polling is switched off
 (``pref_disable_polling``); each poll is a direct ``coordinator.async_refresh()`` followed by
 ``hass.async_block_till_done()``, timed with ``time.thread_time()`` (CPU time of the Home Assistant
 thread: request, parse, coordinator, state writes).
@@ -162,16 +165,35 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def _requests(
+    devices: DeviceProcess, served: dict[str, DeviceInfo], before: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
+    """Requests per path since ``before``, per integration (``both`` when they share a device)."""
+    if served[MH] is served[CORE]:
+        served = {"both": served[MH]}
+    counts = {name: devices.request_counts(device) for name, device in served.items()}
+    return {
+        name: {path: n - before.get(name, {}).get(path, 0) for path, n in sorted(paths.items())}
+        for name, paths in counts.items()
+    }
+
+
 async def async_cpu(
-    clock: VirtualClock, polls: int, warmup: int, profile_to: Path | None
+    clock: VirtualClock,
+    polls: int,
+    warmup: int,
+    profile_to: Path | None,
+    *,
+    shared_device: bool = False,
 ) -> dict[str, Any]:
     """CPU time per poll of each integration, interleaved poll by poll on the same payloads."""
     devices = DeviceProcess()
     try:
-        device = devices.add("HWE-P1", seed=8)
+        first = devices.add("HWE-P1", seed=8)
+        served = {MH: first, CORE: first if shared_device else devices.add("HWE-P1", seed=8)}
         with tempfile.TemporaryDirectory(prefix="meter-hub-bench-") as tmp:
             hass = await async_start_hass(Path(tmp))
-            entries = {MH: _entry(MH, device), CORE: _entry(CORE, device)}
+            entries = {name: _entry(name, device) for name, device in served.items()}
             for entry in entries.values():
                 await _add_and_setup(hass, entry)
             coordinators = {name: _coordinator(entry) for name, entry in entries.items()}
@@ -192,12 +214,12 @@ async def async_cpu(
                     if entity_id in ids:
                         written[name] += 1
 
-            requests_before = devices.request_counts(device)
+            requests_before: dict[str, dict[str, int]] = {}
             unsub = None
             for index in range(warmup + polls):
                 measuring = index >= warmup
                 if index == warmup:
-                    requests_before = devices.request_counts(device)
+                    requests_before = _requests(devices, served, {})
                     unsub = hass.bus.async_listen("state_changed", count_writes)
                 devices.advance(POLL_SECONDS)
                 clock.jump(POLL_SECONDS)
@@ -210,21 +232,20 @@ async def async_cpu(
                         samples[name].append(elapsed)
             if unsub is not None:
                 unsub()
-            requests = {
-                path: count - requests_before.get(path, 0)
-                for path, count in devices.request_counts(device).items()
-            }
+            requests = _requests(devices, served, requests_before)
             result: dict[str, Any] = {
                 "polls": polls,
                 "warmup_polls": warmup,
                 "poll_interval_simulated_s": POLL_SECONDS,
                 "device": "fake HWE-P1, 3 phases, gas and water meters (simulator/homewizard.py)",
+                "shared_device": shared_device,
                 "entities": {name: _entities(hass, entry) for name, entry in entries.items()},
                 "state_changes_per_poll": {
                     name: round(written[name] / polls, 2) for name in (MH, CORE)
                 },
-                "device_requests_per_poll_both": {
-                    path: round(count / polls, 3) for path, count in sorted(requests.items())
+                "device_requests_per_poll": {
+                    name: {path: round(count / polls, 3) for path, count in paths.items()}
+                    for name, paths in requests.items()
                 },
                 MH: _summary(samples[MH]),
                 CORE: _summary(samples[CORE]),
@@ -380,16 +401,21 @@ async def async_setup_time(clock: VirtualClock, runs: int) -> dict[str, Any]:
 
 def describe(result: dict[str, Any], out: Callable[[str], None]) -> None:
     """Print the local results in a few lines."""
-    cpu = result.get("cpu")
-    if cpu and "error" not in cpu:
+    for part, label in (("cpu", "a device each"), ("cpu_shared_device", "one device")):
+        cpu = result.get(part)
+        if not cpu or "error" in cpu:
+            continue
         for name in (MH, CORE):
             s = cpu[name]
             out(
-                f"  CPU per poll {name:10s} median {s['median_ms']:.3f} ms  p95 {s['p95_ms']:.3f} ms"
-                f"  ({cpu['state_changes_per_poll'][name]} state changes/poll,"
-                f" {cpu['entities'][name]['enabled']} enabled entities)"
+                f"  CPU per poll, {label}: {name:10s} median {s['median_ms']:.3f} ms"
+                f"  p95 {s['p95_ms']:.3f} ms  ({cpu['state_changes_per_poll'][name]} state"
+                f" changes/poll, {cpu['entities'][name]['enabled']} enabled entities)"
             )
-        out(f"  ratio Meter Hub / core: median {cpu['ratio_median']}  p95 {cpu['ratio_p95']}")
+        out(
+            f"  ratio Meter Hub / core, {label}: median {cpu['ratio_median']}"
+            f"  p95 {cpu['ratio_p95']}; requests per poll {cpu['device_requests_per_poll']}"
+        )
     mem = result.get("memory")
     if mem and "error" not in mem:
         polls = mem["polls"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 import json
@@ -714,6 +715,22 @@ async def test_measurement_reads_api_once_per_connection(
     await fake.start(port)
     await client.measurement(serial)
     assert fake.request_count == {"/api": 2, "/api/v1/data": 4}
+
+
+async def test_measurement_knows_every_connection_of_the_pool(
+    start_fake: StartFake, session: aiohttp.ClientSession
+) -> None:
+    """Two requests at once open two connections (another integration polling the same device
+    shares the pool): once each has been checked, neither is asked again."""
+    fake = await start_fake("HWE-P1")
+    serial = fake.device["serial"]
+    client = HomeWizardClient(session, fake.host)
+    await asyncio.gather(client.measurement(serial), client.measurement(serial))
+    asked = fake.request_count["/api"]
+    assert asked == 2
+    for _ in range(4):
+        await client.measurement(serial)
+    assert fake.request_count == {"/api": asked, "/api/v1/data": 6}
 
 
 async def test_measurement_checks_every_new_connection(

@@ -427,15 +427,14 @@ class HomeWizardClient:
         self._device_url: Final = URL(f"http://{self.host}/api")
         self._data_url: Final = URL(f"http://{self.host}/api/v1/data")
         self._device: HomeWizardDevice | None = None
-        # The connection the last ``/api`` answer came over (it leads to ``_device``).
-        self._checked: weakref.ref[object] | None = None
+        # The connections over which ``/api`` answered as ``_device`` (the session's pool may
+        # hold several to one device; closed ones drop out).
+        self._checked: weakref.WeakSet[object] = weakref.WeakSet()
         self.last_device_payload: dict[str, Any] | None = None
         self.last_data_payload: dict[str, Any] | None = None
 
     async def device(self) -> HomeWizardDevice:
         """Read ``/api`` and check that this is a HomeWizard device speaking API v1."""
-        # Until a valid answer: a connection whose /api answer failed has not been checked.
-        self._checked = None
         payload, connection = await self._get_object(self._device_url, NotHomeWizard)
         self.last_device_payload = payload
         product_type = payload.get("product_type")
@@ -448,6 +447,9 @@ class HomeWizardClient:
         if api_version != "v1":
             raise NotHomeWizard(f"{self.host} speaks API {api_version!r}; only v1 is supported")
         name, firmware = payload.get("product_name"), payload.get("firmware_version")
+        if self._device is None or serial != self._device.serial:
+            # What was checked before led to another device.
+            self._checked = weakref.WeakSet()
         self._device = HomeWizardDevice(
             product_type=product_type,
             product_name=name if isinstance(name, str) and name else None,
@@ -456,7 +458,8 @@ class HomeWizardClient:
             api_version=api_version,
             host=self.host,
         )
-        self._checked = None if connection is None else weakref.ref(connection)
+        if connection is not None:
+            self._checked.add(connection)
         return self._device
 
     async def data(self) -> Reading:
@@ -469,22 +472,22 @@ class HomeWizardClient:
     async def measurement(self, serial: str) -> tuple[HomeWizardDevice, Reading]:
         """Read ``/api/v1/data`` of the device ``serial`` (``WrongDevice`` if another answers).
 
-        A TCP connection cannot change its peer: an answer that came over the connection of the
-        last ``/api`` answer comes from that device, and ``/api`` is not read again. Any other
+        A TCP connection cannot change its peer: an answer that came over a connection on which
+        ``/api`` answered before comes from that device, and ``/api`` is not read again. Any other
         answer (the first, one over a new connection: a reconnect, an address that another
         device took over) is followed by ``/api``, and dropped if the serial is not ``serial``.
         """
         payload, connection = await self._get_object(self._data_url, InvalidPayload)
         device = self._device
-        if device is None or connection is None or self._checked_connection() is not connection:
+        if device is None or connection not in self._checked:
+            # Over the pool's next idle connection, mostly this one; if another (the pool holds
+            # several when other clients share it), that one is checked, and the answer of a
+            # moment later at the same address stands for this reading's device.
             device = await self.device()
         if device.serial != serial:
             raise WrongDevice(self.host, device.serial)
         self.last_data_payload = payload
         return device, parse_data(payload, product_type=device.product_type, tz=self._tz)
-
-    def _checked_connection(self) -> object | None:
-        return None if self._checked is None else self._checked()
 
     async def _get_object(
         self, url: URL, invalid: type[HomeWizardError]
