@@ -41,6 +41,8 @@ from .harness import DeviceInfo, DeviceProcess, async_start_hass
 MH = "meter_hub"
 CORE = "homewizard"
 POLL_SECONDS = 5.0
+# The memory benchmark's long run, in multiples of its ``polls``.
+LONG_RUN = 6
 
 
 def _entry(domain: str, device: DeviceInfo) -> config_entries.ConfigEntry[Any]:
@@ -296,10 +298,10 @@ async def async_memory(clock: VirtualClock, polls: int, extra_entries: int) -> d
     Per entry: one entry of the integration is set up first (imports, platforms, translations
     are then loaded), then ``extra_entries`` more, each on its own fake device; the growth of
     traced memory over those, including 10 polls each, divided by their number.
-    Over polls: traced memory of the whole process after 10, ``polls`` and ``2 * polls`` polls of
-    one entry. The first stretch includes caches that fill once (Home Assistant's per-entity
-    attribute caches, Python's zoneinfo cache of converted times); the second shows whether
-    anything still grows per poll.
+    Over polls: traced memory of the whole process after 10, ``polls``, ``2 * polls`` and
+    ``LONG_RUN * polls`` polls of one entry. The first stretch includes caches that fill once
+    (Home Assistant's per-entity caches, the interpreter's small blocks for date-time arithmetic);
+    the later ones show whether anything still grows per poll.
     """
     devices = DeviceProcess()
     result: dict[str, Any] = {"method": "tracemalloc, after gc.collect()", "polls": polls}
@@ -331,24 +333,27 @@ async def async_memory(clock: VirtualClock, polls: int, extra_entries: int) -> d
                 coordinator = _coordinator(entries[0])
                 marks: dict[int, int] = {}
                 rss: dict[int, int] = {}
-                for index in range(1, 2 * polls + 1):
+                last = LONG_RUN * polls
+                for index in range(1, last + 1):
                     devices.advance(POLL_SECONDS)
                     clock.jump(POLL_SECONDS)
                     await _settle(hass)
                     await coordinator.async_refresh()
                     await hass.async_block_till_done()
-                    if index in (10, polls, 2 * polls):
+                    if index in (10, polls, 2 * polls, last):
                         marks[index] = await _traced(hass)
                         rss[index] = _rss_kib()
                 result[name] = {
                     "per_config_entry_kib": round(per_entry / 1024, 1),
-                    "traced_after_10_polls_kib": round(marks[10] / 1024, 1),
-                    f"traced_after_{polls}_polls_kib": round(marks[polls] / 1024, 1),
-                    f"traced_after_{2 * polls}_polls_kib": round(marks[2 * polls] / 1024, 1),
+                    **{f"traced_after_{n}_polls_kib": round(m / 1024, 1) for n, m in marks.items()},
                     "growth_first_kib": round((marks[polls] - marks[10]) / 1024, 1),
                     "growth_second_kib": round((marks[2 * polls] - marks[polls]) / 1024, 1),
+                    # KiB per 1000 polls from 2 * polls to the end
+                    "growth_later_kib_per_1000_polls": round(
+                        (marks[last] - marks[2 * polls]) / 1024 / ((last - 2 * polls) / 1000), 2
+                    ),
                     "rss_after_10_polls_kib": rss[10],
-                    f"rss_after_{2 * polls}_polls_kib": rss[2 * polls],
+                    f"rss_after_{last}_polls_kib": rss[last],
                 }
             tracemalloc.stop()
             await hass.async_stop()
@@ -424,7 +429,8 @@ def describe(result: dict[str, Any], out: Callable[[str], None]) -> None:
             out(
                 f"  memory {name:10s} per entry {m['per_config_entry_kib']} KiB;"
                 f" growth polls 10 -> {polls}: {m['growth_first_kib']} KiB,"
-                f" {polls} -> {2 * polls}: {m['growth_second_kib']} KiB"
+                f" {polls} -> {2 * polls}: {m['growth_second_kib']} KiB,"
+                f" later {m['growth_later_kib_per_1000_polls']} KiB per 1000 polls"
             )
     setup = result.get("setup")
     if setup and "error" not in setup:

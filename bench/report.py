@@ -9,6 +9,10 @@ def _ms(summary: dict[str, float]) -> str:
     return f"{summary['median_ms']:.3f} ms (p95 {summary['p95_ms']:.3f})"
 
 
+def _requests(per_path: dict[str, float]) -> str:
+    return ", ".join(f"`{path}` {count:g}" for path, count in per_path.items() if count)
+
+
 def table(results: dict[str, Any]) -> str:
     """Markdown: the machine, then one row per measurement, targets beside them."""
     machine = results["machine"]
@@ -25,15 +29,27 @@ def table(results: dict[str, Any]) -> str:
     local = results.get("local", {})
     cpu = local.get("cpu", {})
     if "ratio_median" in cpu:
+        requests = cpu["device_requests_per_poll"]
         lines += [
             f"| CPU per poll, median (p95), {cpu['polls']} polls each | {_ms(cpu['meter_hub'])}"
             f" | {_ms(cpu['homewizard'])} | |",
             f"| Ratio Meter Hub / core, median (p95) | {cpu['ratio_median']}"
             f" ({cpu['ratio_p95']}) | 1 | ≤ 0.7 |",
+            f"| Requests to the device per poll | {_requests(requests['meter_hub'])}"
+            f" | {_requests(requests['homewizard'])} | |",
             f"| Enabled entities; state changes per poll | {cpu['entities']['meter_hub']['enabled']};"
             f" {cpu['state_changes_per_poll']['meter_hub']}"
             f" | {cpu['entities']['homewizard']['enabled']};"
             f" {cpu['state_changes_per_poll']['homewizard']} | |",
+        ]
+    shared = local.get("cpu_shared_device", {})
+    if "ratio_median" in shared:
+        lines += [
+            f"| Both on one device: CPU per poll, median (p95) | {_ms(shared['meter_hub'])}"
+            f" | {_ms(shared['homewizard'])} | |",
+            f"| Both on one device: ratio, median (p95); requests per poll, both"
+            f" | {shared['ratio_median']} ({shared['ratio_p95']})"
+            f" | {_requests(shared['device_requests_per_poll']['both'])} | |",
         ]
     mem = local.get("memory", {})
     if "meter_hub" in mem:
@@ -46,6 +62,9 @@ def table(results: dict[str, Any]) -> str:
             f" | {core['growth_first_kib']:+} KiB | no growth |",
             f"| Retained memory, after {polls} → {2 * polls} polls | {mh['growth_second_kib']:+} KiB"
             f" | {core['growth_second_kib']:+} KiB | no growth |",
+            f"| Retained memory later, per 1000 polls (from {2 * polls} polls on)"
+            f" | {mh['growth_later_kib_per_1000_polls']:+} KiB"
+            f" | {core['growth_later_kib_per_1000_polls']:+} KiB | no growth |",
         ]
     setup = local.get("setup", {})
     if "meter_hub" in setup:

@@ -209,6 +209,28 @@ async def test_next_poll_counts_from_the_answer(
     assert_within_limits(cloud)
 
 
+async def test_removing_the_entry_deletes_its_storage_but_not_the_budget(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    freezer: FrozenDateTimeFactory,
+    hass_storage: dict[str, Any],
+) -> None:
+    """The stored reading and the history go with the entry; the call budget stays, as the
+    limits are the IP address's and the account's (a new entry of the account keeps to them)."""
+    entry = cloud_entry(cloud, VENDOR_EXAMPLE_LOGIN)
+    history = f"{DOMAIN}.history_{entry.entry_id}"
+    # what the backfill keeps (it runs only with the recorder)
+    hass_storage[history] = {"version": 1, "key": history, "data": {"gaps": []}}
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await tick(hass, freezer, POLL)
+    kept = {history, f"{DOMAIN}.cloud_{entry.data['account_id']}", f"{DOMAIN}.call_budget"}
+    assert kept <= hass_storage.keys()
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    assert {key for key in hass_storage if key.startswith(DOMAIN)} == {f"{DOMAIN}.call_budget"}
+
+
 async def test_polling_switched_off_makes_no_call(
     hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
 ) -> None:

@@ -10,11 +10,11 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
-from .cloud_coordinator import async_create_cloud_coordinator
-from .const import CONF_SOURCE, DOMAIN, RUNTIME_DATA_KEYS, SOURCE_LOCAL
+from .cloud_coordinator import async_create_cloud_coordinator, reading_store
+from .const import CONF_ACCOUNT_ID, CONF_SOURCE, DOMAIN, RUNTIME_DATA_KEYS, SOURCE_LOCAL
 from .coordinator import MeterHubConfigEntry, MeterHubCoordinator
 from .entity import meter_device_info
-from .history import async_setup_history
+from .history import async_setup_history, history_store
 from .local_coordinator import async_create_local_coordinator
 from .services import async_setup_services
 
@@ -69,6 +69,16 @@ def _settings(entry: MeterHubConfigEntry) -> tuple[dict[str, Any], Mapping[str, 
 async def async_unload_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> bool:
     """Unload a config entry."""
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> None:
+    """Delete what a removed cloud entry kept in storage: its last reading and its history.
+
+    The call budget stays: its limits are the IP address's and the account's, whoever calls.
+    """
+    if entry.data[CONF_SOURCE] != SOURCE_LOCAL:
+        await reading_store(hass, entry.data[CONF_ACCOUNT_ID]).async_remove()
+        await history_store(hass, entry.entry_id).async_remove()
 
 
 async def async_remove_config_entry_device(

@@ -421,6 +421,11 @@ def _aware(text: object) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
+def history_store(hass: HomeAssistant, entry_id: str) -> Store[dict[str, Any]]:
+    """Where the backfill of a cloud entry keeps what it has done and what it still has to do."""
+    return Store(hass, STORAGE_VERSION, f"{DOMAIN}.history_{entry_id}")
+
+
 class HistoryManager:
     """Backfill and site energy of one cloud entry."""
 
@@ -429,9 +434,7 @@ class HistoryManager:
         self.hass = hass
         self.entry = entry
         self.coordinator = cast("CloudCoordinator", entry.runtime_data)
-        self._store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, f"{DOMAIN}.history_{entry.entry_id}"
-        )
+        self._store = history_store(hass, entry.entry_id)
         self.last_poll: datetime | None = None
         self.known: set[str] = set()
         self.gaps: list[Gap] = []
