@@ -733,6 +733,29 @@ async def test_measurement_knows_every_connection_of_the_pool(
     assert fake.request_count == {"/api": asked, "/api/v1/data": 6}
 
 
+async def test_measurement_vouches_for_the_pool_it_shares(
+    start_fake: StartFake, session: aiohttp.ClientSession
+) -> None:
+    """Another client of the session keeps two connections to the device and the pool hands
+    them out in turn: one ``/api`` answer right after a reading vouches for both."""
+    fake = await start_fake("HWE-P1")
+    serial = fake.device["serial"]
+    client = HomeWizardClient(session, fake.host)
+
+    async def other_client() -> None:
+        async def get() -> None:
+            async with session.get(f"http://{fake.host}/api/v1/data") as response:
+                await response.read()
+
+        await asyncio.gather(get(), get())
+
+    await other_client()
+    for _ in range(6):
+        await client.measurement(serial)
+        await other_client()
+    assert fake.request_count["/api"] == 1
+
+
 async def test_measurement_checks_every_new_connection(
     start_fake: StartFake, session: aiohttp.ClientSession
 ) -> None:

@@ -427,8 +427,8 @@ class HomeWizardClient:
         self._device_url: Final = URL(f"http://{self.host}/api")
         self._data_url: Final = URL(f"http://{self.host}/api/v1/data")
         self._device: HomeWizardDevice | None = None
-        # The connections over which ``/api`` answered as ``_device`` (the session's pool may
-        # hold several to one device; closed ones drop out).
+        # The connections known to lead to ``_device`` (the session's pool may hold several to
+        # one device; closed ones drop out).
         self._checked: weakref.WeakSet[object] = weakref.WeakSet()
         self.last_device_payload: dict[str, Any] | None = None
         self.last_data_payload: dict[str, Any] | None = None
@@ -472,18 +472,21 @@ class HomeWizardClient:
     async def measurement(self, serial: str) -> tuple[HomeWizardDevice, Reading]:
         """Read ``/api/v1/data`` of the device ``serial`` (``WrongDevice`` if another answers).
 
-        A TCP connection cannot change its peer: an answer that came over a connection on which
-        ``/api`` answered before comes from that device, and ``/api`` is not read again. Any other
-        answer (the first, one over a new connection: a reconnect, an address that another
-        device took over) is followed by ``/api``, and dropped if the serial is not ``serial``.
+        ``/api`` is read only after an answer over a connection not known to lead to that device.
+        A TCP connection leads to whichever device held the address when it was opened, and
+        breaks when that device gives the address up: every connection that answers leads to the
+        device holding the address now. So an ``/api`` answer with ``serial`` right after the
+        reading (over whichever connection of the session's pool) vouches for the reading and for
+        the connection it came over. A new connection (the first poll, a reconnect, an address
+        that another device took over) is checked again, and its reading dropped if the serial is
+        not ``serial``.
         """
         payload, connection = await self._get_object(self._data_url, InvalidPayload)
         device = self._device
         if device is None or connection not in self._checked:
-            # Over the pool's next idle connection, mostly this one; if another (the pool holds
-            # several when other clients share it), that one is checked, and the answer of a
-            # moment later at the same address stands for this reading's device.
             device = await self.device()
+            if device.serial == serial and connection is not None:
+                self._checked.add(connection)
         if device.serial != serial:
             raise WrongDevice(self.host, device.serial)
         self.last_data_payload = payload
