@@ -696,13 +696,22 @@ async def test_data_reads_device_once(
     assert first.values["energy_import_kwh"] == 41.207
 
 
-async def test_measurement_reads_api_once_per_connection(
+async def measured_once(
     start_fake: StartFake, session: aiohttp.ClientSession
-) -> None:
+) -> tuple[FakeHomeWizard, str, HomeWizardClient, int]:
+    """A fake P1 meter, its serial, a client that has read it once, and the fake's port."""
     fake = await start_fake("HWE-P1")
     serial = fake.device["serial"]
     client = HomeWizardClient(session, fake.host, tz=AMS)
-    for _ in range(3):
+    await client.measurement(serial)
+    return fake, serial, client, int(fake.host.rpartition(":")[2])
+
+
+async def test_measurement_reads_api_once_per_connection(
+    start_fake: StartFake, session: aiohttp.ClientSession
+) -> None:
+    fake, serial, client, port = await measured_once(start_fake, session)
+    for _ in range(2):
         device, reading = await client.measurement(serial)
     assert device.serial == serial
     assert reading == parse_profile("HWE-P1")
@@ -710,7 +719,6 @@ async def test_measurement_reads_api_once_per_connection(
     assert fake.request_count == {"/api": 1, "/api/v1/data": 3}
 
     # the device restarts: a new connection, checked again
-    port = int(fake.host.rpartition(":")[2])
     await fake.stop()
     await fake.start(port)
     await client.measurement(serial)
@@ -772,12 +780,8 @@ async def test_measurement_of_another_device_is_dropped(
     start_fake: StartFake, session: aiohttp.ClientSession
 ) -> None:
     """The address goes to another P1 meter: its reading never comes out of the client."""
-    fake = await start_fake("HWE-P1")
-    serial = fake.device["serial"]
-    client = HomeWizardClient(session, fake.host)
-    await client.measurement(serial)
+    fake, serial, client, port = await measured_once(start_fake, session)
     mine = client.last_data_payload
-    port = int(fake.host.rpartition(":")[2])
     await fake.stop()
     other = FakeHomeWizard("HWE-P1")
     other.device["serial"] = "5c2faf999999"
@@ -799,11 +803,7 @@ async def test_measurement_after_a_bad_device_answer_asks_again(
     start_fake: StartFake, session: aiohttp.ClientSession
 ) -> None:
     """An ``/api`` answer that failed checks nothing: the next reading asks again."""
-    fake = await start_fake("HWE-P1")
-    serial = fake.device["serial"]
-    client = HomeWizardClient(session, fake.host)
-    await client.measurement(serial)
-    port = int(fake.host.rpartition(":")[2])
+    fake, serial, client, port = await measured_once(start_fake, session)
     await fake.stop()
     del fake.device["serial"]
     await fake.start(port)
