@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
+from custom_components.meter_hub.api import homewizard
 from custom_components.meter_hub.api.homewizard import (
     MODEL_NAMES,
     ApiDisabled,
@@ -773,6 +774,18 @@ async def test_measurement_checks_every_new_connection(
     client = HomeWizardClient(session, fake.host)
     for _ in range(3):
         await client.measurement(fake.device["serial"])
+    assert fake.request_count == {"/api": 3, "/api/v1/data": 3}
+
+
+async def test_measurement_without_the_connection_checks_every_reading(
+    start_fake: StartFake, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An aiohttp that does not tell which connection an answer came over: each reading is
+    checked, as if every connection were new."""
+    monkeypatch.setattr(homewizard, "_connection_of", lambda _: None)
+    fake, serial, client, _ = await measured_once(start_fake, session)
+    for _ in range(2):
+        await client.measurement(serial)
     assert fake.request_count == {"/api": 3, "/api/v1/data": 3}
 
 

@@ -399,6 +399,16 @@ def _decode(body: bytes) -> Any:
         raise ValueError("JSON nested too deeply") from err
 
 
+def _connection_of(response: aiohttp.ClientResponse) -> object | None:
+    """The object that stands for the connection an answer came over (None: not known).
+
+    aiohttp's protocol object of the connection: aiohttp releases the connection itself as soon
+    as a short body is in, so ``response.connection`` is already None. Without it every answer
+    counts as one over a new connection.
+    """
+    return getattr(response, "_protocol", None)
+
+
 def _describe(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
@@ -505,10 +515,7 @@ class HomeWizardClient:
             async with self._session.get(
                 url, allow_redirects=False, timeout=self._client_timeout
             ) as response:
-                # The connection's protocol object: aiohttp releases the connection itself as
-                # soon as a short body is in, so ``response.connection`` is already None here.
-                # Without it every answer counts as one over a new connection.
-                connection = getattr(response, "_protocol", None)
+                connection = _connection_of(response)
                 status, body = response.status, await response.read()
         except TimeoutError as err:
             raise CannotConnect(f"{url} did not answer within {self._timeout:g} s") from err
