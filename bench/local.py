@@ -286,8 +286,10 @@ async def _traced(hass: HomeAssistant) -> int:
 
 
 def _rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmRSS:"):
+    # Bytes, not text: a first decoding would import a codec, which tracemalloc would count as
+    # growth of the stretch it falls in.
+    for line in Path("/proc/self/status").read_bytes().splitlines():
+        if line.startswith(b"VmRSS:"):
             return int(line.split()[1])
     return 0
 
@@ -341,8 +343,8 @@ async def async_memory(clock: VirtualClock, polls: int, extra_entries: int) -> d
                     await coordinator.async_refresh()
                     await hass.async_block_till_done()
                     if index in (10, polls, 2 * polls, last):
-                        marks[index] = await _traced(hass)
                         rss[index] = _rss_kib()
+                        marks[index] = await _traced(hass)
                 result[name] = {
                     "per_config_entry_kib": round(per_entry / 1024, 1),
                     **{f"traced_after_{n}_polls_kib": round(m / 1024, 1) for n, m in marks.items()},
