@@ -152,7 +152,7 @@ class CloudCoordinator(MeterHubCoordinator):
         self.store = reading_store(hass, self.account_id)
         # When the last good answer came.
         self.fetched_at: datetime | None = None
-        # When the last call (answered or not) ended, in this run.
+        # When the last call known ended (answered or not): the next keeps the interval from it.
         self._call_ended_at: datetime | None = None
         # When the next poll is due (None: no poll scheduled).
         self.next_poll_at: datetime | None = None
@@ -173,7 +173,7 @@ class CloudCoordinator(MeterHubCoordinator):
             LOGGER.debug("Ignoring the stored IAMMETER answer: %s", err)
             return
         self.data = to_meter_data(meters)
-        self.fetched_at = fetched_at
+        self.fetched_at = self._call_ended_at = fetched_at
 
     def _fresh_data(self) -> MeterHubData | None:
         """The last reading while it is younger than ``CLOUD_STALE_AFTER``."""
@@ -208,9 +208,8 @@ class CloudCoordinator(MeterHubCoordinator):
             return
         now = dt_util.utcnow()
         due = self.budget.ledger.next_allowed(CallKind.METERSDATA, self.account_id)
-        for ended in (self.fetched_at, self._call_ended_at):
-            if ended is not None:
-                due = max(due, ended + self.poll_interval)
+        if self._call_ended_at is not None:
+            due = max(due, self._call_ended_at + self.poll_interval)
         self.next_poll_at = min(due, now + self.poll_interval) + POLL_MARGIN
         self._cancel_next_poll = async_track_point_in_utc_time(
             self.hass, self._async_poll_due, self.next_poll_at
