@@ -82,25 +82,24 @@ async def _async_idle(hass: HomeAssistant, *, with_recorder: bool = True) -> Non
         await hass.async_block_till_done(wait_background_tasks=True)
 
 
-async def _async_boot(config_dir: Path, *, with_recorder: bool, restart: bool) -> HomeAssistant:
-    """Start Home Assistant: the recorder (if wanted) and, on a restart, the known entry."""
+async def _async_boot(config_dir: Path, *, restart: bool) -> HomeAssistant:
+    """Start Home Assistant: the recorder and, on a restart, the known entry."""
 
     async def setup(hass: HomeAssistant) -> None:
-        if with_recorder:
-            # What the bootstrap does before any integration when the recorder is configured.
-            recorder_helper.async_initialize_recorder(hass)
-            url = f"sqlite:///{config_dir / 'home-assistant_v2.db'}"
-            # Only the energy counters (what the history backfill works on) and commits every 30 s
-            # instead of 5 s: less work and fewer timer steps, the same calls to the cloud.
-            config = {
-                "recorder": {
-                    "db_url": url,
-                    "commit_interval": 30,
-                    "include": {"entity_globs": ["sensor.*_energy_*"]},
-                }
+        # What the bootstrap does before any integration when the recorder is configured.
+        recorder_helper.async_initialize_recorder(hass)
+        url = f"sqlite:///{config_dir / 'home-assistant_v2.db'}"
+        # Only the energy counters (what the history backfill works on) and commits every 30 s
+        # instead of 5 s: less work and fewer timer steps, the same calls to the cloud.
+        config = {
+            "recorder": {
+                "db_url": url,
+                "commit_interval": 30,
+                "include": {"entity_globs": ["sensor.*_energy_*"]},
             }
-            if not await async_setup_component(hass, "recorder", config):
-                raise RuntimeError("cannot set up the recorder")
+        }
+        if not await async_setup_component(hass, "recorder", config):
+            raise RuntimeError("cannot set up the recorder")
         if restart and not await async_setup_component(hass, DOMAIN, {}):
             raise RuntimeError("meter_hub did not set up after a restart")
 
@@ -209,7 +208,6 @@ async def async_week(
     days: int,
     *,
     restart_every: timedelta | None,
-    with_recorder: bool = True,
 ) -> dict[str, Any]:
     """Simulate ``days`` days of one account of ``meters`` meters; count the calls."""
     started = time.monotonic()
@@ -230,7 +228,7 @@ async def async_week(
     try:
         with tempfile.TemporaryDirectory(prefix="meter-hub-bench-cloud-", dir=_TMP) as tmp:
             config_dir = Path(tmp)
-            hass = await _async_boot(config_dir, with_recorder=with_recorder, restart=False)
+            hass = await _async_boot(config_dir, restart=False)
             await _async_add_account(hass, cloud)
             number = 1
             while restart_every is not None:
@@ -246,7 +244,7 @@ async def async_week(
                 await _async_run_until(hass, clock, restart_at, count_jump)
                 await async_stop_hass(hass)
                 clock.jump(DOWNTIME.total_seconds())
-                hass = await _async_boot(config_dir, with_recorder=with_recorder, restart=True)
+                hass = await _async_boot(config_dir, restart=True)
                 await _async_idle(hass)
                 (entry,) = hass.config_entries.async_entries(DOMAIN)
                 if entry.state is not ConfigEntryState.LOADED:
@@ -264,7 +262,7 @@ async def async_week(
         "restart_every_s": None if restart_every is None else restart_every.total_seconds(),
         "restarts": restarts,
         "restart_downtime_s": DOWNTIME.total_seconds(),
-        "recorder": with_recorder,
+        "recorder": True,
         "entry_not_loaded_after_restart": not_loaded,
         "timer_jumps": jumps,
         "wall_seconds": round(time.monotonic() - started, 1),
