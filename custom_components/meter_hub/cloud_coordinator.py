@@ -20,7 +20,7 @@ from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
 
 from .api import iammeter
-from .api.budget import LOGIN_KEY, BudgetExceeded, CallKind
+from .api.budget import LIMITS, LOGIN_KEY, BudgetExceeded, CallKind
 from .api.iammeter import (
     Credentials,
     IamMeterClient,
@@ -57,6 +57,7 @@ POLL_MARGIN = timedelta(seconds=0.1)
 # A refused call that came less than this after the 5 minutes of the last good one was refused
 # by the cloud's own reckoning of those 5 minutes: waiting one window is enough.
 EDGE_OF_WINDOW = timedelta(seconds=10)
+METERSDATA_WINDOW = max(window.period for window in LIMITS[CallKind.METERSDATA])
 
 
 def reading_store(hass: HomeAssistant, account_id: str) -> Store[dict[str, Any]]:
@@ -105,9 +106,9 @@ async def async_fetch_meters(
         if (
             not err.retry_after
             and last_success is not None
-            and now - last_success < CLOUD_SCAN_INTERVAL + EDGE_OF_WINDOW
+            and now - last_success < METERSDATA_WINDOW + EDGE_OF_WINDOW
         ):
-            back_off = CLOUD_SCAN_INTERVAL
+            back_off = METERSDATA_WINDOW
         await budget.async_back_off(CallKind.METERSDATA, account_id, now + back_off)
         raise
 
