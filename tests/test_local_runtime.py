@@ -288,8 +288,8 @@ async def test_another_device_at_the_address_never_lands_on_this_one(
     devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
     assert {ident for d in devices for _, ident in d.identifiers} == {
         "5c2fafa1b2c3",
-        "gas_meter_4730303539303033313233343536373138",
-        f"water_meter_{WATER_ID}",
+        "5c2fafa1b2c3_gas_meter_4730303539303033313233343536373138",
+        f"5c2fafa1b2c3_water_meter_{WATER_ID}",
     }
 
     await other.stop()
@@ -470,7 +470,7 @@ async def test_new_data_point_and_meter_get_entities_without_reload(
     assert gas.state == "100.5"
     assert gas.attributes["unit_of_measurement"] == "m³"
     assert gas.attributes["device_class"] == "gas"
-    device = dr.async_get(hass).async_get_device({(DOMAIN, "gas_meter_G0001")})
+    device = dr.async_get(hass).async_get_device({(DOMAIN, "5c2fafd4e5f6_gas_meter_G0001")})
     assert device is not None
     parent = dr.async_get(hass).async_get_device({(DOMAIN, "5c2fafd4e5f6")})
     assert parent is not None
@@ -487,7 +487,10 @@ async def test_external_meter_gone_for_good_loses_its_device(
     entry = await async_setup_local(hass, homewizard)
     device_registry = dr.async_get(hass)
     entity_registry = er.async_get(hass)
-    assert device_registry.async_get_device({(DOMAIN, f"water_meter_{WATER_ID}")}) is not None
+    assert (
+        device_registry.async_get_device({(DOMAIN, f"5c2fafa1b2c3_water_meter_{WATER_ID}")})
+        is not None
+    )
     assert entry.runtime_data.device_gone_after == timedelta(hours=1)
 
     del homewizard.data["external"][1]
@@ -496,13 +499,18 @@ async def test_external_meter_gone_for_good_loses_its_device(
     # still there after 59 minutes: a meter may be quiet for a while
     for _ in range(59):
         await async_poll(hass, freezer, 60)
-    assert device_registry.async_get_device({(DOMAIN, f"water_meter_{WATER_ID}")}) is not None
+    assert (
+        device_registry.async_get_device({(DOMAIN, f"5c2fafa1b2c3_water_meter_{WATER_ID}")})
+        is not None
+    )
     assert _state(hass, WATER) == STATE_UNAVAILABLE
 
     caplog.clear()
     await async_poll(hass, freezer, 60)
     await async_poll(hass, freezer, 60)
-    assert device_registry.async_get_device({(DOMAIN, f"water_meter_{WATER_ID}")}) is None
+    assert (
+        device_registry.async_get_device({(DOMAIN, f"5c2fafa1b2c3_water_meter_{WATER_ID}")}) is None
+    )
     assert entity_registry.async_get(WATER) is None
     assert hass.states.get(WATER) is None
     assert "Removing Water meter: not reported for" in caplog.text
@@ -514,7 +522,9 @@ async def test_external_meter_gone_for_good_loses_its_device(
     homewizard.data["external"].append(FakeHomeWizard("HWE-P1").data["external"][1])
     await async_poll(hass, freezer)
     assert _state(hass, WATER) == "456.789"
-    assert entity_registry.async_get(WATER).unique_id == f"water_meter_{WATER_ID}_value"
+    assert (
+        entity_registry.async_get(WATER).unique_id == f"5c2fafa1b2c3_water_meter_{WATER_ID}_value"
+    )
 
 
 async def test_unreachable_device_keeps_its_meters(
@@ -527,7 +537,10 @@ async def test_unreachable_device_keeps_its_meters(
     for _ in range(3):
         await async_poll(hass, freezer, 3600)
     device_registry = dr.async_get(hass)
-    assert device_registry.async_get_device({(DOMAIN, f"water_meter_{WATER_ID}")}) is not None
+    assert (
+        device_registry.async_get_device({(DOMAIN, f"5c2fafa1b2c3_water_meter_{WATER_ID}")})
+        is not None
+    )
     await homewizard.start(port)
     await async_poll(hass, freezer)
     assert _state(hass, WATER) == "456.789"
@@ -553,7 +566,7 @@ async def test_user_may_remove_only_gone_devices(
     entry = await async_setup_local(hass, homewizard)
     device_registry = dr.async_get(hass)
     p1 = device_registry.async_get_device({(DOMAIN, "5c2fafa1b2c3")})
-    water = device_registry.async_get_device({(DOMAIN, f"water_meter_{WATER_ID}")})
+    water = device_registry.async_get_device({(DOMAIN, f"5c2fafa1b2c3_water_meter_{WATER_ID}")})
     assert p1 is not None
     assert water is not None
     assert not await async_remove_config_entry_device(hass, entry, p1)

@@ -881,9 +881,9 @@ async def test_one_device_per_homewizard_device(
     assert device.via_device_id is None
     # every entity of a device without external meters belongs to it
     for entity in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id):
-        if not entity.unique_id.startswith(("gas_meter_", "water_meter_")):
+        assert entity.unique_id.startswith(f"{expected['serial']}_")
+        if "_meter_" not in entity.unique_id:
             assert entity.device_id == device.id
-            assert entity.unique_id.startswith(f"{expected['serial']}_")
 
 
 async def test_names_use_translation_placeholders(
@@ -923,7 +923,7 @@ async def test_external_meters_are_sub_devices_of_the_p1(
         ("gas_meter", P1_GAS_ID, "Gas meter"),
         ("water_meter", P1_WATER_ID, "Water meter"),
     ):
-        device = registry.async_get_device({(DOMAIN, f"{kind}_{meter_id}")})
+        device = registry.async_get_device({(DOMAIN, f"5c2fafa1b2c3_{kind}_{meter_id}")})
         assert device is not None
         assert device.name == name
         assert device.model == name  # its own model, not the P1's
@@ -932,8 +932,8 @@ async def test_external_meters_are_sub_devices_of_the_p1(
         assert device.via_device_id == p1.id
         entities = er.async_entries_for_device(er.async_get(hass), device.id)
         assert {e.unique_id for e in entities} == {
-            f"{kind}_{meter_id}_value",
-            f"{kind}_{meter_id}_measured_at",
+            f"5c2fafa1b2c3_{kind}_{meter_id}_value",
+            f"5c2fafa1b2c3_{kind}_{meter_id}_measured_at",
         }
 
 
@@ -996,9 +996,9 @@ async def test_external_meters_are_sub_devices_of_the_p1(
                 ),
             ],
             {
-                "heat_meter_48303031323334": "Heat meter",
-                "inlet_heat_meter_48303031323335": "Inlet heat meter",
-                "warm_water_meter_57303031323336": "Warm water meter",
+                "5c2fafa1b2c3_heat_meter_48303031323334": "Heat meter",
+                "5c2fafa1b2c3_inlet_heat_meter_48303031323335": "Inlet heat meter",
+                "5c2fafa1b2c3_warm_water_meter_57303031323336": "Warm water meter",
             },
             id="heat-in-gj",
         ),
@@ -1047,7 +1047,10 @@ async def test_external_meters_are_sub_devices_of_the_p1(
                     True,
                 ),
             ],
-            {"cooling_meter_43303031": "Cooling meter", "water_meter_57303033": "Water meter"},
+            {
+                "5c2fafa1b2c3_cooling_meter_43303031": "Cooling meter",
+                "5c2fafa1b2c3_water_meter_57303033": "Water meter",
+            },
             id="unknown-type",
         ),
         pytest.param(
@@ -1065,7 +1068,7 @@ async def test_external_meters_are_sub_devices_of_the_p1(
                     True,
                 ),
             ],
-            {"gas_meter_4730303432303031": "Gas meter"},
+            {"5c2fafa1b2c3_gas_meter_4730303432303031": "Gas meter"},
             id="legacy-gas-fields",
         ),
     ],

@@ -6,13 +6,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import (
+    config_validation as cv,
+    device_registry as dr,
+    entity_registry as er,
+)
 from homeassistant.helpers.typing import ConfigType
 
 from .cloud_coordinator import async_create_cloud_coordinator, reading_store
-from .const import CONF_ACCOUNT_ID, CONF_SOURCE, DOMAIN, RUNTIME_DATA_KEYS, SOURCE_LOCAL
-from .coordinator import MeterHubConfigEntry, MeterHubCoordinator
+from .const import (
+    CONF_ACCOUNT_ID,
+    CONF_SERIAL,
+    CONF_SOURCE,
+    DOMAIN,
+    LOGGER,
+    RUNTIME_DATA_KEYS,
+    SOURCE_LOCAL,
+)
+from .coordinator import MeterHubConfigEntry, MeterHubCoordinator, external_device_id
 from .entity import meter_device_info
 from .history import async_setup_history, history_store
 from .local_coordinator import async_create_local_coordinator
@@ -26,6 +38,61 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the actions (they check their target's entry when called)."""
     async_setup_services(hass)
     return True
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> bool:
+    """Bring an entry of an older release up to date (``False``: one of a newer release)."""
+    if entry.version > 2:
+        return False
+    if entry.version == 1:
+        if entry.data[CONF_SOURCE] == SOURCE_LOCAL:
+            await _async_scope_external_meters(hass, entry, entry.data[CONF_SERIAL])
+        hass.config_entries.async_update_entry(entry, version=2, minor_version=1)
+    return True
+
+
+async def _async_scope_external_meters(
+    hass: HomeAssistant, entry: MeterHubConfigEntry, serial: str
+) -> None:
+    """Version 1 -> 2: external meters' ids get their parent's serial as a prefix.
+
+    Version 1 named them by type and id alone (``gas_meter_legacy_gas_value``), so two P1 meters
+    with the same (or no) gas meter id competed for one entity. Only the ids change: entity ids,
+    names, areas and the statistics (which follow the entity id) stay. Every id of a HomeWizard
+    entry that does not start with its serial is one of an external meter; a cloud entry has none.
+    """
+    prefix = f"{serial}_"
+
+    @callback
+    def scoped(entity: er.RegistryEntry) -> dict[str, Any] | None:
+        if entity.unique_id.startswith(prefix):
+            return None
+        return {"new_unique_id": prefix + entity.unique_id}
+
+    await er.async_migrate_entries(hass, entry.entry_id, scoped)
+    entities, devices = er.async_get(hass), dr.async_get(hass)
+    for device in dr.async_entries_for_config_entry(devices, entry.entry_id):
+        old = {ident for domain, ident in device.identifiers if domain == DOMAIN}
+        if not old or serial in old or all(ident.startswith(prefix) for ident in old):
+            continue
+        own_entities = [
+            entity
+            for entity in er.async_entries_for_device(
+                entities, device.id, include_disabled_entities=True
+            )
+            if entity.config_entry_id == entry.entry_id
+        ]
+        if device.config_entries != {entry.entry_id} and not own_entities:
+            # A device two meters shared in version 1 belongs to the one whose entities it
+            # carries; the other gets a device of its own at setup.
+            devices.async_update_device(device.id, remove_config_entry_id=entry.entry_id)
+            continue
+        new = {(DOMAIN, ident if ident.startswith(prefix) else prefix + ident) for ident in old}
+        LOGGER.debug("Device identifiers %s scoped to %s", sorted(old), serial)
+        devices.async_update_device(
+            device.id,
+            new_identifiers=new | {ident for ident in device.identifiers if ident[0] != DOMAIN},
+        )
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> bool:
@@ -87,6 +154,7 @@ async def async_remove_config_entry_device(
     """Let the user remove a device of a meter that no longer reports."""
     identifiers = {ident for domain, ident in device.identifiers if domain == DOMAIN}
     for serial, meter in entry.runtime_data.data.items():
-        if serial in identifiers or identifiers & meter.reading.externals.keys():
+        reported = {external_device_id(serial, ext) for ext in meter.reading.externals.values()}
+        if serial in identifiers or identifiers & reported:
             return False
     return True

@@ -43,7 +43,13 @@ from .const import (
     DOMAIN,
     LOGGER,
 )
-from .coordinator import MeterData, MeterHubConfigEntry, MeterHubCoordinator, MeterHubData
+from .coordinator import (
+    MeterData,
+    MeterHubConfigEntry,
+    MeterHubCoordinator,
+    MeterHubData,
+    quiet_while_stopping,
+)
 
 STORAGE_VERSION = 1
 # After the cloud answered "nothing" (a limit was hit, maybe by another client of the account),
@@ -184,6 +190,7 @@ class CloudCoordinator(MeterHubCoordinator):
             return None
         return self.data
 
+    @quiet_while_stopping
     async def _async_update_data(self) -> MeterHubData:
         try:
             data = await self._async_poll()

@@ -17,7 +17,9 @@ from .options_flow import MeterHubOptionsFlow
 class MeterHubConfigFlow(LocalFlow, CloudFlow, domain=DOMAIN):
     """Set up Meter Hub: the user picks a source, discovery leads straight to a device."""
 
-    VERSION = 1
+    # 2: unique ids and device identifiers of external meters scoped to their parent meter
+    # (``async_migrate_entry``); an older release refuses to load such an entry.
+    VERSION = 2
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask which kind of meter to add."""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+import functools
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
@@ -33,9 +36,37 @@ type MeterHubData = dict[str, MeterData]
 type MeterHubConfigEntry = ConfigEntry[MeterHubCoordinator]
 
 
-def external_device_id(external: ExternalMeter) -> str:
-    """Device identifier of an external meter (stable: its type and its own id)."""
-    return external.key
+def external_device_id(parent: str, external: ExternalMeter) -> str:
+    """Device identifier of an external meter: its parent's serial, its type and its own id.
+
+    Scoped to the parent: two P1 meters may both report a gas meter without an id of its own.
+    """
+    return f"{parent}_{external.key}"
+
+
+def quiet_while_stopping[C: MeterHubCoordinator](
+    update: Callable[[C], Coroutine[Any, Any, MeterHubData]],
+) -> Callable[[C], Coroutine[Any, Any, MeterHubData]]:
+    """Wrap ``_async_update_data``: a poll that fails because Home Assistant stops is no fault.
+
+    Home Assistant closes its web session while it stops; a poll that runs then fails (aiohttp's
+    "Session is closed") and the base class would log it at ERROR. Then the last data stays:
+    nothing new is published and nothing is logged.
+    """
+
+    @functools.wraps(update)
+    async def wrapper(coordinator: C) -> MeterHubData:
+        try:
+            return await update(coordinator)
+        except Exception:
+            hass = coordinator.hass
+            stopping = hass.is_stopping or async_get_clientsession(hass).closed
+            if not stopping or coordinator.data is None:
+                raise
+            LOGGER.debug("Poll of %s cut short: Home Assistant is stopping", coordinator.name)
+            return coordinator.data
+
+    return wrapper
 
 
 class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
@@ -85,9 +116,10 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
             return
         # The data is that of the last poll, and that poll succeeded.
         present = set(self.data)
-        for meter in self.data.values():
+        for serial, meter in self.data.items():
             present.update(
-                external_device_id(external) for external in meter.reading.externals.values()
+                external_device_id(serial, external)
+                for external in meter.reading.externals.values()
             )
         registry = dr.async_get(self.hass)
         for device in dr.async_entries_for_config_entry(registry, self.config_entry.entry_id):

@@ -43,7 +43,7 @@ def external_device_info(parent: str, external: ExternalMeter) -> DeviceInfo:
     """Device of a utility meter read through ``parent`` (gas or water behind a P1 meter)."""
     name = EXTERNAL_METER_NAMES.get(external.kind, external.kind.replace("_", " ").capitalize())
     return DeviceInfo(
-        identifiers={(DOMAIN, external_device_id(external))},
+        identifiers={(DOMAIN, external_device_id(parent, external))},
         name=name,
         model=name,
         serial_number=external.meter_id,

@@ -16,7 +16,13 @@ from homeassistant.util import dt as dt_util
 
 from .api.homewizard import ApiDisabled, HomeWizardClient, HomeWizardError, WrongDevice
 from .const import CONF_SCAN_INTERVAL, CONF_SERIAL, COUNTER_RESET_HOLD, DOMAIN, LOCAL_SCAN_INTERVAL
-from .coordinator import MeterData, MeterHubConfigEntry, MeterHubCoordinator, MeterHubData
+from .coordinator import (
+    MeterData,
+    MeterHubConfigEntry,
+    MeterHubCoordinator,
+    MeterHubData,
+    quiet_while_stopping,
+)
 
 
 class LocalCoordinator(MeterHubCoordinator):
@@ -43,6 +49,7 @@ class LocalCoordinator(MeterHubCoordinator):
         # A refresh asked for while a slow device is still answering waits for it.
         self._poll_lock = asyncio.Lock()
 
+    @quiet_while_stopping
     async def _async_update_data(self) -> MeterHubData:
         async with self._poll_lock:
             try:

@@ -34,7 +34,18 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
-from .api.model import PHASES, TARIFFS, ExternalMeter, Value, phase_key, tariff_key
+from .api.model import (
+    MAX_EXTERNAL_METERS,
+    MAX_ID_LENGTH,
+    PHASES,
+    TARIFFS,
+    ExternalMeter,
+    Value,
+    exact_percent,
+    phase_key,
+    tariff_key,
+)
+from .const import LOGGER
 from .coordinator import MeterHubConfigEntry, MeterHubCoordinator, external_device_id
 from .counter_guard import CounterGuard
 from .entity import MeterHubEntity, external_device_info, meter_device_info
@@ -46,8 +57,8 @@ type NativeValue = StateType | datetime
 
 
 def _percent(value: Value) -> NativeValue:
-    """Power factor 0..1 as percent."""
-    return round(value * 100, 1) if isinstance(value, int | float) else None
+    """Power factor 0..1 as percent, every digit kept (display precision rounds, not the state)."""
+    return exact_percent(value) if isinstance(value, int | float) else None
 
 
 def _text(value: Value) -> NativeValue:
@@ -355,30 +366,93 @@ async def async_setup_entry(
 ) -> None:
     """Create sensors for every key the meters report, now and whenever a new one appears."""
     coordinator = entry.runtime_data
-    # Keys (and external meter keys) that have an entity, per meter serial.
-    created: dict[str, set[str]] = {}
+    # The unique ids that have an entity, each with its meter's serial and external meter key
+    # (None for the meter's own sensors). By unique id: an entity the user disabled or removed
+    # is created again on its own, never with its siblings.
+    created: Created = {}
+    bounds = ExternalMeterBounds()
 
     @callback
     def add_new_sensors() -> None:
         new: list[MeterHubSensor] = []
         for serial, meter in coordinator.data.items():
-            known = created.setdefault(serial, set())
-            for key in (*meter.reading.values, *meter.reading.expected):
-                if key not in known and key in SENSORS:
-                    known.add(key)
-                    new.append(MeterReadingSensor(coordinator, serial, SENSORS[key], known))
-            for ext_key, external in meter.reading.externals.items():
-                if ext_key not in known:
-                    known.add(ext_key)
-                    new.extend(
-                        ExternalReadingSensor(coordinator, serial, ext_key, description, known)
-                        for description in (external_description(external), EXTERNAL_MEASURED_AT)
-                    )
+            new.extend(
+                MeterReadingSensor(coordinator, serial, SENSORS[key], created)
+                for key in (*meter.reading.values, *meter.reading.expected)
+                if key in SENSORS and f"{serial}_{key}" not in created
+            )
+            externals = meter.reading.externals
+            new.extend(
+                ExternalReadingSensor(coordinator, serial, ext_key, description, created)
+                for ext_key in bounds.admitted(serial, externals.values(), created)
+                for description in (external_description(externals[ext_key]), EXTERNAL_MEASURED_AT)
+                if external_unique_id(serial, externals[ext_key], description) not in created
+            )
         if new:
             async_add_entities(new)
 
     add_new_sensors()
     entry.async_on_unload(coordinator.async_add_listener(add_new_sensors))
+
+
+type Created = dict[str, tuple[str, str | None]]
+
+
+def external_unique_id(
+    parent: str, external: ExternalMeter, description: SensorEntityDescription
+) -> str:
+    """Unique id of a sensor of an external meter, scoped to the meter that reads it."""
+    return f"{external_device_id(parent, external)}_{description.key}"
+
+
+class ExternalMeterBounds:
+    """Which external meters of a parent get entities: a bounded number, with bounded ids.
+
+    A device that reports more (a broken or hostile one: 150 new ids a poll) would otherwise add
+    devices and entities without end. Each bound is logged once when a parent exceeds it, and
+    once when it is back within it.
+    """
+
+    def __init__(self) -> None:
+        """Start with every parent within its bounds."""
+        self._exceeded: set[tuple[str, str]] = set()
+
+    def admitted(
+        self, parent: str, externals: Iterable[ExternalMeter], created: Created
+    ) -> list[str]:
+        """Keys of the external meters of ``parent`` that have, or may get, entities."""
+        have = {ext for serial, ext in created.values() if serial == parent and ext is not None}
+        room = MAX_EXTERNAL_METERS - len(have)
+        admitted: list[str] = []
+        too_many = too_long = False
+        for external in externals:
+            if max(len(external.meter_id), len(external.kind)) > MAX_ID_LENGTH:
+                too_long = True
+            elif external.key in have:
+                admitted.append(external.key)
+            elif room > 0:
+                room -= 1
+                admitted.append(external.key)
+            else:
+                too_many = True
+        self._report(
+            parent, "too_many", too_many, f"more than {MAX_EXTERNAL_METERS} external meters"
+        )
+        self._report(
+            parent,
+            "too_long",
+            too_long,
+            f"external meter ids longer than {MAX_ID_LENGTH} characters",
+        )
+        return admitted
+
+    def _report(self, parent: str, bound: str, exceeded: bool, what: str) -> None:
+        if exceeded and (parent, bound) not in self._exceeded:
+            self._exceeded.add((parent, bound))
+            LOGGER.warning("Meter %s reports %s: they are ignored", parent, what)
+        elif not exceeded and (parent, bound) in self._exceeded:
+            self._exceeded.discard((parent, bound))
+            LOGGER.info("Meter %s no longer reports %s", parent, what)
 
 
 class MeterHubSensor(MeterHubEntity, RestoreSensor):
@@ -392,9 +466,9 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
         serial: str,
         description: MeterHubSensorEntityDescription,
         unique_id: str,
-        created: tuple[set[str], str],
+        created: tuple[Created, str | None],
     ) -> None:
-        """Initialise the sensor; ``created`` is the platform's set of keys and this one's key."""
+        """Initialise the sensor; ``created`` is the platform's record and this one's external key."""
         super().__init__(coordinator, serial)
         self.entity_description = description
         self._attr_unique_id = unique_id
@@ -402,7 +476,8 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
         # base class's cached ``_attr_native_value`` would drop and refill its cache (a key of
         # the instance dict) on every change.
         self._state: tuple[NativeValue, bool] = (None, False)
-        self._created = created
+        self._created = created[0]
+        self._created[unique_id] = (serial, created[1])
         self._guard: CounterGuard | None = None
         # The raw value and the source's health at the last update (the state follows from them).
         self._seen: tuple[Value | None, bool] | None = None
@@ -433,10 +508,9 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
         self._state = self._current()
 
     async def async_will_remove_from_hass(self) -> None:
-        """Forget the key so the sensor is created again if its data comes back."""
+        """Forget the unique id so the sensor is created again if its data comes back."""
         await super().async_will_remove_from_hass()
-        keys, key = self._created
-        keys.discard(key)
+        self._created.pop(self._attr_unique_id or "", None)
 
     @property
     def native_value(self) -> NativeValue:
@@ -471,12 +545,12 @@ class MeterReadingSensor(MeterHubSensor):
         coordinator: MeterHubCoordinator,
         serial: str,
         description: MeterHubSensorEntityDescription,
-        created: set[str],
+        created: Created,
     ) -> None:
         """Initialise the sensor of ``description.key`` on meter ``serial``."""
         self._key = description.key
         unique_id = f"{serial}_{description.key}"
-        super().__init__(coordinator, serial, description, unique_id, (created, self._key))
+        super().__init__(coordinator, serial, description, unique_id, (created, None))
         self._attr_device_info = meter_device_info(coordinator.data[serial].info)
 
     def _raw_value(self) -> Value | None:
@@ -493,12 +567,12 @@ class ExternalReadingSensor(MeterHubSensor):
         serial: str,
         external_key: str,
         description: MeterHubSensorEntityDescription,
-        created: set[str],
+        created: Created,
     ) -> None:
         """Initialise the sensor of external meter ``external_key`` read through ``serial``."""
         self._external_key = external_key
         external = coordinator.data[serial].reading.externals[external_key]
-        unique_id = f"{external_device_id(external)}_{description.key}"
+        unique_id = external_unique_id(serial, external, description)
         super().__init__(coordinator, serial, description, unique_id, (created, external_key))
         self._attr_device_info = external_device_info(serial, external)
 

@@ -19,7 +19,20 @@ import weakref
 import aiohttp
 from yarl import URL
 
-from .model import PHASES, TARIFFS, ExternalMeter, MeterInfo, Reading, Value, phase_key, tariff_key
+from .model import (
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
+    PHASES,
+    TARIFFS,
+    ExternalMeter,
+    MeterInfo,
+    Reading,
+    Value,
+    phase_key,
+    tariff_key,
+    vendor_identifier,
+    vendor_text,
+)
 
 _loads: Callable[[bytes], Any]
 try:
@@ -188,27 +201,18 @@ def _tariff(raw: object) -> Value | None:
 
 
 def _text(raw: object) -> Value | None:
-    return raw if isinstance(raw, str) and raw else None
-
-
-def _identifier(raw: object) -> str | None:
-    """Return an id as sent: a string, or a number (the doc types the gas id as Number)."""
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return str(raw)
-    return raw if isinstance(raw, str) and raw else None
+    return vendor_text(raw)
 
 
 def _meter_id(raw: object) -> Value | None:
     """Return the smart meter id: hex-encoded ASCII on DSMR meters, decoded if printable."""
-    if not isinstance(raw, str) or not raw:
+    if (text := vendor_text(raw)) is None:
         return None
     try:
-        text = bytes.fromhex(raw).decode("ascii")
+        decoded = bytes.fromhex(text).decode("ascii")
     except ValueError:
-        return raw
-    return text if text and text.isprintable() else raw
+        return text
+    return vendor_text(decoded) or text
 
 
 def _meter_time(raw: object, tz: tzinfo) -> datetime | None:
@@ -310,21 +314,30 @@ def parse_data(payload: object, *, product_type: str | None, tz: tzinfo) -> Read
     return Reading(values=values, externals=externals)
 
 
+def _identifier(raw: object) -> str | None:
+    """Return an id as sent: text, or a number (the doc types the gas id as Number).
+
+    Any valid text is taken: the sensor platform bounds the length of the ids it makes entities
+    of, and says so in the log.
+    """
+    return vendor_identifier(raw, MAX_TEXT_LENGTH)
+
+
 def _external(entry: object, tz: tzinfo) -> ExternalMeter | None:
-    """Return one entry of ``external``; None when it lacks its id or type."""
+    """Return one entry of ``external``; None when it lacks a valid id or type."""
     if not isinstance(entry, dict):
         return None
     meter_id = _identifier(entry.get("unique_id"))
-    kind = entry.get("type")
-    if meter_id is None or not isinstance(kind, str) or not kind:
+    kind = vendor_text(entry.get("type"))
+    if meter_id is None or kind is None:
         return None
     value = _in_range(entry.get("value"), 0, _MAX)
-    unit = entry.get("unit")
+    unit = vendor_text(entry.get("unit"))
     return ExternalMeter(
         meter_id=meter_id,
         kind=kind,
         value=None if value is None else float(value),
-        unit=_UNITS.get(unit, unit) if isinstance(unit, str) and unit else None,
+        unit=None if unit is None else _UNITS.get(unit, unit),
         measured_at=_meter_time(entry.get("timestamp"), tz),
     )
 
@@ -447,24 +460,30 @@ class HomeWizardClient:
         """Read ``/api`` and check that this is a HomeWizard device speaking API v1."""
         payload, connection = await self._get_object(self._device_url, NotHomeWizard)
         self.last_device_payload = payload
-        product_type = payload.get("product_type")
-        serial = payload.get("serial")
-        if not isinstance(product_type, str) or not product_type:
-            raise NotHomeWizard(f"{self.host}/api has no product_type: not a HomeWizard device")
-        if not isinstance(serial, str) or not serial:
-            raise NotHomeWizard(f"{self.host}/api has no serial: not a HomeWizard device")
+        # The identity must be valid text: it names the device in every registry.
+        product_type = vendor_text(payload.get("product_type"), MAX_ID_LENGTH)
+        serial = vendor_text(payload.get("serial"), MAX_ID_LENGTH)
+        if product_type is None:
+            raise NotHomeWizard(
+                f"{self.host}/api has no product_type that is valid text: not a HomeWizard device"
+            )
+        if serial is None:
+            raise NotHomeWizard(
+                f"{self.host}/api has no serial that is valid text: not a HomeWizard device"
+            )
         api_version = payload.get("api_version")
         if api_version != "v1":
             raise NotHomeWizard(f"{self.host} speaks API {api_version!r}; only v1 is supported")
-        name, firmware = payload.get("product_name"), payload.get("firmware_version")
+        name = vendor_text(payload.get("product_name"))
+        firmware = vendor_text(payload.get("firmware_version"))
         if self._device is None or serial != self._device.serial:
             # What was checked before led to another device.
             self._checked = weakref.WeakSet()
         self._device = HomeWizardDevice(
             product_type=product_type,
-            product_name=name if isinstance(name, str) and name else None,
+            product_name=name,
             serial=serial,
-            firmware_version=firmware if isinstance(firmware, str) and firmware else None,
+            firmware_version=firmware,
             api_version=api_version,
             host=self.host,
         )

@@ -18,14 +18,22 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 import json
 import logging
-import math
 import re
 from typing import Final, Literal
 from urllib.parse import quote
 
 import aiohttp
 
-from .model import MeterInfo, Reading, Value, phase_key
+from .model import (
+    MAX_ID_LENGTH,
+    MeterInfo,
+    Reading,
+    Value,
+    exact_sum,
+    phase_key,
+    vendor_identifier,
+    vendor_text,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -36,6 +44,9 @@ MAX_HISTORY_POINTS: Final = 2000
 ENERGY_HISTORY_MAX_DAYS: Final[Mapping[str, int]] = {"hour": 7, "day": 90}
 
 type GroupBy = Literal["hour", "day"]
+
+# Longer than any token a server could mean (a JWT fits): the token goes into every header.
+MAX_TOKEN_LENGTH: Final = 4096
 
 _TIME_FORMAT: Final = "%Y/%m/%d %H:%M:%S"  # "2024/2/22 3:46:20"; strptime accepts no padding
 # Words in a ``successful: false`` message that say the call was refused for its frequency.
@@ -295,7 +306,7 @@ def _phases(rows: list[list[object]], *, sum_counters: bool) -> dict[str, Value]
     for quantity in summed:
         parts = [phase[quantity] for phase in phases if quantity in phase]
         if len(parts) == len(phases):
-            out[quantity] = round(math.fsum(parts), 3)
+            out[quantity] = exact_sum(parts)
     return out
 
 
@@ -363,9 +374,11 @@ def parse_meters_data(data: object) -> dict[str, MeterReading]:
     readings: dict[str, MeterReading] = {}
     for item in _as_list(data, "metersdata"):
         entry = _as_dict(item, "metersdata entry")
-        sn = entry.get("sn")
-        if not isinstance(sn, str) or not sn:
-            raise InvalidResponse("metersdata entry without sn")
+        # The SN names the meter's device in every registry: an answer without a valid one is
+        # broken, never a device with a bogus id.
+        sn = vendor_text(entry.get("sn"), MAX_ID_LENGTH)
+        if sn is None:
+            raise InvalidResponse("metersdata entry without a valid sn")
         if entry.get("values") is None:
             reading = Reading(expected=_METER_KEYS)
             readings[sn] = MeterReading(sn, _utc_time(entry.get("gmtTime")), None, None, reading)
@@ -516,11 +529,14 @@ class IamMeterClient:
         finally:
             self._password = None
         data = _as_dict(answer, "login data")
-        token, refresh, account = data.get("token"), data.get("refreshToken"), data.get("id")
-        if not isinstance(token, str) or not token or not isinstance(account, int | str):
-            raise InvalidResponse("login answer has no token or account id")
+        # The tokens go into headers, the account id into the entry's unique id: valid text only.
+        token = vendor_text(data.get("token"), MAX_TOKEN_LENGTH)
+        refresh = vendor_text(data.get("refreshToken"), MAX_TOKEN_LENGTH)
+        account = vendor_identifier(data.get("id"))
+        if token is None or account is None:
+            raise InvalidResponse("login answer has no valid token or account id")
         self._token = token
-        return Credentials(str(account), token, refresh if isinstance(refresh, str) else None)
+        return Credentials(account, token, refresh)
 
     async def meters_data(self) -> dict[str, MeterReading]:
         """The latest upload of every meter of the account (at most once per 5 minutes).

@@ -12,8 +12,10 @@ the field out, or sent a value that failed validation).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Final
 
 type Value = float | int | str | datetime
@@ -98,6 +100,47 @@ SCALAR_KEYS: Final = (
     # when the meter itself took/uploaded the reading (cloud meters upload once a minute)
     "measured_at",
 )
+
+
+# Bounds on text from a vendor. Identifiers become parts of unique ids and device identifiers:
+# the longest real ones are a DSMR gas meter's 34 hex digits and a 12-digit serial, so 64 leaves
+# room. Other text (names, SSIDs of at most 32 bytes, firmware, the 96 hex digits of a DSMR
+# equipment id) fits in 128.
+MAX_ID_LENGTH: Final = 64
+MAX_TEXT_LENGTH: Final = 128
+# A P1 meter reads at most 4 M-Bus meters (gas, water, heat); twice that leaves room for the
+# legacy gas fields and for firmware that lists a meter twice.
+MAX_EXTERNAL_METERS: Final = 8
+
+
+def vendor_text(raw: object, max_length: int = MAX_TEXT_LENGTH) -> str | None:
+    r"""``raw`` when it is text Home Assistant can store and show, else None.
+
+    Text from a device or a cloud ends up in states, registries, logs and the recorder, which
+    must encode it: a lone surrogate (``"\ud800"`` is valid JSON) fails every save. So only
+    printable text is accepted (no control, format or separator characters, no surrogates;
+    the ASCII space is fine), not blank, and at most ``max_length`` characters.
+    """
+    if not isinstance(raw, str) or not 0 < len(raw) <= max_length:
+        return None
+    return raw if raw.isprintable() and not raw.isspace() else None
+
+
+def vendor_identifier(raw: object, max_length: int = MAX_ID_LENGTH) -> str | None:
+    """An identifier as text: valid vendor text of at most ``max_length``, or a number."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        raw = str(raw)
+    return vendor_text(raw, max_length)
+
+
+def exact_sum(parts: Iterable[float]) -> float:
+    """The sum of ``parts`` as their decimal notations add up (0.1 + 0.2 is 0.3), not rounded."""
+    return float(sum((Decimal(repr(part)) for part in parts), Decimal()))
+
+
+def exact_percent(fraction: float) -> float:
+    """``fraction`` in percent, shifted in decimal notation (0.81688 is 81.688), not rounded."""
+    return float(Decimal(repr(fraction)).scaleb(2))
 
 
 def all_keys() -> frozenset[str]:
