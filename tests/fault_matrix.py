@@ -32,9 +32,11 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import EVENT_STATE_CHANGED, STATE_UNAVAILABLE
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
+from homeassistant.helpers.json import json_bytes
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
+from custom_components.meter_hub.api.model import MAX_EXTERNAL_METERS
 from custom_components.meter_hub.cloud_coordinator import POLL_MARGIN, CloudCoordinator
 from custom_components.meter_hub.const import CLOUD_SCAN_INTERVAL, CLOUD_STALE_AFTER, DOMAIN
 from simulator.homewizard import PROFILES, FakeHomeWizard
@@ -118,6 +120,7 @@ class FaultCase:
     recover_within: timedelta | None = None  # default: the first poll after the restore
     check: Check | None = None  # more checks, after the recovery
     back: Check | None = None  # what else must be back for the case to have recovered
+    lines: int | None = None  # log lines when it goes bad and when it recovers (None: by outage)
 
     @property
     def id(self) -> str:
@@ -215,6 +218,217 @@ _HEAT = {"unique_id": "H0001", "type": "heat_meter", "timestamp": 250115120000, 
 
 def _add_heat_meter(data: dict[str, Any]) -> None:
     data["external"].append({**_HEAT, "unit": "GJ"})
+
+
+# --- local: text and external meters (issue 13, items 5, 10, 14) ---------------------------------
+
+SURROGATE = "\ud800"  # valid JSON ("\\ud800"), but no state, registry or log line can encode it
+FORGED_LINE = "Lab\r\n2026-01-01 00:00:00.000 ERROR (MainThread) [homeassistant] forged"
+SSID = f"{P1}_wi_fi_ssid"
+GAS = "sensor.gas_meter_*"
+WATER = "sensor.water_meter_*"
+LEGACY_SERIAL = "5c2faf000002"
+
+
+def _everything_saves(run: Run) -> list[str]:
+    """States and registries still encode (the recorder, websocket and storage use orjson)."""
+    problems: list[str] = []
+    for what, data in (
+        ("states", [state.as_dict() for state in run.hass.states.async_all()]),
+        ("entity registry", er.async_get(run.hass)._data_to_save()),
+        ("device registry", dr.async_get(run.hass)._data_to_save()),
+    ):
+        try:
+            json_bytes(data)
+        except TypeError as err:
+            problems.append(f"the {what} cannot be saved: {err}")
+    return problems
+
+
+def _external(index: int, key: str, value: object) -> Step:
+    return _data(lambda data: data["external"][index].__setitem__(key, value))
+
+
+async def _device_text(run: Run, key: str, value: object) -> None:
+    """The device restarts (new connections: ``/api`` is read again) with ``key`` set to ``value``."""
+    await run.fake.stop()
+    run.fake.device[key] = value
+    await run.fake.start(run.port)
+
+
+def _flood(data: dict[str, Any]) -> None:
+    data["external"].extend(
+        {"unique_id": f"F{n:04d}", "type": "water_meter", "value": 1.0, "unit": "m3"}
+        for n in range(150)
+    )
+
+
+def _sub_devices_bounded(run: Run) -> list[str]:
+    devices = dr.async_entries_for_config_entry(dr.async_get(run.hass), run.entry.entry_id)
+    subs = [device for device in devices if device.via_device_id is not None]
+    if len(subs) > MAX_EXTERNAL_METERS:
+        return [f"{len(subs)} external meter devices, more than {MAX_EXTERNAL_METERS}"]
+    return _everything_saves(run)
+
+
+def _no_long_ids(run: Run) -> list[str]:
+    registry = er.async_get(run.hass)
+    long_ids = [e.unique_id for e in registry.entities.values() if len(e.unique_id) > 120]
+    return [f"entities with over-long ids: {long_ids[:3]}"] if long_ids else []
+
+
+def _legacy_gas_without_id(data: dict[str, Any]) -> None:
+    data.pop("external", None)
+    data.pop("gas_unique_id", None)
+
+
+async def _second_p1_with_legacy_gas(run: Run) -> None:
+    """Both P1 meters on old firmware: gas in the legacy fields, without an id of its own."""
+    _legacy_gas_without_id(run.fake.data)
+    other = FakeHomeWizard("HWE-P1")
+    other.device["serial"] = LEGACY_SERIAL
+    _legacy_gas_without_id(other.data)
+    other.data["total_gas_m3"] = 77.5
+    await other.start()
+    run.others.append(other)
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="Second P1 meter",
+        unique_id=LEGACY_SERIAL,
+        version=2,
+        data={"source": "local", "host": other.host, "serial": LEGACY_SERIAL},
+    )
+    entry.add_to_hass(run.hass)
+    assert await run.hass.config_entries.async_setup(entry.entry_id)
+
+
+async def _unload_second_p1(run: Run) -> None:
+    for entry in run.hass.config_entries.async_entries(DOMAIN):
+        if entry.entry_id != run.entry.entry_id:
+            await run.hass.config_entries.async_unload(entry.entry_id)
+
+
+def _each_p1_has_its_gas(run: Run) -> list[str]:
+    """Each P1 meter's legacy gas meter got an entity of that meter's entry."""
+    registry = er.async_get(run.hass)
+    owners = {
+        serial: entry.config_entry_id
+        for serial in (PROFILES["HWE-P1"].device["serial"], LEGACY_SERIAL)
+        if (
+            entry := registry.async_get(
+                registry.async_get_entity_id(
+                    "sensor", DOMAIN, f"{serial}_gas_meter_legacy_gas_value"
+                )
+                or ""
+            )
+        )
+    }
+    entries = {entry.entry_id for entry in run.hass.config_entries.async_entries(DOMAIN)}
+    problems = [] if set(owners.values()) == entries else [f"legacy gas sensors: {owners}"]
+    return problems + _everything_saves(run)
+
+
+STRING_LOCAL_CASES: tuple[FaultCase, ...] = (
+    *(
+        FaultCase(
+            source="local",
+            name=f"ssid-{kind}",
+            covers=(f"text-{kind}",),
+            inject=_set("wifi_ssid", value),
+            outage=Outage.PARTIAL,
+            unavailable=(SSID,),
+            check=_everything_saves,
+        )
+        for kind, value in (
+            ("surrogate", f"Lab{SURROGATE}"),
+            ("control", FORGED_LINE),
+            ("oversized", "L" * 100_000),
+        )
+    ),
+    FaultCase(
+        source="local",
+        name="meter-model-surrogate",
+        covers=("text-surrogate",),
+        inject=_set("meter_model", f"ISKRA{SURROGATE}"),
+        outage=Outage.PARTIAL,
+        unavailable=(f"{P1}_smart_meter_model",),
+        check=_everything_saves,
+    ),
+    FaultCase(
+        source="local",
+        name="external-id-surrogate",
+        covers=("text-surrogate",),
+        inject=_external(1, "unique_id", f"W{SURROGATE}"),
+        outage=Outage.PARTIAL,
+        unavailable=(WATER,),
+        check=_sub_devices_bounded,
+    ),
+    FaultCase(
+        source="local",
+        name="external-type-control",
+        covers=("text-control",),
+        inject=_external(1, "type", "water\nmeter"),
+        outage=Outage.PARTIAL,
+        unavailable=(WATER,),
+        check=_sub_devices_bounded,
+    ),
+    FaultCase(
+        source="local",
+        name="external-unit-surrogate",
+        covers=("text-surrogate",),
+        inject=_external(1, "unit", f"m3{SURROGATE}"),
+        outage=Outage.NONE,
+        check=_everything_saves,
+    ),
+    FaultCase(
+        source="local",
+        name="device-name-surrogate",
+        covers=("text-surrogate",),
+        inject=lambda run: _device_text(run, "product_name", f"P1{SURROGATE}"),
+        outage=Outage.NONE,
+        check=_everything_saves,
+    ),
+    FaultCase(
+        source="local",
+        name="device-serial-surrogate",
+        covers=("text-surrogate",),
+        inject=lambda run: _device_text(run, "serial", f"5c2f{SURROGATE}"),
+        outage=Outage.SOURCE,
+        check=_everything_saves,
+    ),
+    FaultCase(
+        source="local",
+        name="external-ids-150-new",
+        covers=("external-flood",),
+        inject=_data(_flood),
+        outage=Outage.NONE,
+        # one warning when it goes bad, one line when it is back within bounds
+        lines=1,
+        check=_sub_devices_bounded,
+    ),
+    FaultCase(
+        source="local",
+        name="external-id-208-chars",
+        covers=("external-id-length",),
+        inject=_external(1, "unique_id", "5730" * 52),
+        outage=Outage.PARTIAL,
+        unavailable=(WATER,),
+        lines=1,
+        check=_no_long_ids,
+    ),
+    FaultCase(
+        source="local",
+        name="two-p1-meters-legacy-gas",
+        covers=("external-scope",),
+        inject=_second_p1_with_legacy_gas,
+        outage=Outage.PARTIAL,
+        unavailable=(GAS, WATER),
+        # the legacy gas meter of each P1 meter: its own entity
+        appears=("sensor.gas_meter_gas_*",),
+        restore=_unload_second_p1,
+        check=_each_p1_has_its_gas,
+    ),
+)
 
 
 LOCAL_CASES: tuple[FaultCase, ...] = (
@@ -409,6 +623,7 @@ LOCAL_CASES: tuple[FaultCase, ...] = (
         outage=Outage.SOURCE,
         check=_other_device_never_lands,
     ),
+    *STRING_LOCAL_CASES,
 )
 
 
@@ -589,6 +804,34 @@ THREE_TOTALS = tuple(
     _cloud_sensor(THREE_SN, name)
     for name in ("power", "grid_power", "energy_import", "energy_export")
 )
+
+# --- cloud: text (issue 13, item 5) --------------------------------------------------------------
+
+
+def _sn(value: object) -> Callable[[list[dict[str, Any]]], None]:
+    def change(data: list[dict[str, Any]]) -> None:
+        _meter(data, SINGLE_SN)["sn"] = value
+
+    return change
+
+
+# An answer whose SN is not valid text is broken as a whole: no device with a bogus id.
+STRING_CLOUD_CASES: tuple[FaultCase, ...] = tuple(
+    FaultCase(
+        source="cloud",
+        name=f"sn-{kind}",
+        covers=(f"text-{kind}",),
+        inject=_serve_changed(_sn(value)),
+        outage=Outage.SOURCE,
+        check=_everything_saves,
+    )
+    for kind, value in (
+        ("surrogate", f"DA2B{SURROGATE}"),
+        ("control", "DA2B\nED94"),
+        ("oversized", "S" * 100_000),
+    )
+)
+
 
 CLOUD_CASES: tuple[FaultCase, ...] = (
     FaultCase(
@@ -858,6 +1101,7 @@ CLOUD_CASES: tuple[FaultCase, ...] = (
         recover_within=timedelta(days=1, minutes=10),
         check=_logins(2),
     ),
+    *STRING_CLOUD_CASES,
 )
 
 
@@ -922,6 +1166,13 @@ REQUIRED: dict[str, tuple[str, ...]] = dict.fromkeys(
     "rate-limit-polling": ("cloud",),
     # a cloud account is reached by name over TLS; a local address can change hands (DHCP)
     "other-device": ("local",),
+    # text a vendor sends (issue 13, item 5); external meters bounded and scoped (items 10, 14)
+    "text-surrogate": ("local", "cloud"),
+    "text-control": ("local", "cloud"),
+    "text-oversized": ("local", "cloud"),
+    "external-flood": ("local",),
+    "external-id-length": ("local",),
+    "external-scope": ("local",),
 }
 
 
@@ -1061,7 +1312,9 @@ async def run_case(case: FaultCase, run: Run) -> Outcome:
         outcome.checks += len(baseline)
     bad = run.logs.lines()
     outcome.bad_lines = len(bad)
-    expected_lines = 1 if case.outage is Outage.SOURCE else 0
+    expected_lines = case.lines
+    if expected_lines is None:
+        expected_lines = 1 if case.outage is Outage.SOURCE else 0
     if len(bad) != expected_lines:
         problems.append(f"{len(bad)} log lines when it went bad: {describe(bad)}")
 

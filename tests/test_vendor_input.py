@@ -132,7 +132,7 @@ def test_meter_id_decoded_only_to_valid_text() -> None:
     [
         ("unique_id", f"G{SURROGATE}"),
         ("unique_id", "G\x00"),
-        ("unique_id", "z" * 200),
+        ("unique_id", "z" * 1025),
         ("type", f"gas_meter{SURROGATE}"),
         ("type", "gas\nmeter"),
     ],

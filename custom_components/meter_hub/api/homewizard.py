@@ -21,7 +21,6 @@ from yarl import URL
 
 from .model import (
     MAX_ID_LENGTH,
-    MAX_TEXT_LENGTH,
     PHASES,
     TARIFFS,
     ExternalMeter,
@@ -314,13 +313,14 @@ def parse_data(payload: object, *, product_type: str | None, tz: tzinfo) -> Read
     return Reading(values=values, externals=externals)
 
 
-def _identifier(raw: object) -> str | None:
-    """Return an id as sent: text, or a number (the doc types the gas id as Number).
+# Longer text is no id at all. Ids up to it are parsed: the sensor platform ignores those longer
+# than ``MAX_ID_LENGTH`` and says so in the log.
+_MAX_EXTERNAL_ID_TEXT: Final = 1024
 
-    Any valid text is taken: the sensor platform bounds the length of the ids it makes entities
-    of, and says so in the log.
-    """
-    return vendor_identifier(raw, MAX_TEXT_LENGTH)
+
+def _identifier(raw: object) -> str | None:
+    """Return an id as sent: text, or a number (the doc types the gas id as Number)."""
+    return vendor_identifier(raw, _MAX_EXTERNAL_ID_TEXT)
 
 
 def _external(entry: object, tz: tzinfo) -> ExternalMeter | None:
