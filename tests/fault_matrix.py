@@ -372,29 +372,30 @@ STRING_LOCAL_CASES: tuple[FaultCase, ...] = (
         unavailable=(WATER,),
         check=_sub_devices_bounded,
     ),
-    FaultCase(
-        source="local",
-        name="external-unit-surrogate",
-        covers=("text-surrogate",),
-        inject=_external(1, "unit", f"m3{SURROGATE}"),
-        outage=Outage.NONE,
-        check=_everything_saves,
-    ),
-    FaultCase(
-        source="local",
-        name="device-name-surrogate",
-        covers=("text-surrogate",),
-        inject=lambda run: _device_text(run, "product_name", f"P1{SURROGATE}"),
-        outage=Outage.NONE,
-        check=_everything_saves,
-    ),
-    FaultCase(
-        source="local",
-        name="device-serial-surrogate",
-        covers=("text-surrogate",),
-        inject=lambda run: _device_text(run, "serial", f"5c2f{SURROGATE}"),
-        outage=Outage.SOURCE,
-        check=_everything_saves,
+    *(
+        # Text that only describes: dropped, the entities stay. A serial is the identity: no
+        # device with a bogus id, the source is broken until it sends a valid one.
+        FaultCase(
+            source="local",
+            name=name,
+            covers=("text-surrogate",),
+            inject=inject,
+            outage=outage,
+            check=_everything_saves,
+        )
+        for name, inject, outage in (
+            ("external-unit-surrogate", _external(1, "unit", f"m3{SURROGATE}"), Outage.NONE),
+            (
+                "device-name-surrogate",
+                lambda run: _device_text(run, "product_name", f"P1{SURROGATE}"),
+                Outage.NONE,
+            ),
+            (
+                "device-serial-surrogate",
+                lambda run: _device_text(run, "serial", f"5c2f{SURROGATE}"),
+                Outage.SOURCE,
+            ),
+        )
     ),
     FaultCase(
         source="local",

@@ -7,6 +7,7 @@ every digit; a disabled entity and a stop during a poll stay quiet.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 import copy
 from datetime import UTC
 import logging
@@ -289,59 +290,59 @@ async def test_over_long_external_ids_are_ignored_and_logged_once(
     assert lines[0].levelno == logging.WARNING
 
 
-def _legacy_gas_p1(serial: str, gas: float) -> FakeHomeWizard:
-    """A P1 meter on old firmware: the gas meter in the legacy fields only, without an id."""
-    fake = FakeHomeWizard("HWE-P1")
-    fake.device["serial"] = serial
-    del fake.data["external"]
-    del fake.data["gas_unique_id"]
-    fake.data["total_gas_m3"] = gas
-    return fake
+@pytest.fixture
+async def legacy_p1_meters(socket_enabled: None) -> AsyncIterator[tuple[FakeHomeWizard, ...]]:
+    """Two P1 meters on old firmware: a gas meter in the legacy fields only, without an id."""
+    fakes = (FakeHomeWizard("HWE-P1"), FakeHomeWizard("HWE-P1"))
+    for fake, serial, gas in zip(fakes, (P1_SERIAL, OTHER_SERIAL), (100.5, 200.25), strict=True):
+        fake.device["serial"] = serial
+        del fake.data["external"]
+        del fake.data["gas_unique_id"]
+        fake.data["total_gas_m3"] = gas
+        await fake.start()
+    yield fakes
+    for fake in fakes:
+        await fake.stop()
 
 
 async def test_two_p1_meters_with_legacy_gas_each_have_their_gas_sensor(
-    hass: HomeAssistant, socket_enabled: None, caplog: pytest.LogCaptureFixture
+    hass: HomeAssistant,
+    legacy_p1_meters: tuple[FakeHomeWizard, ...],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    first, second = _legacy_gas_p1(P1_SERIAL, 100.5), _legacy_gas_p1(OTHER_SERIAL, 200.25)
-    await first.start()
-    await second.start()
-    try:
-        entries = [await async_setup_local(hass, fake) for fake in (first, second)]
-        entity_registry = er.async_get(hass)
-        gas = {
-            serial: entity_registry.async_get_entity_id(
-                "sensor", DOMAIN, f"{serial}_gas_meter_legacy_gas_value"
-            )
-            for serial in (P1_SERIAL, OTHER_SERIAL)
-        }
-        assert None not in gas.values()
-        assert hass.states.get(gas[P1_SERIAL]).state == "100.5"
-        assert hass.states.get(gas[OTHER_SERIAL]).state == "200.25"
-        assert "does not generate unique IDs" not in caplog.text
-        owners = {
-            entity_id: entity_registry.async_get(entity_id).config_entry_id
-            for entity_id in gas.values()
-        }
-        assert set(owners.values()) == {entry.entry_id for entry in entries}
+    entries = [await async_setup_local(hass, fake) for fake in legacy_p1_meters]
+    entity_registry = er.async_get(hass)
+    gas = {
+        serial: entity_registry.async_get_entity_id(
+            "sensor", DOMAIN, f"{serial}_gas_meter_legacy_gas_value"
+        )
+        for serial in (P1_SERIAL, OTHER_SERIAL)
+    }
+    assert None not in gas.values()
+    assert hass.states.get(gas[P1_SERIAL]).state == "100.5"
+    assert hass.states.get(gas[OTHER_SERIAL]).state == "200.25"
+    assert "does not generate unique IDs" not in caplog.text
+    owners = {
+        entity_id: entity_registry.async_get(entity_id).config_entry_id
+        for entity_id in gas.values()
+    }
+    assert set(owners.values()) == {entry.entry_id for entry in entries}
 
-        # A restart (both entries set up again, the second one first) keeps the owners.
-        for entry in reversed(entries):
-            assert await hass.config_entries.async_reload(entry.entry_id)
-        await hass.async_block_till_done()
-        for entity_id, owner in owners.items():
-            assert entity_registry.async_get(entity_id).config_entry_id == owner
-        assert hass.states.get(gas[P1_SERIAL]).state == "100.5"
-        assert hass.states.get(gas[OTHER_SERIAL]).state == "200.25"
-        device_registry = dr.async_get(hass)
-        for serial in (P1_SERIAL, OTHER_SERIAL):
-            device = device_registry.async_get_device({(DOMAIN, f"{serial}_gas_meter_legacy_gas")})
-            assert device is not None
-            parent = device_registry.async_get_device({(DOMAIN, serial)})
-            assert parent is not None
-            assert device.via_device_id == parent.id
-    finally:
-        await first.stop()
-        await second.stop()
+    # A restart (both entries set up again, the second one first) keeps the owners.
+    for entry in reversed(entries):
+        assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    for entity_id, owner in owners.items():
+        assert entity_registry.async_get(entity_id).config_entry_id == owner
+    assert hass.states.get(gas[P1_SERIAL]).state == "100.5"
+    assert hass.states.get(gas[OTHER_SERIAL]).state == "200.25"
+    device_registry = dr.async_get(hass)
+    for serial in (P1_SERIAL, OTHER_SERIAL):
+        device = device_registry.async_get_device({(DOMAIN, f"{serial}_gas_meter_legacy_gas")})
+        assert device is not None
+        parent = device_registry.async_get_device({(DOMAIN, serial)})
+        assert parent is not None
+        assert device.via_device_id == parent.id
 
 
 # --- migration of version 1 ids ---------------------------------------------------------------
@@ -398,54 +399,45 @@ async def test_version_1_ids_migrate_keeping_entity_ids_and_names(
 
 @pytest.mark.parametrize("owner_first", [True, False])
 async def test_version_1_device_shared_by_two_meters_goes_to_its_entities_owner(
-    hass: HomeAssistant, socket_enabled: None, owner_first: bool
+    hass: HomeAssistant, legacy_p1_meters: tuple[FakeHomeWizard, ...], owner_first: bool
 ) -> None:
-    first, second = _legacy_gas_p1(P1_SERIAL, 100.5), _legacy_gas_p1(OTHER_SERIAL, 200.25)
-    await first.start()
-    await second.start()
-    try:
-        owner, other = local_entry(first), local_entry(second)
-        owner.add_to_hass(hass)
-        other.add_to_hass(hass)
-        device_registry, entity_registry = dr.async_get(hass), er.async_get(hass)
-        for entry, serial in ((owner, P1_SERIAL), (other, OTHER_SERIAL)):
-            device_registry.async_get_or_create(
-                config_entry_id=entry.entry_id, identifiers={(DOMAIN, serial)}
-            )
-        shared = device_registry.async_get_or_create(
-            config_entry_id=owner.entry_id, identifiers={(DOMAIN, "gas_meter_legacy_gas")}
+    owner, other = (local_entry(fake) for fake in legacy_p1_meters)
+    owner.add_to_hass(hass)
+    other.add_to_hass(hass)
+    device_registry, entity_registry = dr.async_get(hass), er.async_get(hass)
+    for entry, serial in ((owner, P1_SERIAL), (other, OTHER_SERIAL)):
+        device_registry.async_get_or_create(
+            config_entry_id=entry.entry_id, identifiers={(DOMAIN, serial)}
         )
-        shared = device_registry.async_get_or_create(
-            config_entry_id=other.entry_id, identifiers={(DOMAIN, "gas_meter_legacy_gas")}
-        )
-        assert shared.config_entries == {owner.entry_id, other.entry_id}
-        old = entity_registry.async_get_or_create(
-            "sensor",
-            DOMAIN,
-            "gas_meter_legacy_gas_value",
-            config_entry=owner,
-            device_id=shared.id,
-            suggested_object_id="house_gas",
-        )
-        for entry in (owner, other) if owner_first else (other, owner):
-            assert await async_migrate_entry(hass, entry)
-        kept = device_registry.async_get(shared.id)
-        assert kept is not None
-        assert kept.config_entries == {owner.entry_id}
-        assert kept.identifiers == {(DOMAIN, f"{P1_SERIAL}_gas_meter_legacy_gas")}
+    shared = device_registry.async_get_or_create(
+        config_entry_id=owner.entry_id, identifiers={(DOMAIN, "gas_meter_legacy_gas")}
+    )
+    shared = device_registry.async_get_or_create(
+        config_entry_id=other.entry_id, identifiers={(DOMAIN, "gas_meter_legacy_gas")}
+    )
+    assert shared.config_entries == {owner.entry_id, other.entry_id}
+    old = entity_registry.async_get_or_create(
+        "sensor",
+        DOMAIN,
+        "gas_meter_legacy_gas_value",
+        config_entry=owner,
+        device_id=shared.id,
+        suggested_object_id="house_gas",
+    )
+    for entry in (owner, other) if owner_first else (other, owner):
+        assert await async_migrate_entry(hass, entry)
+    kept = device_registry.async_get(shared.id)
+    assert kept is not None
+    assert kept.config_entries == {owner.entry_id}
+    assert kept.identifiers == {(DOMAIN, f"{P1_SERIAL}_gas_meter_legacy_gas")}
 
-        assert await hass.config_entries.async_setup(owner.entry_id)  # sets up both
-        await hass.async_block_till_done()
-        assert entity_registry.async_get(old.entity_id).device_id == shared.id
-        assert hass.states.get(old.entity_id).state == "100.5"
-        theirs = device_registry.async_get_device(
-            {(DOMAIN, f"{OTHER_SERIAL}_gas_meter_legacy_gas")}
-        )
-        assert theirs is not None
-        assert theirs.config_entries == {other.entry_id}
-    finally:
-        await first.stop()
-        await second.stop()
+    assert await hass.config_entries.async_setup(owner.entry_id)  # sets up both
+    await hass.async_block_till_done()
+    assert entity_registry.async_get(old.entity_id).device_id == shared.id
+    assert hass.states.get(old.entity_id).state == "100.5"
+    theirs = device_registry.async_get_device({(DOMAIN, f"{OTHER_SERIAL}_gas_meter_legacy_gas")})
+    assert theirs is not None
+    assert theirs.config_entries == {other.entry_id}
 
 
 async def test_entry_of_a_newer_release_is_not_loaded(
