@@ -565,7 +565,7 @@ async def _object(url: URL, body: bytes, invalid: type[HomeWizardError]) -> dict
     try:
         payload = await parse_json(body)
     except ValueError as err:
-        raise invalid(f"{url} did not answer JSON: {_describe(err)}") from None
+        raise invalid(f"{url} did not answer JSON: {_describe(err)}") from err
     _raise_for(200, payload, url, invalid)
     if not isinstance(payload, dict):
         raise invalid(f"{url} answered a JSON {type(payload).__name__}, not an object")

@@ -677,7 +677,7 @@ class IamMeterClient:
                     if 300 <= status < 400:
                         # Followed, it could carry the password or the token to another host,
                         # or over plain http.
-                        raise Redirected(f"{path}: HTTP {status} redirect, not followed")
+                        raise Redirected(f"{path}: HTTP {status} redirect, not followed") from None
                     raw = await read_body(response, MAX_BODY)
                 _LOGGER.debug("%s %s: HTTP %s, %d bytes", method, path, status, len(raw))
                 self._check_status(path, status, retry_after, raw, login=login)

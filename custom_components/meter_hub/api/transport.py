@@ -56,7 +56,9 @@ async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
     caller's timeout bounds a slow one. Raises ``BodyError``.
     """
     if response.content_length is not None and response.content_length > limit:
-        raise BodyError(f"the answer announces {response.content_length} bytes (limit {limit})")
+        raise BodyError(
+            f"the answer is larger than {limit} bytes ({response.content_length} announced)"
+        )
     coding = response.headers.get(aiohttp.hdrs.CONTENT_ENCODING, "").strip().lower()
     if coding in ("", "identity"):
         decoder = None
