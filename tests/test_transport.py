@@ -349,7 +349,9 @@ async def test_cloud_a_deeply_nested_login_answer_is_a_typed_error(
 
 
 @pytest.mark.parametrize(
-    "message", ["m" * 1_500_000, "first\nERROR forged: admin logged in\r\x1b[31m", "\ud800" * 3]
+    "message",
+    ["m" * 1_500_000, "first\nERROR forged: admin logged in\r\x1b[31m", "\ud800" * 3],
+    ids=["1.5-MB", "multi-line", "surrogates"],
 )
 async def test_cloud_vendor_message_is_short_and_escaped(
     cloud: FakeIamMeterCloud, client: IamMeterClient, message: str
