@@ -966,141 +966,95 @@ def _log_lines_short(run: Run) -> list[str]:
     ]
 
 
+def _transport(
+    source: Literal["local", "cloud"],
+    name: str,
+    inject: Step,
+    *,
+    covers: str | None = None,
+    outage: Outage = Outage.SOURCE,
+    check: Check | None = None,
+) -> FaultCase:
+    """A transport case: by default the source fails as a whole while it lasts."""
+    return FaultCase(
+        source=source,
+        name=name,
+        covers=(covers or name,),
+        inject=inject,
+        outage=outage,
+        check=check,
+    )
+
+
 LOCAL_CASES += (
-    FaultCase(
-        source="local",
-        name="gzip-bomb",
-        covers=("gzip-bomb",),
-        inject=_respond_bomb(16 * hostile.MIB),  # 16 KB on the wire: inflated to the cap only
-        outage=Outage.SOURCE,
+    # 16 KB on the wire: inflated up to the cap only; 260 KB: refused by its length
+    _transport("local", "gzip-bomb", _respond_bomb(16 * hostile.MIB), check=_memory_bounded),
+    _transport(
+        "local",
+        "gzip-bomb-256-mib",
+        _respond_bomb(256 * hostile.MIB),
+        covers="gzip-bomb",
         check=_memory_bounded,
     ),
-    FaultCase(
-        source="local",
-        name="gzip-bomb-256-mib",
-        covers=("gzip-bomb",),
-        inject=_respond_bomb(256 * hostile.MIB),  # 260 KB on the wire: refused by its length
-        outage=Outage.SOURCE,
-        check=_memory_bounded,
+    _transport(
+        "local", "endless-stream", _traced(_respond(hostile.endless())), check=_memory_bounded
     ),
-    FaultCase(
-        source="local",
-        name="endless-stream",
-        covers=("endless-stream",),
-        inject=_traced(_respond(hostile.endless())),
-        outage=Outage.SOURCE,
-        check=_memory_bounded,
-    ),
-    FaultCase(
-        source="local",
-        name="slow-drip",
-        covers=("slow-drip",),
-        inject=_respond(hostile.slow_drip(1.0)),
-        outage=Outage.SOURCE,
-    ),
-    FaultCase(
-        source="local",
-        name="oversized-body",
-        covers=("oversized-body",),
-        inject=_attr("body", _OVERSIZED_DEVICE_BODY),
-        outage=Outage.SOURCE,
-    ),
-    FaultCase(
-        source="local",
-        name="deep-nesting",
-        covers=("deep-nesting",),
-        inject=_attr("body", hostile.deeply_nested(20_000)),
-        outage=Outage.SOURCE,
-    ),
-    FaultCase(
-        source="local",
-        name="invalid-utf-8",
-        covers=("invalid-utf-8",),
-        inject=_attr("body", b'{"active_power_w": 1, "wifi_ssid": "\xff\xfe"}'),
-        outage=Outage.SOURCE,
-    ),
-    FaultCase(
-        source="local",
-        name="redirect-elsewhere",
-        covers=("redirect",),
-        inject=_respond(hostile.redirect(_REDIRECT_ELSEWHERE)),
-        outage=Outage.SOURCE,
+    _transport("local", "slow-drip", _respond(hostile.slow_drip(1.0))),
+    _transport("local", "oversized-body", _attr("body", _OVERSIZED_DEVICE_BODY)),
+    _transport("local", "deep-nesting", _attr("body", hostile.deeply_nested(20_000))),
+    _transport("local", "invalid-utf-8", _attr("body", b'{"wifi_ssid": "\xff\xfe"}')),
+    _transport(
+        "local",
+        "redirect-elsewhere",
+        _respond(hostile.redirect(_REDIRECT_ELSEWHERE)),
+        covers="redirect",
     ),
 )
 
 CLOUD_CASES += (
-    FaultCase(
-        source="cloud",
-        name="gzip-bomb",
-        covers=("gzip-bomb",),
-        inject=_serve_bomb,
-        outage=Outage.SOURCE,
+    _transport("cloud", "gzip-bomb", _serve_bomb, check=_memory_bounded),
+    _transport(
+        "cloud",
+        "endless-stream",
+        _traced(_serve(b"", respond=hostile.endless())),
         check=_memory_bounded,
     ),
-    FaultCase(
-        source="cloud",
-        name="endless-stream",
-        covers=("endless-stream",),
-        inject=_traced(_serve(b"", respond=hostile.endless())),
-        outage=Outage.SOURCE,
-        check=_memory_bounded,
+    _transport("cloud", "slow-drip", _serve(b"", respond=hostile.slow_drip(1.0))),
+    _transport(
+        "cloud",
+        "oversized-body",
+        _serve_changed(lambda data: None, pad="x" * (3 * hostile.MIB)),
     ),
-    FaultCase(
-        source="cloud",
-        name="slow-drip",
-        covers=("slow-drip",),
-        inject=_serve(b"", respond=hostile.slow_drip(1.0)),
-        outage=Outage.SOURCE,
+    _transport("cloud", "deep-nesting", _serve(hostile.deeply_nested())),
+    _transport(
+        "cloud",
+        "invalid-utf-8",
+        _serve(b'{"data": [], "successful": true, "message": "\xff"}'),
     ),
-    FaultCase(
-        source="cloud",
-        name="oversized-body",
-        covers=("oversized-body",),
-        inject=_serve_changed(lambda data: None, pad="x" * (3 * hostile.MIB)),
-        outage=Outage.SOURCE,
+    _transport(
+        "cloud",
+        "redirect-with-token-elsewhere",
+        _serve(b"", status=302, headers={"Location": _REDIRECT_ELSEWHERE}),
+        covers="redirect",
     ),
-    FaultCase(
-        source="cloud",
-        name="deep-nesting",
-        covers=("deep-nesting",),
-        inject=_serve(hostile.deeply_nested()),
-        outage=Outage.SOURCE,
-    ),
-    FaultCase(
-        source="cloud",
-        name="invalid-utf-8",
-        covers=("invalid-utf-8",),
-        inject=_serve(b'{"data": [], "successful": true, "message": "\xff"}'),
-        outage=Outage.SOURCE,
-    ),
-    FaultCase(
-        source="cloud",
-        name="redirect-with-token-elsewhere",
-        covers=("redirect",),
-        inject=_serve(b"", status=302, headers={"Location": _REDIRECT_ELSEWHERE}),
-        outage=Outage.SOURCE,
-    ),
-    FaultCase(
-        source="cloud",
-        name="redirect-to-another-endpoint",
-        covers=("redirect",),
-        inject=_redirect_to_meterdata,
-        outage=Outage.SOURCE,
+    _transport(
+        "cloud",
+        "redirect-to-another-endpoint",
+        _redirect_to_meterdata,
+        covers="redirect",
         check=_no_redirect_followed,
     ),
-    FaultCase(
-        source="cloud",
-        name="huge-multi-line-vendor-message",
-        covers=("vendor-message",),
-        inject=_serve(_HUGE_MESSAGE),
-        outage=Outage.SOURCE,
+    _transport(
+        "cloud",
+        "huge-multi-line-vendor-message",
+        _serve(_HUGE_MESSAGE),
+        covers="vendor-message",
         check=_log_lines_short,
     ),
-    FaultCase(
-        source="cloud",
-        name="extra-huge-fields",
-        covers=("extra-huge-fields",),
-        inject=_serve_changed(_extra_huge_fields, extra=10**30),
+    _transport(
+        "cloud",
+        "extra-huge-fields",
+        _serve_changed(_extra_huge_fields, extra=10**30),
         outage=Outage.NONE,
         check=_only_known_fields_kept,
     ),

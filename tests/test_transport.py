@@ -13,20 +13,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import contextlib
 import copy
 import datetime as dt
-import ipaddress
 import json
 from pathlib import Path
 import ssl
-import tempfile
 import time
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -34,7 +28,7 @@ from homeassistant.util import dt as dt_util
 import orjson
 import pytest
 
-from custom_components.meter_hub.api import homewizard, iammeter
+from custom_components.meter_hub.api import homewizard as homewizard_api, iammeter
 from custom_components.meter_hub.api.homewizard import (
     CannotConnect as HwCannotConnect,
     HomeWizardClient,
@@ -51,42 +45,18 @@ from custom_components.meter_hub.api.iammeter import (
 from custom_components.meter_hub.api.transport import diagnostic_copy, vendor_text
 from custom_components.meter_hub.const import CLOUD_SCAN_INTERVAL, DOMAIN
 from simulator import hostile
-from simulator.homewizard import FakeHomeWizard
-from simulator.iammeter import DEFAULT_START, VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud, ManualClock
+from simulator.homewizard import PROFILES, FakeHomeWizard
+from simulator.iammeter import DEFAULT_START, VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud
 
 from .conftest import async_poll, async_setup_cloud
 from .test_cloud_config_flow import assert_error, start_cloud_flow, submit, user_input
+from .test_iammeter_api import TOKEN, client, clock, cloud, session
+from .test_secrets import _self_signed
 
-TOKEN = "t0ken-of-the-test-3c1d"
+__all__ = ["client", "clock", "cloud", "session"]  # the fixtures
+
 USERNAME, PASSWORD = VENDOR_EXAMPLE_LOGIN
 SERIAL = "5c2fafabcdef"
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-@pytest.fixture
-async def device(socket_enabled: None) -> AsyncIterator[FakeHomeWizard]:
-    fake = FakeHomeWizard("HWE-P1")
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def cloud(socket_enabled: None) -> AsyncIterator[FakeIamMeterCloud]:
-    fake = FakeIamMeterCloud(ManualClock())
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-def client(cloud: FakeIamMeterCloud, session: aiohttp.ClientSession) -> IamMeterClient:
-    return IamMeterClient(session, cloud.url, token=TOKEN, timeout=2)
 
 
 def _envelope(data: object, **fields: object) -> bytes:
@@ -150,11 +120,11 @@ def _data_only(responder: hostile.Responder) -> hostile.Responder:
     return respond
 
 
-_DEVICE = FakeHomeWizard("HWE-P1").device
+_DEVICE = PROFILES["HWE-P1"].device
 
 
-async def _hw_reading(device: FakeHomeWizard, session: aiohttp.ClientSession, **kw: Any) -> Any:
-    client = HomeWizardClient(session, device.host, **kw)
+async def _hw_reading(homewizard: FakeHomeWizard, session: aiohttp.ClientSession, **kw: Any) -> Any:
+    client = HomeWizardClient(session, homewizard.host, **kw)
     return await client.measurement(SERIAL)
 
 
@@ -168,30 +138,30 @@ async def _hw_reading(device: FakeHomeWizard, session: aiohttp.ClientSession, **
     ],
 )
 async def test_homewizard_gzip_bomb_stops_at_the_cap(
-    device: FakeHomeWizard, session: aiohttp.ClientSession, inflated: int, error: str
+    homewizard: FakeHomeWizard, session: aiohttp.ClientSession, inflated: int, error: str
 ) -> None:
-    device.respond = _data_only(hostile.compressed(hostile.gzip_bomb(inflated)))
+    homewizard.respond = _data_only(hostile.compressed(hostile.gzip_bomb(inflated)))
     started = time.perf_counter()
     with pytest.raises(InvalidPayload, match=error):
-        await _hw_reading(device, session)
+        await _hw_reading(homewizard, session)
     assert time.perf_counter() - started < 1
 
 
 async def test_homewizard_endless_stream_stops_at_the_cap(
-    device: FakeHomeWizard, session: aiohttp.ClientSession
+    homewizard: FakeHomeWizard, session: aiohttp.ClientSession
 ) -> None:
-    device.respond = _data_only(hostile.endless())
+    homewizard.respond = _data_only(hostile.endless())
     with pytest.raises(InvalidPayload, match="larger than 65536 bytes"):
-        await _hw_reading(device, session)
+        await _hw_reading(homewizard, session)
 
 
 async def test_homewizard_slow_drip_ends_within_the_timeout(
-    device: FakeHomeWizard, session: aiohttp.ClientSession
+    homewizard: FakeHomeWizard, session: aiohttp.ClientSession
 ) -> None:
-    device.respond = _data_only(hostile.slow_drip(0.05))
+    homewizard.respond = _data_only(hostile.slow_drip(0.05))
     started = time.perf_counter()
     with pytest.raises(HwCannotConnect, match=r"did not answer within 0\.5 s"):
-        await _hw_reading(device, session, timeout=0.5)
+        await _hw_reading(homewizard, session, timeout=0.5)
     assert time.perf_counter() - started < 1.5
 
 
@@ -207,23 +177,23 @@ async def test_homewizard_slow_drip_ends_within_the_timeout(
     ids=["oversized", "deep-nesting", "invalid-utf-8", "list"],
 )
 async def test_homewizard_bad_bodies_are_typed_errors(
-    device: FakeHomeWizard, session: aiohttp.ClientSession, body: bytes, error: str
+    homewizard: FakeHomeWizard, session: aiohttp.ClientSession, body: bytes, error: str
 ) -> None:
     async def plain(request: web.Request, released: Any) -> web.StreamResponse:
         return web.Response(body=body, content_type="application/json")
 
-    device.respond = _data_only(plain)
+    homewizard.respond = _data_only(plain)
     with pytest.raises(InvalidPayload, match=error):
-        await _hw_reading(device, session)
+        await _hw_reading(homewizard, session)
 
 
 async def test_homewizard_identity_is_checked_before_the_data_is_parsed(
-    device: FakeHomeWizard, session: aiohttp.ClientSession
+    homewizard: FakeHomeWizard, session: aiohttp.ClientSession
 ) -> None:
     # another device holds the address; its /api/v1/data is a nesting bomb: never parsed
-    device.device["serial"] = "5c2faf999999"
+    homewizard.device["serial"] = "5c2faf999999"
     parsed: list[bytes] = []
-    original = homewizard.parse_json
+    original = homewizard_api.parse_json
 
     async def watch(body: bytes) -> Any:
         parsed.append(body)
@@ -231,61 +201,61 @@ async def test_homewizard_identity_is_checked_before_the_data_is_parsed(
 
     async def respond(request: web.Request, released: Any) -> web.StreamResponse:
         if request.path == "/api":
-            return web.json_response(device.device)
+            return web.json_response(homewizard.device)
         return web.Response(body=hostile.deeply_nested(20_000), content_type="application/json")
 
-    device.respond = respond
+    homewizard.respond = respond
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(homewizard, "parse_json", watch)
+        patch.setattr(homewizard_api, "parse_json", watch)
         with pytest.raises(WrongDevice, match=r"another device \(5c2faf999999\)"):
-            await _hw_reading(device, session)
+            await _hw_reading(homewizard, session)
     assert all(body.startswith(b"{") for body in parsed)  # only /api was parsed
 
 
 async def test_homewizard_diagnostics_payload_is_bounded_and_encodable(
-    device: FakeHomeWizard, session: aiohttp.ClientSession
+    homewizard: FakeHomeWizard, session: aiohttp.ClientSession
 ) -> None:
-    device.device["serial"] = SERIAL
-    device.data |= {
+    homewizard.device["serial"] = SERIAL
+    homewizard.data |= {
         "huge": 10**30,
         "lone_surrogate": "\ud800",
         "long": "y" * 5000,
         "many": list(range(5000)),
         "deep": json.loads(hostile.deeply_nested(50)),
     }
-    client = HomeWizardClient(session, device.host)
+    client = HomeWizardClient(session, homewizard.host)
     await client.measurement(SERIAL)
     kept = client.last_data_payload
     encoded = orjson.dumps(kept)  # would raise on 10**30 or a surrogate
     assert len(encoded) < 10_000
     assert isinstance(kept, dict)
-    assert kept["active_power_w"] == device.data["active_power_w"]
+    assert kept["active_power_w"] == homewizard.data["active_power_w"]
     assert kept["lone_surrogate"] == "\\ud800"
     assert orjson.dumps(client.last_device_payload)
 
 
 async def test_homewizard_vendor_text_in_errors_is_short_and_escaped(
-    device: FakeHomeWizard, session: aiohttp.ClientSession
+    homewizard: FakeHomeWizard, session: aiohttp.ClientSession
 ) -> None:
-    device.device["serial"] = "evil\nERROR forged line " + "z" * 5000
+    homewizard.device["serial"] = "evil\nERROR forged line " + "z" * 5000
     with pytest.raises(WrongDevice) as caught:
-        await _hw_reading(device, session)
+        await _hw_reading(homewizard, session)
     assert "\n" not in str(caught.value)
     assert len(str(caught.value)) < 200
-    device.device["serial"] = SERIAL
-    device.device["api_version"] = "v2\n" + "w" * 5000
+    homewizard.device["serial"] = SERIAL
+    homewizard.device["api_version"] = "v2\n" + "w" * 5000
     with pytest.raises(NotHomeWizard) as caught_api:
-        await HomeWizardClient(session, device.host).device()
+        await HomeWizardClient(session, homewizard.host).device()
     assert "\n" not in str(caught_api.value)
     assert len(str(caught_api.value)) < 200
 
 
 async def test_homewizard_redirect_is_not_followed(
-    device: FakeHomeWizard, session: aiohttp.ClientSession, recorder: Recorder
+    homewizard: FakeHomeWizard, session: aiohttp.ClientSession, recorder: Recorder
 ) -> None:
-    device.respond = _data_only(hostile.redirect(f"{recorder.url}/api/v1/data"))
+    homewizard.respond = _data_only(hostile.redirect(f"{recorder.url}/api/v1/data"))
     with pytest.raises(HwCannotConnect, match="HTTP status 302"):
-        await _hw_reading(device, session)
+        await _hw_reading(homewizard, session)
     assert recorder.seen == []
 
 
@@ -415,44 +385,13 @@ async def test_cloud_redirect_with_the_token_to_another_host_is_not_followed(
     assert TOKEN not in str(caught.value)
 
 
-def _self_signed() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server context with a certificate for 127.0.0.1, and a client context trusting it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    with tempfile.TemporaryDirectory() as temp:  # load_cert_chain reads files
-        (Path(temp) / "cert.pem").write_bytes(cert_pem)
-        (Path(temp) / "key.pem").write_bytes(key_pem)
-        server.load_cert_chain(Path(temp) / "cert.pem", Path(temp) / "key.pem")
-    client = ssl.create_default_context(cadata=cert_pem.decode())
-    return server, client
-
-
 async def test_cloud_https_to_http_redirect_is_not_followed(
-    socket_enabled: None, recorder: Recorder
+    socket_enabled: None, recorder: Recorder, tmp_path: Path
 ) -> None:
-    server_ssl, client_ssl = _self_signed()
+    cert, key = _self_signed(tmp_path)
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ssl.load_cert_chain(cert, key)
+    client_ssl = ssl.create_default_context(cafile=cert)
 
     async def redirect(request: web.Request) -> web.Response:
         return web.Response(status=307, headers={"Location": f"{recorder.url}{request.path_qs}"})
