@@ -680,11 +680,7 @@ class IamMeterClient:
                         raise Redirected(f"{path}: HTTP {status} redirect, not followed") from None
                     raw = await read_body(response, MAX_BODY)
                 _LOGGER.debug("%s %s: HTTP %s, %d bytes", method, path, status, len(raw))
-                self._check_status(path, status, retry_after, raw, login=login)
-                try:
-                    payload = await parse_json(raw)
-                except ValueError:
-                    raise InvalidResponse(f"{path}: HTTP {status}, the body is not JSON") from None
+                return await self._answer(path, status, retry_after, raw, login=login)
         except TimeoutError:
             raise CannotConnect(f"{path}: no answer within {self._timeout} s") from None
         except BodyError as err:
@@ -692,6 +688,16 @@ class IamMeterClient:
         except aiohttp.ClientError as err:
             # aiohttp's messages can hold the URL and the server's text: scrub, drop the chain.
             raise CannotConnect(f"{path}: {self._scrub(f'{type(err).__name__}: {err}')}") from None
+
+    async def _answer(
+        self, path: str, status: int, retry_after: str | None, raw: bytes, *, login: bool
+    ) -> object:
+        """The envelope's ``data`` of an answer read whole; typed errors otherwise."""
+        self._check_status(path, status, retry_after, raw, login=login)
+        try:
+            payload = await parse_json(raw)
+        except ValueError:
+            raise InvalidResponse(f"{path}: HTTP {status}, the body is not JSON") from None
         return self._data(path, status, payload, login=login)
 
     @staticmethod
