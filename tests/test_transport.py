@@ -18,6 +18,7 @@ from pathlib import Path
 import ssl
 import time
 from typing import Any
+import zlib
 
 import aiohttp
 from aiohttp import web
@@ -185,6 +186,44 @@ async def test_homewizard_bad_bodies_are_typed_errors(
     homewizard.respond = _data_only(plain)
     with pytest.raises(InvalidPayload, match=error):
         await _hw_reading(homewizard, session)
+
+
+_GZIPPED = hostile.gzip_bomb(1000)
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "error"),
+    [
+        (b"\x1b\x00", "br", "unsupported content encoding br"),
+        (b"gzip, gzip", "gzip, gzip", "unsupported content encoding"),
+        (b"\x1f\x8b not gzip at all", "gzip", "the gzip body is broken"),
+        (_GZIPPED[:-12], "gzip", "the gzip body is cut off"),
+        (_GZIPPED + b"trailing", "gzip", "data after the end of the gzip body"),
+    ],
+    ids=["brotli", "stacked", "broken", "cut-off", "trailing-data"],
+)
+async def test_homewizard_encodings_it_cannot_read_are_typed_errors(
+    homewizard: FakeHomeWizard,
+    session: aiohttp.ClientSession,
+    body: bytes,
+    encoding: str,
+    error: str,
+) -> None:
+    homewizard.respond = _data_only(hostile.compressed(body, encoding))
+    with pytest.raises(InvalidPayload, match=error):
+        await _hw_reading(homewizard, session)
+
+
+async def test_a_compressed_answer_within_the_cap_is_read(
+    homewizard: FakeHomeWizard, session: aiohttp.ClientSession
+) -> None:
+    body = json.dumps(homewizard.data).encode()
+    packer = zlib.compressobj(wbits=zlib.MAX_WBITS)  # "deflate": zlib-wrapped
+    homewizard.respond = _data_only(
+        hostile.compressed(packer.compress(body) + packer.flush(), "deflate")
+    )
+    _, reading = await _hw_reading(homewizard, session)
+    assert reading.values["power_w"] == homewizard.data["active_power_w"]
 
 
 async def test_homewizard_identity_is_checked_before_the_data_is_parsed(
