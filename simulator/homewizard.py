@@ -24,6 +24,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from .hostile import Responder
+
 _LOGGER = logging.getLogger(__name__)
 
 PAYLOADS: Final = Path(__file__).parent / "payloads" / "homewizard"
@@ -84,7 +86,8 @@ class FakeHomeWizard:
     """One fake device: ``device`` and ``data`` are the bodies it serves, free to change.
 
     Fault injection: ``api_enabled = False`` (403 with error 202 everywhere), ``status`` (HTTP
-    status of every answer), ``body`` (raw bytes instead of the JSON), ``hang`` (accept the
+    status of every answer), ``body`` (raw bytes instead of the JSON), ``respond`` (a hostile
+    answer of ``simulator.hostile`` to every request), ``hang`` (accept the
     request and answer only when ``release()`` is called), ``keep_alive = False`` (close the
     connection after every answer, as some HTTP servers of devices do). ``request_count`` counts
     requests per path; ``in_flight`` and ``max_in_flight`` count requests being answered at the
@@ -107,6 +110,7 @@ class FakeHomeWizard:
         self.api_enabled = True
         self.status: int | None = None
         self.body: bytes | None = None
+        self.respond: Responder | None = None
         self.hang = False
         self.keep_alive = True
         self.auto_advance = auto_advance
@@ -201,6 +205,8 @@ class FakeHomeWizard:
             raise web.HTTPServiceUnavailable
         if not self.api_enabled:
             return web.json_response(API_DISABLED_BODY, status=403)
+        if self.respond is not None:
+            return await self.respond(request, self._release)
         status = self.status or 200
         if self.body is not None:
             return web.Response(body=self.body, status=status, content_type="application/json")

@@ -25,6 +25,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from .hostile import Responder
+
 _LOGGER = logging.getLogger(__name__)
 
 LISTEN_HOST: Final = "127.0.0.1"
@@ -279,6 +281,7 @@ class Fault:
     hang_s: float = 0.0
     endpoint: str | None = None  # a route name; None = any
     headers: Mapping[str, str] = field(default_factory=dict)
+    respond: Responder | None = None  # a hostile answer (simulator.hostile) instead
 
 
 class _Refused(Exception):
@@ -465,9 +468,10 @@ class FakeIamMeterCloud:
         hang_s: float = 0.0,
         endpoint: str | None = None,
         headers: Mapping[str, str] | None = None,
+        respond: Responder | None = None,
     ) -> None:
         """Answer the next ``count`` requests (to ``endpoint``, or any) with this instead."""
-        fault = Fault(status, body, hang_s, endpoint, dict(headers or {}))
+        fault = Fault(status, body, hang_s, endpoint, dict(headers or {}), respond)
         self._faults.extend([fault] * count)
 
     async def start(self, port: int = 0) -> int:
@@ -519,6 +523,8 @@ class FakeIamMeterCloud:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(fault.hang_s):
                             await self._release.wait()
+                if fault.respond is not None:
+                    return await fault.respond(request, self._release)
                 return web.Response(status=fault.status, body=fault.body, headers=fault.headers)
             try:
                 return await handler(request)

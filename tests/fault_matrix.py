@@ -25,6 +25,7 @@ from enum import StrEnum
 from fnmatch import fnmatch
 import json
 import math
+import tracemalloc
 from typing import Any, Literal
 
 import aiohttp
@@ -39,6 +40,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from custom_components.meter_hub.api.model import MAX_EXTERNAL_METERS
 from custom_components.meter_hub.cloud_coordinator import POLL_MARGIN, CloudCoordinator
 from custom_components.meter_hub.const import CLOUD_SCAN_INTERVAL, CLOUD_STALE_AFTER, DOMAIN
+from simulator import hostile
 from simulator.homewizard import PROFILES, FakeHomeWizard
 from simulator.iammeter import (
     VENDOR_EXAMPLE_LOGIN,
@@ -650,6 +652,7 @@ async def _restore_local(run: Run) -> None:
     fake.status = None
     fake.body = None
     fake.api_enabled = True
+    fake.respond = None
     fake.release()
     if run.stopped:
         await fake.start(run.port)
@@ -1128,6 +1131,180 @@ async def _restore_cloud(run: Run) -> None:
     account.meters[:] = vendor_example_account().meters
 
 
+# --- transport (issue 13): size, time, parsing, redirects, vendor text, the stored reading -------
+
+_OVERSIZED_DEVICE_BODY = json.dumps({"active_power_w": 1, "pad": "x" * 70_000}).encode()
+_REDIRECT_ELSEWHERE = "http://127.0.0.1:9/api/v1/data?token=stolen"
+_HUGE_MESSAGE = json.dumps(
+    {"data": None, "successful": False, "message": "forged\nERROR line\r" + "m" * 1_500_000}
+).encode()
+
+
+# What a poll may allocate at most while a body is capped (64 KiB or 2 MiB): an answer read
+# whole, inflated or endless, takes tens or hundreds of MiB.
+MAX_MEMORY = 16 * hostile.MIB
+
+
+def _traced(inject: Step) -> Step:
+    """``inject``, then trace memory until ``_memory_bounded`` checks the peak."""
+
+    async def traced(run: Run) -> None:
+        await inject(run)
+        tracemalloc.start()
+
+    return traced
+
+
+def _memory_bounded(run: Run) -> list[str]:
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return [f"{peak / hostile.MIB:.1f} MiB allocated at the peak"] if peak > MAX_MEMORY else []
+
+
+def _respond(responder: hostile.Responder) -> Step:
+    return _attr("respond", responder)
+
+
+def _respond_bomb(inflated: int) -> Step:
+    async def inject(run: Run) -> None:
+        # built off the loop (the first time, some 0.5 s for 256 MiB): not the client's stall
+        bomb = await asyncio.to_thread(hostile.gzip_bomb, inflated)
+        run.fake.respond = hostile.compressed(bomb)
+
+    return _traced(inject)
+
+
+async def _serve_bomb(run: Run) -> None:
+    bomb = await asyncio.to_thread(hostile.gzip_bomb)
+    await _serve(b"", respond=hostile.compressed(bomb))(run)
+    tracemalloc.start()
+
+
+async def _redirect_to_meterdata(run: Run) -> None:
+    """A redirect to another endpoint of the cloud, token in the query: never followed."""
+    location = f"{run.cloud_fake.url}/api/v1/site/meterdata/{SINGLE_SN}?token=stolen"
+    await _serve(b"", status=302, headers={"Location": location})(run)
+
+
+def _no_redirect_followed(run: Run) -> list[str]:
+    followed = [call for call in run.cloud_fake.calls if call.endpoint == "meterdata"]
+    return [f"{len(followed)} redirects followed"] if followed else []
+
+
+def _extra_huge_fields(data: list[dict[str, Any]]) -> None:
+    for entry in data:
+        entry |= {"huge": 10**30, "nested": {"a": [[{"b": 1}]] * 50}, "note": "\ud800"}
+
+
+def _only_known_fields_kept(run: Run) -> list[str]:
+    kept = run.coordinator.client.last_meters_payload or []
+    extra = {key for entry in kept for key in entry} - {"sn", "values", "gmtTime"}
+    return [f"the stored reading holds {sorted(extra)}"] if extra else []
+
+
+def _log_lines_short(run: Run) -> list[str]:
+    texts = [record.getMessage() for record in run.logs.records]
+    return [
+        f"a log line of {len(text)} characters or several lines: {text[:80]!r}"
+        for text in texts
+        if len(text) > 1000 or "\n" in text
+    ]
+
+
+def _transport(
+    source: Literal["local", "cloud"],
+    name: str,
+    inject: Step,
+    *,
+    covers: str | None = None,
+    outage: Outage = Outage.SOURCE,
+    check: Check | None = None,
+) -> FaultCase:
+    """A transport case: by default the source fails as a whole while it lasts."""
+    return FaultCase(
+        source=source,
+        name=name,
+        covers=(covers or name,),
+        inject=inject,
+        outage=outage,
+        check=check,
+    )
+
+
+LOCAL_CASES += (
+    # 16 KB on the wire: inflated up to the cap only; 260 KB: refused by its length
+    _transport("local", "gzip-bomb", _respond_bomb(16 * hostile.MIB), check=_memory_bounded),
+    _transport(
+        "local",
+        "gzip-bomb-256-mib",
+        _respond_bomb(256 * hostile.MIB),
+        covers="gzip-bomb",
+        check=_memory_bounded,
+    ),
+    _transport(
+        "local", "endless-stream", _traced(_respond(hostile.endless())), check=_memory_bounded
+    ),
+    _transport("local", "slow-drip", _respond(hostile.slow_drip(1.0))),
+    _transport("local", "oversized-body", _attr("body", _OVERSIZED_DEVICE_BODY)),
+    _transport("local", "deep-nesting", _attr("body", hostile.deeply_nested(20_000))),
+    _transport("local", "invalid-utf-8", _attr("body", b'{"wifi_ssid": "\xff\xfe"}')),
+    _transport(
+        "local",
+        "redirect-elsewhere",
+        _respond(hostile.redirect(_REDIRECT_ELSEWHERE)),
+        covers="redirect",
+    ),
+)
+
+CLOUD_CASES += (
+    _transport("cloud", "gzip-bomb", _serve_bomb, check=_memory_bounded),
+    _transport(
+        "cloud",
+        "endless-stream",
+        _traced(_serve(b"", respond=hostile.endless())),
+        check=_memory_bounded,
+    ),
+    _transport("cloud", "slow-drip", _serve(b"", respond=hostile.slow_drip(1.0))),
+    _transport(
+        "cloud",
+        "oversized-body",
+        _serve_changed(lambda data: None, pad="x" * (3 * hostile.MIB)),
+    ),
+    _transport("cloud", "deep-nesting", _serve(hostile.deeply_nested())),
+    _transport(
+        "cloud",
+        "invalid-utf-8",
+        _serve(b'{"data": [], "successful": true, "message": "\xff"}'),
+    ),
+    _transport(
+        "cloud",
+        "redirect-with-token-elsewhere",
+        _serve(b"", status=302, headers={"Location": _REDIRECT_ELSEWHERE}),
+        covers="redirect",
+    ),
+    _transport(
+        "cloud",
+        "redirect-to-another-endpoint",
+        _redirect_to_meterdata,
+        covers="redirect",
+        check=_no_redirect_followed,
+    ),
+    _transport(
+        "cloud",
+        "huge-multi-line-vendor-message",
+        _serve(_HUGE_MESSAGE),
+        covers="vendor-message",
+        check=_log_lines_short,
+    ),
+    _transport(
+        "cloud",
+        "extra-huge-fields",
+        _serve_changed(_extra_huge_fields, extra=10**30),
+        outage=Outage.NONE,
+        check=_only_known_fields_kept,
+    ),
+)
+
 CASES: tuple[FaultCase, ...] = (*LOCAL_CASES, *CLOUD_CASES)
 
 # Every fault kind the issue names, and the sources it applies to.
@@ -1175,6 +1352,19 @@ REQUIRED: dict[str, tuple[str, ...]] = dict.fromkeys(
     "external-id-length": ("local",),
     "external-scope": ("local",),
 }
+# transport (issue 13)
+REQUIRED |= dict.fromkeys(
+    (
+        "gzip-bomb",
+        "endless-stream",
+        "slow-drip",
+        "oversized-body",
+        "deep-nesting",
+        "invalid-utf-8",
+        "redirect",
+    ),
+    ("local", "cloud"),
+) | {"vendor-message": ("cloud",), "extra-huge-fields": ("cloud",)}
 
 
 # --- running a case -----------------------------------------------------------------------------
@@ -1227,10 +1417,12 @@ async def _tick(run: Run, delta: timedelta, *, hang: Callable[[], bool] | None =
 async def _poll(run: Run) -> None:
     if run.homewizard is not None:
         fake = run.homewizard
-        await _tick(run, LOCAL_POLL, hang=(lambda: fake.in_flight > 0) if fake.hang else None)
+        # a hostile answer may never end: like a hang, it runs into the client's timeout
+        hangs = fake.hang or fake.respond is not None
+        await _tick(run, LOCAL_POLL, hang=(lambda: fake.in_flight > 0) if hangs else None)
     else:
         cloud = run.cloud_fake
-        hanging = any(fault.hang_s for fault in cloud._faults)
+        hanging = any(fault.hang_s or fault.respond for fault in cloud._faults)
         faults = len(cloud._faults)
         await _tick(
             run, CLOUD_POLL, hang=(lambda: len(cloud._faults) < faults) if hanging else None

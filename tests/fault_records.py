@@ -7,18 +7,22 @@ process, so that parallel workers never write to the same file); without that va
 written and the tests only assert.
 
 The helpers below measure what the records hold: ``LogWatch`` (tracebacks and the log lines of an
-outage) and ``CounterWatch`` (every value a cumulative sensor publishes).
+outage), ``CounterWatch`` (every value a cumulative sensor publishes) and ``LoopStallWatch`` (the
+longest time the event loop was blocked).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+import gc
 import json
 import logging
 import math
 import os
 from pathlib import Path
+import time
 import traceback
 
 from homeassistant.components.sensor import ATTR_STATE_CLASS, SensorStateClass
@@ -47,6 +51,7 @@ class CaseRecord:
     completed: bool = False
     bad_lines: int | None = None  # fault cases: log lines when it went bad
     recovery_lines: int | None = None  # fault cases: log lines when it recovered
+    loop_stall_s: float | None = None  # fault cases: the longest the event loop was blocked
     notes: list[str] = field(default_factory=list)
 
 
@@ -215,3 +220,65 @@ class CounterWatch:
                 self.regressions.append(dip)
             return
         self.highest[entity_id] = value
+
+
+# --- the event loop -----------------------------------------------------------------------------
+
+# The longest a single callback may block the event loop (a poll's parsing included).
+MAX_LOOP_STALL = 0.1
+
+
+class LoopStallWatch:
+    """The longest time one callback of the event loop ran, while the watch is on.
+
+    Every ``asyncio.Handle`` run is timed: what runs in one callback blocks the loop for that
+    long. Timed in CPU time of the loop's thread, so that a busy machine (other processes) does
+    not count and parsing in the executor does not either; the time of callbacks that run inside
+    another one (``async_fire_time_changed`` runs due timers inline) counts for them alone.
+    Garbage collection pauses are left out: their length is set by the heap of the whole test
+    process (dozens of Home Assistant instances), not by what the callback did.
+    """
+
+    def __init__(self) -> None:
+        """Not watching yet."""
+        self.longest = 0.0
+        self.longest_callback = ""  # what ran that long
+        self._inner: list[float] = []
+        self._original = asyncio.Handle._run
+        self._collecting_since = 0.0
+        self._collected = 0.0  # time spent collecting garbage, while watching
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._collecting_since = time.thread_time()
+        else:
+            self._collected += time.thread_time() - self._collecting_since
+
+    def _clock(self) -> float:
+        return time.thread_time() - self._collected
+
+    def __enter__(self) -> LoopStallWatch:
+        """Time every callback from now on."""
+        original, inner, clock = self._original, self._inner, self._clock
+
+        def timed(handle: asyncio.Handle) -> None:
+            inner.append(0.0)
+            started = clock()
+            try:
+                original(handle)
+            finally:
+                spent = clock() - started
+                own = spent - inner.pop()
+                if inner:
+                    inner[-1] += spent
+                if own > self.longest:
+                    self.longest, self.longest_callback = own, repr(handle)[:300]
+
+        asyncio.Handle._run = timed  # type: ignore[method-assign]
+        gc.callbacks.append(self._on_gc)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop timing."""
+        asyncio.Handle._run = self._original  # type: ignore[method-assign]
+        gc.callbacks.remove(self._on_gc)

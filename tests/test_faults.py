@@ -18,7 +18,16 @@ from simulator.iammeter import VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud
 
 from .conftest import async_setup_cloud, async_setup_local
 from .fault_matrix import CASES, CLOUD_CASES, LOCAL_CASES, REQUIRED, FaultCase, Run, run_case
-from .fault_records import CaseRecord, CounterWatch, LogWatch, describe, fault_record, record_text
+from .fault_records import (
+    MAX_LOOP_STALL,
+    CaseRecord,
+    CounterWatch,
+    LogWatch,
+    LoopStallWatch,
+    describe,
+    fault_record,
+    record_text,
+)
 
 __all__ = ["fault_record"]  # the fixture
 
@@ -36,7 +45,9 @@ def test_the_matrix_covers_every_fault_of_the_issue() -> None:
 
 
 async def _finish(case: FaultCase, run: Run, record: CaseRecord) -> None:
-    outcome = await run_case(case, run)
+    with LoopStallWatch() as stall:
+        outcome = await run_case(case, run)
+    record.loop_stall_s = stall.longest
     tracebacks = run.logs.tracebacks()
     regressions = run.counters.regressions
     run.counters.stop()
@@ -57,6 +68,7 @@ async def _finish(case: FaultCase, run: Run, record: CaseRecord) -> None:
     assert run.counters.resets == []
     assert secrets == []
     assert outcome.problems == []
+    assert stall.longest < MAX_LOOP_STALL, stall.longest_callback
 
 
 def _secrets(run: Run) -> list[str]:

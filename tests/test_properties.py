@@ -9,6 +9,7 @@ Examples are derandomised and the example database is off, so every run tests th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 import contextlib
 from datetime import UTC, datetime, timedelta, timezone
@@ -28,6 +29,7 @@ from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.meter_hub.api import homewizard, iammeter
 from custom_components.meter_hub.api.model import ExternalMeter, Reading, all_keys
+from custom_components.meter_hub.api.transport import decode_json
 from custom_components.meter_hub.cloud_coordinator import POLL_MARGIN
 from custom_components.meter_hub.const import CLOUD_SCAN_INTERVAL
 from custom_components.meter_hub.counter_guard import CounterGuard
@@ -264,7 +266,7 @@ def test_homewizard_parse_data_gives_a_valid_reading_or_its_typed_error(
 def test_homewizard_bodies_decode_to_json_or_value_error(record: CaseRecord, body: bytes) -> None:
     with counting(record):
         try:
-            payload = homewizard._decode(body)
+            payload = decode_json(body)
         except ValueError:
             return
         with contextlib.suppress(homewizard.InvalidPayload):
@@ -336,7 +338,10 @@ def test_iammeter_answers_give_data_or_a_typed_error(
     with counting(record):
         error: iammeter.IamMeterError | None = None
         try:
-            data = client._data("/api/v1/site/metersdata", status, retry_after, body, login=login)
+            answer = client._answer(
+                "/api/v1/site/metersdata", status, retry_after, body, login=login
+            )
+            data = asyncio.run(answer)
             meters = iammeter.parse_meters_data(data)
         except iammeter.IamMeterError as err:
             error, meters = err, {}

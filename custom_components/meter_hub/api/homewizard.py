@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 import ipaddress
-import json
 import re
 from typing import Any, Final
 import weakref
@@ -32,14 +31,15 @@ from .model import (
     vendor_identifier,
     vendor_text,
 )
-
-_loads: Callable[[bytes], Any]
-try:
-    import orjson
-except ImportError:  # pragma: no cover - Home Assistant ships orjson
-    _loads = json.loads
-else:
-    _loads = orjson.loads
+from .transport import (
+    ACCEPT_ENCODING,
+    BodyError,
+    decode_json,
+    diagnostic_copy,
+    loggable,
+    parse_json,
+    read_body,
+)
 
 MANUFACTURER: Final = "HomeWizard"
 
@@ -60,6 +60,11 @@ SINGLE_TARIFF_PRODUCTS: Final = frozenset(
 )
 
 API_DISABLED_ERROR_ID: Final = 202
+# Largest body read from a device, on the wire and decompressed. The largest real answer is a
+# P1 meter's /api/v1/data with external meters: 1.6 KB with a gas and a water meter, some 130
+# bytes more per external meter (about 3.7 KB with 16); 64 KiB leaves a factor of 17 to spare
+# and parses in well under a millisecond.
+MAX_BODY: Final = 64 * 1024
 LEGACY_GAS_ID: Final = "legacy_gas"
 
 
@@ -88,7 +93,7 @@ class WrongDevice(HomeWizardError):
 
     def __init__(self, host: str, serial: str) -> None:
         """Name the device that answers instead."""
-        super().__init__(f"another device ({serial}) answers at {host}")
+        super().__init__(f"another device ({loggable(serial, 40)}) answers at {host}")
         self.serial = serial
 
 
@@ -399,19 +404,6 @@ class HomeWizardDevice:
         )
 
 
-def _decode(body: bytes) -> Any:
-    """Parse JSON; raises ValueError for anything that is not (also for absurdly deep nesting)."""
-    try:
-        return _loads(body)
-    except ValueError:
-        pass
-    # orjson rejects the NaN/Infinity literals that json accepts; parse_data drops those fields
-    try:
-        return json.loads(body)
-    except RecursionError as err:
-        raise ValueError("JSON nested too deeply") from err
-
-
 def _connection_of(response: aiohttp.ClientResponse) -> object | None:
     """The object that stands for the connection an answer came over (None: not known).
 
@@ -423,7 +415,7 @@ def _connection_of(response: aiohttp.ClientResponse) -> object | None:
 
 
 def _describe(err: BaseException) -> str:
-    return str(err) or type(err).__name__
+    return loggable(str(err) or type(err).__name__)
 
 
 class HomeWizardClient:
@@ -453,13 +445,25 @@ class HomeWizardClient:
         # The connections known to lead to ``_device`` (the session's pool may hold several to
         # one device; closed ones drop out).
         self._checked: weakref.WeakSet[object] = weakref.WeakSet()
-        self.last_device_payload: dict[str, Any] | None = None
-        self.last_data_payload: dict[str, Any] | None = None
+        # The last bodies, for diagnostics (capped by MAX_BODY; decoded only when asked for).
+        self._device_body: bytes | None = None
+        self._data_body: bytes | None = None
+
+    @property
+    def last_device_payload(self) -> object:
+        """The last ``/api`` answer, made fit for diagnostics."""
+        return _kept(self._device_body)
+
+    @property
+    def last_data_payload(self) -> object:
+        """The last ``/api/v1/data`` answer that became a reading, made fit for diagnostics."""
+        return _kept(self._data_body)
 
     async def device(self) -> HomeWizardDevice:
         """Read ``/api`` and check that this is a HomeWizard device speaking API v1."""
-        payload, connection = await self._get_object(self._device_url, NotHomeWizard)
-        self.last_device_payload = payload
+        body, connection = await self._get(self._device_url, NotHomeWizard)
+        payload = await _object(self._device_url, body, NotHomeWizard)
+        self._device_body = body
         # The identity must be valid text: it names the device in every registry.
         product_type = vendor_text(payload.get("product_type"), MAX_ID_LENGTH)
         serial = vendor_text(payload.get("serial"), MAX_ID_LENGTH)
@@ -473,7 +477,9 @@ class HomeWizardClient:
             )
         api_version = payload.get("api_version")
         if api_version != "v1":
-            raise NotHomeWizard(f"{self.host} speaks API {api_version!r}; only v1 is supported")
+            raise NotHomeWizard(
+                f"{self.host} speaks API {loggable(repr(api_version), 40)}; only v1 is supported"
+            )
         name = vendor_text(payload.get("product_name"))
         firmware = vendor_text(payload.get("firmware_version"))
         if self._device is None or serial != self._device.serial:
@@ -494,9 +500,8 @@ class HomeWizardClient:
     async def data(self) -> Reading:
         """Read ``/api/v1/data`` (and ``/api`` once, to know how to read the totals)."""
         device = self._device or await self.device()
-        payload, _ = await self._get_object(self._data_url, InvalidPayload)
-        self.last_data_payload = payload
-        return parse_data(payload, product_type=device.product_type, tz=self._tz)
+        body, _ = await self._get(self._data_url, InvalidPayload)
+        return await self._reading(device, body)
 
     async def measurement(self, serial: str) -> tuple[HomeWizardDevice, Reading]:
         """Read ``/api/v1/data`` of the device ``serial`` (``WrongDevice`` if another answers).
@@ -510,7 +515,7 @@ class HomeWizardClient:
         that another device took over) is checked again, and its reading dropped if the serial is
         not ``serial``.
         """
-        payload, connection = await self._get_object(self._data_url, InvalidPayload)
+        body, connection = await self._get(self._data_url, InvalidPayload)
         device = self._device
         if device is None or connection not in self._checked:
             device = await self.device()
@@ -518,45 +523,79 @@ class HomeWizardClient:
                 self._checked.add(connection)
         if device.serial != serial:
             raise WrongDevice(self.host, device.serial)
-        self.last_data_payload = payload
-        return device, parse_data(payload, product_type=device.product_type, tz=self._tz)
+        # Only now, with the identity known, is the body parsed.
+        return device, await self._reading(device, body)
 
-    async def _get_object(
-        self, url: URL, invalid: type[HomeWizardError]
-    ) -> tuple[dict[str, Any], object | None]:
-        """GET ``url``: its JSON object, and the connection it came over (None: not known).
+    async def _reading(self, device: HomeWizardDevice, body: bytes) -> Reading:
+        payload = await _object(self._data_url, body, InvalidPayload)
+        reading = parse_data(payload, product_type=device.product_type, tz=self._tz)
+        self._data_body = body
+        return reading
 
-        ``invalid`` is raised for a body that is not a JSON object.
+    async def _get(self, url: URL, invalid: type[HomeWizardError]) -> tuple[bytes, object | None]:
+        """GET ``url``: the body of its HTTP 200 answer, and the connection it came over.
+
+        The body is read capped (``MAX_BODY``); ``invalid`` is raised for one that is too large
+        or cannot be decoded. Redirects are not followed.
         """
         try:
             # aiohttp's own timeout bounds the whole request, body included (cheaper per poll
             # than a second timer around it)
             async with self._session.get(
-                url, allow_redirects=False, timeout=self._client_timeout
+                url,
+                allow_redirects=False,
+                timeout=self._client_timeout,
+                headers=ACCEPT_ENCODING,
+                auto_decompress=False,
             ) as response:
                 connection = _connection_of(response)
-                status, body = response.status, await response.read()
+                status, body = response.status, await read_body(response, MAX_BODY)
+        except BodyError as err:
+            raise invalid(f"{url}: {err}") from None
         except TimeoutError as err:
             raise CannotConnect(f"{url} did not answer within {self._timeout:g} s") from err
         except (aiohttp.ClientError, OSError) as err:
             raise CannotConnect(f"cannot connect to {url}: {_describe(err)}") from err
-
-        try:
-            payload, error = _decode(body), None
-        except ValueError as err:
-            payload, error = None, err
-        if status == 403 or (
-            isinstance(payload, dict)
-            and isinstance(problem := payload.get("error"), dict)
-            and problem.get("id") == API_DISABLED_ERROR_ID
-        ):
-            raise ApiDisabled(f"the local API of {self.host} is disabled: enable it in the app")
-        if status == 404 and invalid is NotHomeWizard:
-            raise NotHomeWizard(f"{url} does not exist: not a HomeWizard device with API v1")
         if status != 200:
-            raise CannotConnect(f"{url} answered with HTTP status {status}")
-        if error is not None:
-            raise invalid(f"{url} did not answer JSON: {_describe(error)}") from error
-        if not isinstance(payload, dict):
-            raise invalid(f"{url} answered a JSON {type(payload).__name__}, not an object")
-        return payload, connection
+            try:
+                payload = await parse_json(body)
+            except ValueError:
+                payload = None
+            _raise_for(status, payload, url, invalid)
+        return body, connection
+
+
+def _raise_for(status: int, payload: object, url: URL, invalid: type[HomeWizardError]) -> None:
+    """Raise the error of a payload that says the local API is off, or of an HTTP error."""
+    if status == 403 or (
+        isinstance(payload, dict)
+        and isinstance(problem := payload.get("error"), dict)
+        and problem.get("id") == API_DISABLED_ERROR_ID
+    ):
+        raise ApiDisabled(f"the local API of {url.host} is disabled: enable it in the app")
+    if status == 404 and invalid is NotHomeWizard:
+        raise NotHomeWizard(f"{url} does not exist: not a HomeWizard device with API v1")
+    if status != 200:
+        raise CannotConnect(f"{url} answered with HTTP status {status}")
+
+
+async def _object(url: URL, body: bytes, invalid: type[HomeWizardError]) -> dict[str, Any]:
+    """The JSON object of an HTTP 200 ``body``; ``invalid`` for anything else."""
+    try:
+        payload = await parse_json(body)
+    except ValueError as err:
+        raise invalid(f"{url} did not answer JSON: {_describe(err)}") from err
+    _raise_for(200, payload, url, invalid)
+    if not isinstance(payload, dict):
+        raise invalid(f"{url} answered a JSON {type(payload).__name__}, not an object")
+    return payload
+
+
+def _kept(body: bytes | None) -> object:
+    """A kept body, parsed and made fit for diagnostics (None: none, or not JSON)."""
+    if body is None:
+        return None
+    try:
+        return diagnostic_copy(decode_json(body))
+    except ValueError:
+        return None

@@ -1,8 +1,10 @@
 """Async client for the IAMMETER cloud API (``/api/v1``), and the parser of its value arrays.
 
-No Home Assistant imports. The session is injected and TLS verification stays on. Every call
-sends the token both as the documented ``token`` query parameter and as a ``token`` header.
-The client does not count calls: the caller asks ``budget.CallBudget`` first.
+No Home Assistant imports. The session is injected and TLS verification stays on. The token
+goes in the ``token`` header only, never in a URL (the vendor's own clients, its Node-RED node
+and WordPress plugin, send it that way; see ../shared/research/iammeter.md, section 2.5). Redirects
+are never followed: the password and the token go only to the server the user chose. The
+client does not count calls: the caller asks ``budget.CallBudget`` first.
 
 Secrets (token, refresh token, password) never reach an exception message, a repr or a log
 line: errors name the API path, never a URL with its query string, and aiohttp's own messages
@@ -16,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-import json
 import logging
 import re
 from typing import Final, Literal
@@ -34,6 +35,7 @@ from .model import (
     vendor_identifier,
     vendor_text,
 )
+from .transport import ACCEPT_ENCODING, BodyError, loggable, parse_json, read_body
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,6 +44,10 @@ MANUFACTURER: Final = "IAMMETER"
 MAX_HISTORY_POINTS: Final = 2000
 """Most rows one meterdatalist call returns (vendor: 1-minute data covers 1.39 days)."""
 ENERGY_HISTORY_MAX_DAYS: Final[Mapping[str, int]] = {"hour": 7, "day": 90}
+MAX_BODY: Final = 2 * 1024 * 1024
+"""Largest answer read, on the wire and decompressed. The largest real one is a day of
+meterdatalist2 at 1 minute of a net-metering meter (2000 rows of 4): 545 KB; metersdata of 100
+three-phase meters is 29 KB. 2 MiB leaves a factor of almost 4 and parses in the executor."""
 
 type GroupBy = Literal["hour", "day"]
 
@@ -93,7 +99,11 @@ class RateLimited(IamMeterError):
 
 
 class InvalidResponse(IamMeterError):
-    """The answer is not the documented envelope or shape."""
+    """The answer is not the documented envelope or shape (or is larger than ``MAX_BODY``)."""
+
+
+class Redirected(CannotConnect):
+    """The server answered with a redirect, which is never followed."""
 
 
 class ApiError(IamMeterError):
@@ -257,6 +267,10 @@ _BOUNDS: Final[Mapping[str, tuple[float, float]]] = {
     "energy_export_kwh": (0, 1e10),
 }
 _COUNT_BOUNDS: Final = (0, 1e9)
+_ANY_BOUNDS: Final = (
+    min(low for low, _ in _BOUNDS.values()),
+    max(high for _, high in _BOUNDS.values()),
+)
 # What every meter has, reported or not: while a phase or the whole upload is missing, these
 # sensors are unavailable rather than absent (or, for a total, smaller).
 _METER_KEYS: Final = (
@@ -385,6 +399,37 @@ def parse_meters_data(data: object) -> dict[str, MeterReading]:
             continue
         readings[sn] = _meter_reading(sn, entry.get("values"), entry.get("gmtTime"), None)
     return readings
+
+
+def known_meters_fields(
+    data: object, readings: Mapping[str, MeterReading]
+) -> list[dict[str, object]]:
+    """The entries of a parsed metersdata ``data`` (those in ``readings``), known fields only.
+
+    ``sn``, ``values`` and ``gmtTime`` as ``parse_meters_data`` understands them: a value that
+    is not a plausible number is null (which it reads as "not reported"), a time that does not
+    parse is null. Whatever else the cloud sends (a ``10**30``, a nested object) is left out, so
+    the result is small, JSON of any encoder, and parses to the same readings.
+    """
+    return [
+        {
+            "sn": entry["sn"],
+            "values": _plain(entry.get("values")),
+            "gmtTime": gmt if _utc_time(gmt := entry.get("gmtTime")) is not None else None,
+        }
+        for entry in _as_list(data, "metersdata")
+        if isinstance(entry, dict) and entry.get("sn") in readings
+    ]
+
+
+def _plain(values: object) -> object:
+    """A ``values`` array with every item that is not a number within bounds as null."""
+    if isinstance(values, list):
+        return [
+            _plain(item) if isinstance(item, list) else _number(item, _ANY_BOUNDS)
+            for item in values
+        ]
+    return None
 
 
 def _timed_reading(values: object, gmt: object) -> tuple[MeterShape, datetime | None, Reading]:
@@ -516,8 +561,8 @@ class IamMeterClient:
         self._token = token
         self._password: str | None = None  # while logging in
         self._timeout = timeout
-        self.last_meters_payload: object = None
-        """The raw ``data`` of the last metersdata answer (to store it, for diagnostics)."""
+        self.last_meters_payload: list[dict[str, object]] | None = None
+        """The last metersdata answer's ``data``, known fields only (to store, for diagnostics)."""
 
     async def login(self, username: str, password: str) -> Credentials:
         """Log in (limited to 5/hour and 30/day per IP); the client keeps the new token."""
@@ -541,11 +586,12 @@ class IamMeterClient:
     async def meters_data(self) -> dict[str, MeterReading]:
         """The latest upload of every meter of the account (at most once per 5 minutes).
 
-        The answer's raw ``data`` is kept in ``last_meters_payload`` once it parsed.
+        The answer's ``data`` is kept in ``last_meters_payload`` once it parsed, with only the
+        fields this client reads (see ``known_meters_fields``).
         """
         data = await self._call("GET", "/api/v1/site/metersdata")
         readings = parse_meters_data(data)
-        self.last_meters_payload = data
+        self.last_meters_payload = known_meters_fields(data, readings)
         return readings
 
     async def meter_data(self, sn: str, *, advanced: bool = True) -> MeterReading:
@@ -626,33 +672,55 @@ class IamMeterClient:
     ) -> object:
         """Send one request and return the envelope's ``data``; typed errors otherwise."""
         login = body is not None
-        headers: dict[str, str] = {}
-        query = dict(params or {})
+        headers = dict(ACCEPT_ENCODING)
         if not login:
             if self._token is None:
                 raise TokenRejected(f"{path}: no token, log in first")
-            headers["token"] = query["token"] = self._token
+            headers["token"] = self._token
         try:
-            async with (
-                asyncio.timeout(self._timeout),
-                self._session.request(
-                    method, self._server + path, params=query, json=body, headers=headers
-                ) as response,
-            ):
-                status, retry_after = response.status, response.headers.get("Retry-After")
-                raw = await response.read()
+            # the whole call, body and parsing included, within the timeout
+            async with asyncio.timeout(self._timeout):
+                async with self._session.request(
+                    method,
+                    self._server + path,
+                    params=params,
+                    json=body,
+                    headers=headers,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                ) as response:
+                    status, retry_after = response.status, response.headers.get("Retry-After")
+                    if 300 <= status < 400:
+                        # Followed, it could carry the password or the token to another host,
+                        # or over plain http.
+                        raise Redirected(f"{path}: HTTP {status} redirect, not followed") from None
+                    raw = await read_body(response, MAX_BODY)
+                _LOGGER.debug("%s %s: HTTP %s, %d bytes", method, path, status, len(raw))
+                return await self._answer(path, status, retry_after, raw, login=login)
         except TimeoutError:
             raise CannotConnect(f"{path}: no answer within {self._timeout} s") from None
+        except BodyError as err:
+            raise InvalidResponse(f"{path}: {err}") from None
         except aiohttp.ClientError as err:
-            # aiohttp's messages can hold the URL, token included: scrub, and drop the chain.
+            # aiohttp's messages can hold the URL and the server's text: scrub, drop the chain.
             raise CannotConnect(f"{path}: {self._scrub(f'{type(err).__name__}: {err}')}") from None
-        _LOGGER.debug("%s %s: HTTP %s, %d bytes", method, path, status, len(raw))
-        return self._data(path, status, retry_after, raw, login=login)
 
-    def _data(
+    async def _answer(
         self, path: str, status: int, retry_after: str | None, raw: bytes, *, login: bool
     ) -> object:
-        """Check the HTTP status and the ``{data, successful, message}`` envelope."""
+        """The envelope's ``data`` of an answer read whole; typed errors otherwise."""
+        self._check_status(path, status, retry_after, raw, login=login)
+        try:
+            payload = await parse_json(raw)
+        except ValueError:
+            raise InvalidResponse(f"{path}: HTTP {status}, the body is not JSON") from None
+        return self._data(path, status, payload, login=login)
+
+    @staticmethod
+    def _check_status(
+        path: str, status: int, retry_after: str | None, raw: bytes, *, login: bool
+    ) -> None:
+        """Raise the error an HTTP status (or an empty answer) stands for."""
         # Rate limit or broken answer? The vendor only says that past a limit "the API will
         # return nothing"; every normal answer, including refusals, carries the JSON envelope.
         # So HTTP 200 with an empty body is the limit (as is a standard 429), a non-empty body
@@ -666,10 +734,9 @@ class IamMeterClient:
             raise (InvalidAuth if login else TokenRejected)(f"{path}: HTTP {status}")
         if status >= 500:
             raise CannotConnect(f"{path}: HTTP {status}")
-        try:
-            payload = json.loads(raw)
-        except ValueError:
-            raise InvalidResponse(f"{path}: HTTP {status}, the body is not JSON") from None
+
+    def _data(self, path: str, status: int, payload: object, *, login: bool) -> object:
+        """Check the ``{data, successful, message}`` envelope and return its ``data``."""
         if not isinstance(payload, dict):
             raise InvalidResponse(f"{path}: the answer is not an object")
         message = (
@@ -698,12 +765,15 @@ class IamMeterClient:
         return ApiError(f"{path}: refused", vendor_message=message)
 
     def _scrub(self, text: str) -> str:
-        """``text`` without query strings, the token and (while logging in) the password."""
+        """``text`` without query strings, the token and (while logging in) the password.
+
+        Shortened and escaped as any vendor text (``loggable``).
+        """
         text = re.sub(r"\?[^\s'\")]*", "?…", text)
         for secret in (self._token, self._password):
             if secret:
                 text = text.replace(secret, "…")
-        return text
+        return loggable(text)
 
 
 def _range(start: date | None, end: date | None) -> dict[str, str]:
