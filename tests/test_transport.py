@@ -276,8 +276,9 @@ async def test_homewizard_diagnostics_payload_is_bounded_and_encodable(
 async def test_homewizard_loggable_in_errors_is_short_and_escaped(
     homewizard: FakeHomeWizard, session: aiohttp.ClientSession
 ) -> None:
+    # Not valid text for a serial: refused as not a HomeWizard device, with no trace of it.
     homewizard.device["serial"] = "evil\nERROR forged line " + "z" * 5000
-    with pytest.raises(WrongDevice) as caught:
+    with pytest.raises(NotHomeWizard) as caught:
         await _hw_reading(homewizard, session)
     assert "\n" not in str(caught.value)
     assert len(str(caught.value)) < 200
