@@ -176,7 +176,9 @@ class LocalFlow(ConfigFlow):
                 self.hass.config_entries.async_schedule_reload(entry.entry_id)
             return self.async_abort(reason="already_configured")
         if (problem := await self._async_verify_address(entry, host)) is not None:
-            LOGGER.warning(
+            # Debug only: mDNS repeats an announcement, a spoofer could fill the log with it;
+            # nothing changes and nothing of the announcer is published.
+            LOGGER.debug(
                 "%s was announced at %s, which did not prove to be it (%s); it stays at %s",
                 entry.title,
                 host,
@@ -199,7 +201,7 @@ class LocalFlow(ConfigFlow):
         try:
             device, reading = await client.measurement(entry.data[CONF_SERIAL])
         except WrongDevice as err:
-            return f"serial {err.serial!r}"
+            return f"serial {err.serial[:32]!r}"
         except HomeWizardError as err:
             return str(err)
         if device.product_type != entry.data[CONF_PRODUCT_TYPE]:
