@@ -395,13 +395,8 @@ async def test_dates_outside_what_the_cloud_can_have_spend_nothing(
 async def test_first_and_last_dates_are_accepted(
     hass: HomeAssistant, entry: MockConfigEntry, fake: FakeIamMeterCloud
 ) -> None:
-    await call(
-        hass,
-        "power_analysis",
-        device_id=device_id(hass, SN),
-        start_date="2015-01-01",
-        end_date="2024-09-13",
-    )
+    widest = {"start_date": "2015-01-01", "end_date": "2024-09-13"}  # tomorrow in US/Pacific
+    await call(hass, "power_analysis", device_id=device_id(hass, SN), **widest)
     assert len(calls(fake, "powerAnalysis")) == 1
 
 
@@ -425,35 +420,25 @@ async def test_only_administrators_spend_the_budget(
     target = device_id(hass, SN)
     budget = entry.runtime_data.budget.ledger.to_dict()
     before = len(fake.calls)
+
+    async def call_as(user_id: str) -> Any:
+        return await hass.services.async_call(
+            DOMAIN,
+            service,
+            {"device_id": target, **data},
+            blocking=True,
+            return_response=True,
+            context=Context(user_id=user_id),
+        )
+
     with pytest.raises(Unauthorized):
-        await hass.services.async_call(
-            DOMAIN,
-            service,
-            {"device_id": target, **data},
-            blocking=True,
-            return_response=True,
-            context=Context(user_id=hass_read_only_user.id),
-        )
+        await call_as(hass_read_only_user.id)
     with pytest.raises(UnknownUser):
-        await hass.services.async_call(
-            DOMAIN,
-            service,
-            {"device_id": target, **data},
-            blocking=True,
-            return_response=True,
-            context=Context(user_id="no-such-user"),
-        )
+        await call_as("no-such-user")
     assert len(fake.calls) == before
     assert entry.runtime_data.budget.ledger.to_dict() == budget
 
-    response = await hass.services.async_call(
-        DOMAIN,
-        service,
-        {"device_id": target, **data},
-        blocking=True,
-        return_response=True,
-        context=Context(user_id=hass_admin_user.id),
-    )
+    response = await call_as(hass_admin_user.id)
     assert isinstance(response, dict)
     assert response["serial"] == SN
     assert len(fake.calls) == before + 1
