@@ -58,8 +58,8 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
     ) -> None:
         """Set up the coordinator of ``entry`` (``update_interval`` None: it schedules its own polls).
 
-        ``name`` is in Home Assistant's own log lines ("Error fetching ..."): it names the source
-        without anything the user typed (not the entry title, which the user may set).
+        ``name`` is in Home Assistant's own log lines ("Error fetching ..."): it must not hold
+        anything private, such as the user name of a cloud account.
         """
         super().__init__(
             hass,
