@@ -477,10 +477,12 @@ EMAIL = "jane.doe@example.com"
 
 
 async def test_existing_entry_named_after_the_user_is_renamed(
-    hass: HomeAssistant, cloud: FakeIamMeterCloud
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     entry = await async_setup_cloud(hass, cloud)
     assert entry.title == "IAMMETER account 2025"
+    assert [r.getMessage() for r in caplog.records if USERNAME in record_text(r)] == []
     assert USERNAME not in entry.runtime_data.name
     # a title the user chose stays
     hass.config_entries.async_update_entry(entry, title="Home")

@@ -13,6 +13,7 @@ from unittest.mock import patch
 import aiohttp
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import (
+    SOURCE_IGNORE,
     SOURCE_REAUTH,
     SOURCE_USER,
     SOURCE_ZEROCONF,
@@ -424,6 +425,12 @@ async def _spoof_not_a_measurement(make_fake: MakeFake) -> FakeHomeWizard:
     return fake
 
 
+async def _spoof_empty_measurement(make_fake: MakeFake) -> FakeHomeWizard:
+    fake = await make_fake("HWE-P1")
+    fake.data = {}
+    return fake
+
+
 async def _spoof_lower_counter(make_fake: MakeFake) -> FakeHomeWizard:
     fake = await make_fake("HWE-P1")
     fake.data["total_power_import_kwh"] = 1.5
@@ -441,10 +448,18 @@ async def _spoof_other_product(make_fake: MakeFake) -> FakeHomeWizard:
         _spoof_wrong_serial,
         _spoof_no_answer,
         _spoof_not_a_measurement,
+        _spoof_empty_measurement,
         _spoof_lower_counter,
         _spoof_other_product,
     ],
-    ids=["wrong-serial", "no-answer", "not-a-measurement", "lower-counter", "other-product"],
+    ids=[
+        "wrong-serial",
+        "no-answer",
+        "not-a-measurement",
+        "empty-measurement",
+        "lower-counter",
+        "other-product",
+    ],
 )
 async def test_zeroconf_spoof_of_a_known_serial_moves_nothing(
     hass: HomeAssistant,
@@ -469,6 +484,34 @@ async def test_zeroconf_spoof_of_a_known_serial_moves_nothing(
     assert reloads == []
     assert entry.state is ConfigEntryState.LOADED
     assert {state.entity_id: state.state for state in hass.states.async_all("sensor")} == states
+
+
+async def test_zeroconf_ignored_device_is_not_probed(
+    hass: HomeAssistant, homewizard: FakeHomeWizard
+) -> None:
+    MockConfigEntry(domain=DOMAIN, unique_id=P1_SERIAL, source=SOURCE_IGNORE).add_to_hass(hass)
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf(port=_fake_port(homewizard))
+    )
+    assert result["reason"] == "already_configured"
+    assert sum(homewizard.request_count.values()) == 0
+
+
+async def test_zeroconf_at_its_address_retries_an_entry_waiting_for_it(
+    hass: HomeAssistant, homewizard: FakeHomeWizard
+) -> None:
+    homewizard.status = 500
+    entry = local_entry(homewizard)
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    homewizard.status = None
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf(port=_fake_port(homewizard))
+    )
+    assert result["reason"] == "already_configured"
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
 
 
 async def test_zeroconf_known_device_at_its_address_changes_nothing(
