@@ -205,7 +205,7 @@ class LocalFlow(ConfigFlow):
         except HomeWizardError as err:
             return str(err)
         if device.product_type != entry.data[CONF_PRODUCT_TYPE]:
-            return f"product type {device.product_type!r}"
+            return f"product type {device.product_type[:32]!r}"
         last = None
         if entry.state is ConfigEntryState.LOADED and entry.runtime_data.data:
             meter = entry.runtime_data.data.get(device.serial)
