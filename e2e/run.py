@@ -300,7 +300,7 @@ class Run:
         flow.get_by_label("Server").fill(cloud["url"])
         flow.get_by_role("button", name="Submit").click()
         # the simulator is plain http: the flow asks before anything is sent to it
-        expect(flow.get_by_text("Unencrypted connection")).to_be_visible()
+        expect(flow.get_by_text("Unencrypted connection").first).to_be_visible()
         self.shot("cloud-insecure-server")
         self.assert_no_raw_keys("the unencrypted-server warning", flow)
         flow.get_by_role("button", name="Submit").click()
