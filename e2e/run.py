@@ -299,6 +299,11 @@ class Run:
         password.fill("not-the-password")
         flow.get_by_label("Server").fill(cloud["url"])
         flow.get_by_role("button", name="Submit").click()
+        # the simulator is plain http: the flow asks before anything is sent to it
+        expect(flow.get_by_text("Unencrypted connection").first).to_be_visible()
+        self.shot("cloud-insecure-server")
+        self.assert_no_raw_keys("the unencrypted-server warning", flow)
+        flow.get_by_role("button", name="Submit").click()
         expect(flow.get_by_text("The user name or password is wrong.")).to_be_visible()
         self.shot("cloud-wrong-password")
         self.assert_no_raw_keys("the IAMMETER form with an error", flow)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from fnmatch import fnmatch
+from ipaddress import ip_address
 import json
 import math
 import tracemalloc
@@ -30,10 +31,14 @@ from typing import Any, Literal
 
 import aiohttp
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.const import EVENT_STATE_CHANGED, STATE_UNAVAILABLE
-from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.auth.const import GROUP_ID_USER
+from homeassistant.config_entries import SOURCE_USER, SOURCE_ZEROCONF
+from homeassistant.const import CONF_HOST, EVENT_STATE_CHANGED, STATE_UNAVAILABLE
+from homeassistant.core import Context, Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.exceptions import ServiceValidationError, Unauthorized
 from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
 from homeassistant.helpers.json import json_bytes
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
@@ -43,6 +48,7 @@ from custom_components.meter_hub.const import CLOUD_SCAN_INTERVAL, CLOUD_STALE_A
 from simulator import hostile
 from simulator.homewizard import PROFILES, FakeHomeWizard
 from simulator.iammeter import (
+    DEMO_LOGIN,
     VENDOR_EXAMPLE_LOGIN,
     FakeIamMeterCloud,
     FakeMeter,
@@ -1305,6 +1311,258 @@ CLOUD_CASES += (
     ),
 )
 
+# --- flows, discovery and actions (issue 13): attacks that must change nothing -------------------
+
+
+@dataclass
+class _Attack:
+    """An attack through a flow or an action: ``inject`` makes it, ``check`` says what it got.
+
+    ``attack`` returns the problems it saw at once (the flow's answer, what was sent).
+    """
+
+    attack: Callable[[Run], Awaitable[list[str]]]
+    found: list[str] = field(default_factory=list)
+
+    async def inject(self, run: Run) -> None:
+        self.found = await self.attack(run)
+
+    def check(self, run: Run) -> list[str]:
+        return self.found
+
+
+SPOOF_IMPORT, SPOOF_POWER = 1.5, 4321
+
+
+async def _spoof_other_serial(run: Run) -> FakeHomeWizard:
+    fake = FakeHomeWizard("HWE-P1")
+    fake.device["serial"] = OTHER_SERIAL
+    fake.data["total_power_import_kwh"] = OTHER_IMPORT
+    return fake
+
+
+async def _spoof_lower_counter(run: Run) -> FakeHomeWizard:
+    fake = FakeHomeWizard("HWE-P1")
+    fake.data["total_power_import_kwh"] = SPOOF_IMPORT
+    fake.data["active_power_w"] = SPOOF_POWER
+    return fake
+
+
+async def _spoof_not_a_measurement(run: Run) -> FakeHomeWizard:
+    fake = FakeHomeWizard("HWE-P1")
+    fake.data = "ok"  # type: ignore[assignment]
+    return fake
+
+
+async def _spoof_other_product(run: Run) -> FakeHomeWizard:
+    fake = FakeHomeWizard("HWE-SKT")
+    fake.device["serial"] = run.entry.unique_id
+    fake.data["active_power_w"] = SPOOF_POWER
+    return fake
+
+
+def _announced_by(
+    spoofer: Callable[[Run], Awaitable[FakeHomeWizard]], *, answers: bool
+) -> Callable[[Run], Awaitable[list[str]]]:
+    """A zeroconf announcement of the entry's serial by ``spoofer`` (``answers``: it listens)."""
+
+    async def attack(run: Run) -> list[str]:
+        fake = await spoofer(run)
+        port = await fake.start()
+        if answers:
+            run.others.append(fake)  # stopped by the restore
+        else:
+            await fake.stop()
+        host = run.entry.data[CONF_HOST]
+        result = await run.hass.config_entries.flow.async_init(
+            DOMAIN,
+            context={"source": SOURCE_ZEROCONF},
+            data=ZeroconfServiceInfo(
+                ip_address=ip_address("127.0.0.1"),
+                ip_addresses=[ip_address("127.0.0.1")],
+                port=port,
+                hostname="p1meter.local.",
+                type="_hwenergy._tcp.local.",
+                name="p1meter._hwenergy._tcp.local.",
+                properties={"serial": str(run.entry.unique_id), "product_type": "HWE-P1"},
+            ),
+        )
+        await run.hass.async_block_till_done()
+        problems = []
+        if result.get("reason") != "unverified_address":
+            problems.append(f"the announcement ended with {result.get('reason')!r}")
+        if run.entry.data[CONF_HOST] != host:
+            problems.append(f"the entry moved to the announcer ({run.entry.data[CONF_HOST]})")
+        return problems
+
+    return attack
+
+
+def _spoof_never_lands(run: Run) -> list[str]:
+    spoofed = {str(SPOOF_IMPORT), str(SPOOF_POWER), str(OTHER_IMPORT)}
+    landed = [(e, s) for e, s in run.history if s in spoofed]
+    return [f"the announcer's readings reached the states: {landed}"] if landed else []
+
+
+def _spoof_case(
+    name: str, spoofer: Callable[[Run], Awaitable[FakeHomeWizard]], *, answers: bool = True
+) -> FaultCase:
+    attack = _Attack(_announced_by(spoofer, answers=answers))
+    return FaultCase(
+        source="local",
+        name=f"zeroconf-spoof-{name}",
+        covers=("zeroconf-spoof",),
+        inject=attack.inject,
+        outage=Outage.NONE,
+        polls=1,
+        check=lambda run: [*attack.check(run), *_spoof_never_lands(run)],
+    )
+
+
+DISCOVERY_CASES: tuple[FaultCase, ...] = (
+    _spoof_case("wrong-serial", _spoof_other_serial),
+    _spoof_case("right-serial-no-answer", _spoof_lower_counter, answers=False),
+    _spoof_case("right-serial-lower-counter", _spoof_lower_counter),
+    _spoof_case("right-serial-not-a-measurement", _spoof_not_a_measurement),
+    _spoof_case("right-serial-other-product", _spoof_other_product),
+)
+LOCAL_CASES = (*LOCAL_CASES, *DISCOVERY_CASES)
+
+
+def _logins(run: Run) -> int:
+    return sum(call.endpoint == "login" for call in run.cloud_fake.calls)
+
+
+async def _confirmation_asked(run: Run, result: Any, logins: int) -> list[str]:
+    """The flow stopped at the http warning and sent nothing; the flow is closed after."""
+    problems = []
+    if result.get("step_id") != "insecure_server":
+        problems.append(f"no confirmation asked: {result.get('type')} {result.get('step_id')}")
+    if (sent := _logins(run) - logins) != 0:
+        problems.append(f"{sent} sign-ins sent to the http server before a confirmation")
+    if len(run.hass.config_entries.async_entries(DOMAIN)) != 1:
+        problems.append("an entry was created without a confirmation")
+    if result.get("type") == "form":
+        run.hass.config_entries.flow.async_abort(result["flow_id"])
+    return problems
+
+
+async def _http_sign_in(run: Run) -> list[str]:
+    flow = run.hass.config_entries.flow
+    logins = _logins(run)
+    result = await flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await flow.async_configure(result["flow_id"], {"next_step_id": "cloud"})
+    username, password = DEMO_LOGIN
+    result = await flow.async_configure(
+        result["flow_id"],
+        {"username": username, "password": password, "server": run.cloud_fake.url},
+    )
+    return await _confirmation_asked(run, result, logins)
+
+
+async def _http_reconfigure(run: Run) -> list[str]:
+    logins = _logins(run)
+    data = dict(run.entry.data)
+    result = await run.entry.start_reconfigure_flow(run.hass)
+    username, password = VENDOR_EXAMPLE_LOGIN
+    server = run.cloud_fake.url.replace("127.0.0.1", "localhost")  # another http address
+    result = await run.hass.config_entries.flow.async_configure(
+        result["flow_id"], {"username": username, "password": password, "server": server}
+    )
+    problems = await _confirmation_asked(run, result, logins)
+    if dict(run.entry.data) != data:
+        problems.append("the entry changed without a confirmation")
+    return problems
+
+
+def _action(
+    service: str, dates: dict[str, str], *, admin: bool = True
+) -> Callable[[Run], Awaitable[list[str]]]:
+    """An action call that must be refused before any cloud call or budget is spent."""
+
+    async def attack(run: Run) -> list[str]:
+        device = dr.async_get(run.hass).async_get_device({(DOMAIN, SINGLE_SN)})
+        assert device is not None
+        context = Context()  # no user: Home Assistant itself (an automation)
+        if not admin:
+            auth = run.hass.auth
+            await auth.async_create_user("Owner")  # the first user owns Home Assistant
+            viewer = await auth.async_create_user("Viewer", group_ids=[GROUP_ID_USER])
+            context = Context(user_id=viewer.id)
+        ledger = run.coordinator.budget.ledger
+        budget, calls = ledger.to_dict(), len(run.cloud_fake.calls)
+        try:
+            await run.hass.services.async_call(
+                DOMAIN,
+                service,
+                {"device_id": device.id, **dates},
+                blocking=True,
+                return_response=True,
+                context=context,
+            )
+        except Unauthorized:
+            problems = [] if not admin else ["an administrator was refused"]
+        except ServiceValidationError as err:
+            refused_for_the_dates = admin and err.translation_key == "date_out_of_range"
+            problems = [] if refused_for_the_dates else [repr(err)]
+        else:
+            problems = [f"{service} {dates} was answered"]
+        if len(run.cloud_fake.calls) != calls or ledger.to_dict() != budget:
+            problems.append("the refused call reached the cloud or its budget")
+        return problems
+
+    return attack
+
+
+def _account_case(
+    name: str, covers: str, attack: Callable[[Run], Awaitable[list[str]]]
+) -> FaultCase:
+    found = _Attack(attack)
+    return FaultCase(
+        source="cloud",
+        name=name,
+        covers=(covers,),
+        inject=found.inject,
+        outage=Outage.NONE,
+        polls=1,
+        check=found.check,
+    )
+
+
+ACCOUNT_CASES: tuple[FaultCase, ...] = (
+    _account_case("http-server-without-confirmation", "http-server", _http_sign_in),
+    _account_case("http-reconfigure-without-confirmation", "http-server", _http_reconfigure),
+    _account_case(
+        "action-year-1", "action-dates", _action("power_analysis", {"start_date": "0001-01-01"})
+    ),
+    _account_case(
+        "action-year-9999",
+        "action-dates",
+        _action("offline_analysis", {"start_date": "2024-01-01", "end_date": "9999-12-31"}),
+    ),
+    _account_case(
+        "action-history-year-9999",
+        "action-dates",
+        _action("meter_history", {"start_date": "9999-12-31"}),
+    ),
+    _account_case(
+        "action-before-2015",
+        "action-dates",
+        _action("power_analysis", {"start_date": "2014-12-31", "end_date": "2015-01-01"}),
+    ),
+    _account_case(
+        "action-non-admin-power-analysis",
+        "action-non-admin",
+        _action("power_analysis", {}, admin=False),
+    ),
+    _account_case(
+        "action-non-admin-meter-history",
+        "action-non-admin",
+        _action("meter_history", {"start_date": "2024-02-21"}, admin=False),
+    ),
+)
+CLOUD_CASES = (*CLOUD_CASES, *ACCOUNT_CASES)
+
 CASES: tuple[FaultCase, ...] = (*LOCAL_CASES, *CLOUD_CASES)
 
 # Every fault kind the issue names, and the sources it applies to.
@@ -1351,6 +1609,11 @@ REQUIRED: dict[str, tuple[str, ...]] = dict.fromkeys(
     "external-flood": ("local",),
     "external-id-length": ("local",),
     "external-scope": ("local",),
+    # issue 13: discovery spoofing, plain http servers, action dates and rights
+    "zeroconf-spoof": ("local",),
+    "http-server": ("cloud",),
+    "action-dates": ("cloud",),
+    "action-non-admin": ("cloud",),
 }
 # transport (issue 13)
 REQUIRED |= dict.fromkeys(

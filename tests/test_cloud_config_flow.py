@@ -47,6 +47,7 @@ from simulator.iammeter import (
 )
 
 from .conftest import async_poll, async_setup_cloud
+from .fault_records import record_text
 
 USERNAME, PASSWORD = VENDOR_EXAMPLE_LOGIN
 VENDOR_SNS = ["3FE34ABE", "59C9AB8D", "674B1E5D", "B384789C", "DA2BED94"]
@@ -75,7 +76,12 @@ async def start_cloud_flow(hass: HomeAssistant) -> FlowResult:
 
 
 async def submit(hass: HomeAssistant, result: FlowResult, data: dict[str, Any]) -> FlowResult:
-    return await hass.config_entries.flow.async_configure(result["flow_id"], data)
+    """Submit a form; the fake cloud is plain http, so its confirmation step is confirmed too
+    (the confirmation has tests of its own, which call ``async_configure`` directly)."""
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], data)
+    if result.get("step_id") == "insecure_server":
+        result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    return result
 
 
 def suggested(result: FlowResult) -> dict[str, Any]:
@@ -117,7 +123,7 @@ async def test_one_entry_per_account_with_a_device_per_meter(
     result = await submit(hass, result, user_input(cloud, server=cloud.url + "/"))
     await hass.async_block_till_done(wait_background_tasks=True)
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert result["title"] == USERNAME
+    assert result["title"] == "IAMMETER account 2025"
     entry = result["result"]
     assert entry.unique_id == "2025"
     token = entry.data[CONF_TOKEN]
@@ -393,6 +399,132 @@ async def test_same_account_under_another_name_is_already_configured(
     assert len(hass.config_entries.async_entries(DOMAIN)) == 1
 
 
+# --- plain http servers (issue 13, item 7) -----------------------------------------------------
+
+
+async def test_http_server_needs_an_explicit_confirmation(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud
+) -> None:
+    """Nothing is sent to a plain http server before the user confirms the warning."""
+    result = await start_cloud_flow(hass)
+    configure = hass.config_entries.flow.async_configure
+    result = await configure(result["flow_id"], user_input(cloud))
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "insecure_server"
+    assert result["description_placeholders"] == {CONF_SERVER: cloud.url}
+    assert not result.get("data_schema") or not result["data_schema"].schema
+    assert cloud.calls == []
+    assert hass.config_entries.async_entries(DOMAIN) == []
+
+    # confirmed: the sign-in goes on
+    result = await configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert calls(cloud, "login") == 1
+
+
+async def test_http_confirmation_holds_for_its_server_only(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud
+) -> None:
+    configure = hass.config_entries.flow.async_configure
+    result = await start_cloud_flow(hass)
+    result = await configure(result["flow_id"], user_input(cloud, password="wrong-passw0rd"))
+    assert result["step_id"] == "insecure_server"
+    result = await configure(result["flow_id"], {})
+    assert_error(result, "invalid_auth")
+    # the same server again: no second warning
+    result = await configure(result["flow_id"], user_input(cloud, password="wrong-passw0rd2"))
+    assert_error(result, "invalid_auth")
+    # another http server: asked again, nothing sent before
+    result = await configure(result["flow_id"], user_input(cloud, server="http://127.0.0.1:9"))
+    assert result["step_id"] == "insecure_server"
+    assert result["description_placeholders"] == {CONF_SERVER: "http://127.0.0.1:9"}
+    result = await configure(result["flow_id"], {})
+    assert_error(result, "cannot_connect")
+    assert calls(cloud, "login") == 2
+
+
+async def test_https_server_is_one_step(hass: HomeAssistant, cloud: FakeIamMeterCloud) -> None:
+    result = await start_cloud_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], user_input(cloud, server="https://127.0.0.1:9")
+    )
+    assert result["step_id"] == "cloud"
+    assert_error(result, "cannot_connect")
+
+
+async def test_reconfigure_to_an_http_server_needs_confirmation(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, self_hosted: FakeIamMeterCloud
+) -> None:
+    entry = await async_setup_cloud(hass, cloud)
+    data = dict(entry.data)
+    result = await entry.start_reconfigure_flow(hass)
+    new = {CONF_SERVER: self_hosted.url, CONF_USERNAME: "local-admin", CONF_PASSWORD: PASSWORD}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], new)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "insecure_server"
+    assert self_hosted.calls == []
+    assert dict(entry.data) == data
+
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data[CONF_SERVER] == self_hosted.url
+
+
+# --- the user name stays out of titles and logs (issue 13, item 11) ----------------------------
+
+EMAIL = "jane.doe@example.com"
+
+
+async def test_existing_entry_named_after_the_user_is_renamed(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    entry = await async_setup_cloud(hass, cloud)
+    assert entry.title == "IAMMETER account 2025"
+    assert [r.getMessage() for r in caplog.records if USERNAME in record_text(r)] == []
+    assert USERNAME not in entry.runtime_data.name
+    # a title the user chose stays
+    hass.config_entries.async_update_entry(entry, title="Home")
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    assert entry.title == "Home"
+
+
+async def test_no_log_line_names_the_user(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Setup by the flow, polls, a cloud that fails until the sensors are unavailable, and the
+    recovery: at DEBUG, no record of any logger holds the user name (an e-mail address)."""
+    caplog.set_level(logging.DEBUG)
+    account = vendor_example_account()
+    account.username = EMAIL
+    cloud.accounts[:] = [account]
+    result = await start_cloud_flow(hass)
+    result = await submit(hass, result, user_input(cloud, username=EMAIL))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    entry = result["result"]
+    await async_poll(hass, freezer, 305)
+    cloud.inject_fault(20, status=500, endpoint="metersdata")
+    for _ in range(5):
+        await async_poll(hass, freezer, 305)
+    assert not entry.runtime_data.last_update_success
+    cloud._faults.clear()
+    for _ in range(2):
+        await async_poll(hass, freezer, 305)
+    assert entry.runtime_data.last_update_success
+    leaks = [
+        f"{record.name}: {record_text(record)[:200]}"
+        for record in caplog.records
+        if EMAIL in record_text(record)
+    ]
+    assert leaks == []
+    assert len(caplog.records) > 10  # the run did log
+
+
 # --- reauth -------------------------------------------------------------------------------------
 
 
@@ -408,7 +540,10 @@ async def test_reauth_after_a_password_change(
     result = await hass.config_entries.flow.async_configure(flow["flow_id"])
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "reauth_confirm"
-    assert result["description_placeholders"] == {CONF_USERNAME: USERNAME, "name": USERNAME}
+    assert result["description_placeholders"] == {
+        CONF_USERNAME: USERNAME,
+        "name": "IAMMETER account 2025",
+    }
 
     result = await submit(hass, result, {CONF_PASSWORD: PASSWORD})
     assert_error(result, "invalid_auth")

@@ -62,7 +62,7 @@ async def test_cloud_diagnostics_redact_secrets_and_shorten_sns(
         assert secret not in dump, secret
 
     assert diagnostics["entry"] == {
-        "title": REDACTED,
+        "title": f"IAMMETER account {REDACTED}",  # (named after the account number)
         "unique_id": REDACTED,
         "data": {
             CONF_SOURCE: SOURCE_CLOUD,

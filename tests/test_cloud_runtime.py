@@ -771,6 +771,8 @@ async def test_a_week_with_a_restart_every_hour(
         result["flow_id"],
         {"username": "week", CONF_PASSWORD: "week-password", "server": cloud.url},
     )
+    assert result["step_id"] == "insecure_server"  # the fake cloud is plain http
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
     entry = result["result"]
     await hass.async_block_till_done(wait_background_tasks=True)
     entity = "sensor.iammeter_7eec0de5_energy_import"

@@ -13,6 +13,7 @@ from unittest.mock import patch
 import aiohttp
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import (
+    SOURCE_IGNORE,
     SOURCE_REAUTH,
     SOURCE_USER,
     SOURCE_ZEROCONF,
@@ -339,26 +340,191 @@ async def test_zeroconf_without_identity_aborts(hass: HomeAssistant, missing: st
         ("2001:db8::10", 8080, "[2001:db8::10]:8080"),
     ],
 )
-async def test_zeroconf_known_device_updates_its_host(
+async def test_zeroconf_host_from_the_announcement(
     hass: HomeAssistant, address: str, port: int | None, host: str
 ) -> None:
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        unique_id=P1_SERIAL,
-        data={
-            CONF_SOURCE: SOURCE_LOCAL,
-            CONF_HOST: "192.0.2.1",
-            CONF_SERIAL: P1_SERIAL,
-            CONF_PRODUCT_TYPE: "HWE-P1",
-        },
-    )
-    entry.add_to_hass(hass)
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf(address, port)
     )
+    assert result["type"] is FlowResultType.FORM
+    assert result["description_placeholders"]["host"] == host
+
+
+# A known serial announced at a new address (issue 13, item 9): the serial is in the device's own
+# mDNS record, anyone can announce it. The entry moves only when the new address proves to be
+# the device, with a plausible reading.
+
+
+def _watch_reloads(hass: HomeAssistant) -> list[str]:
+    """The entry ids Home Assistant is asked to reload from now on."""
+    reloads: list[str] = []
+    schedule = hass.config_entries.async_schedule_reload
+
+    def spy(entry_id: str) -> None:
+        reloads.append(entry_id)
+        schedule(entry_id)
+
+    hass.config_entries.async_schedule_reload = spy  # type: ignore[method-assign]
+    return reloads
+
+
+async def test_zeroconf_moves_a_known_device_to_a_proven_address(
+    hass: HomeAssistant, homewizard: FakeHomeWizard, make_fake: MakeFake
+) -> None:
+    entry = await async_setup_local(hass, homewizard)
+    moved = await make_fake("HWE-P1")  # the same device at a new address (a new DHCP lease)
+    await homewizard.stop()
+    reloads = _watch_reloads(hass)
+
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf(port=_fake_port(moved))
+    )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
-    assert entry.data[CONF_HOST] == host
+    assert entry.data[CONF_HOST] == moved.host
+    await hass.async_block_till_done()
+    # one reload (by the entry's update listener), not one from the flow as well
+    assert reloads == [entry.entry_id]
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.runtime_data.client.host == moved.host
+    assert hass.states.get("sensor.p1_meter_energy_import").state == "15234.567"
+
+
+async def test_zeroconf_moves_an_entry_that_waits_to_retry(
+    hass: HomeAssistant, homewizard: FakeHomeWizard, make_fake: MakeFake
+) -> None:
+    moved = await make_fake("HWE-P1")
+    await homewizard.stop()
+    entry = local_entry(homewizard)
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf(port=_fake_port(moved))
+    )
+    assert result["reason"] == "already_configured"
+    await hass.async_block_till_done()
+    assert entry.data[CONF_HOST] == moved.host
+    assert entry.state is ConfigEntryState.LOADED
+
+
+async def _spoof_wrong_serial(make_fake: MakeFake) -> FakeHomeWizard:
+    return await make_fake("HWE-P1", serial=OTHER_SERIAL)
+
+
+async def _spoof_no_answer(make_fake: MakeFake) -> FakeHomeWizard:
+    fake = await make_fake("HWE-P1")
+    await fake.stop()
+    return fake
+
+
+async def _spoof_not_a_measurement(make_fake: MakeFake) -> FakeHomeWizard:
+    fake = await make_fake("HWE-P1")
+    fake.data = "ok"  # type: ignore[assignment]
+    return fake
+
+
+async def _spoof_empty_measurement(make_fake: MakeFake) -> FakeHomeWizard:
+    fake = await make_fake("HWE-P1")
+    fake.data = {}
+    return fake
+
+
+async def _spoof_lower_counter(make_fake: MakeFake) -> FakeHomeWizard:
+    fake = await make_fake("HWE-P1")
+    fake.data["total_power_import_kwh"] = 1.5
+    fake.data["active_power_w"] = 4321
+    return fake
+
+
+async def _spoof_other_product(make_fake: MakeFake) -> FakeHomeWizard:
+    return await make_fake("HWE-SKT", serial=P1_SERIAL)
+
+
+@pytest.mark.parametrize(
+    "spoof",
+    [
+        _spoof_wrong_serial,
+        _spoof_no_answer,
+        _spoof_not_a_measurement,
+        _spoof_empty_measurement,
+        _spoof_lower_counter,
+        _spoof_other_product,
+    ],
+    ids=[
+        "wrong-serial",
+        "no-answer",
+        "not-a-measurement",
+        "empty-measurement",
+        "lower-counter",
+        "other-product",
+    ],
+)
+async def test_zeroconf_spoof_of_a_known_serial_moves_nothing(
+    hass: HomeAssistant,
+    homewizard: FakeHomeWizard,
+    make_fake: MakeFake,
+    freezer: FrozenDateTimeFactory,
+    spoof: Any,
+) -> None:
+    entry = await async_setup_local(hass, homewizard)
+    states = {state.entity_id: state.state for state in hass.states.async_all("sensor")}
+    spoofer: FakeHomeWizard = await spoof(make_fake)
+    reloads = _watch_reloads(hass)
+
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf(port=_fake_port(spoofer))
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "unverified_address"
+    assert result["description_placeholders"] == {"name": "P1 meter", "host": spoofer.host}
+    await async_poll(hass, freezer)
+    assert entry.data[CONF_HOST] == homewizard.host
+    assert reloads == []
+    assert entry.state is ConfigEntryState.LOADED
+    assert {state.entity_id: state.state for state in hass.states.async_all("sensor")} == states
+
+
+async def test_zeroconf_ignored_device_is_not_probed(
+    hass: HomeAssistant, homewizard: FakeHomeWizard
+) -> None:
+    MockConfigEntry(domain=DOMAIN, unique_id=P1_SERIAL, source=SOURCE_IGNORE).add_to_hass(hass)
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf(port=_fake_port(homewizard))
+    )
+    assert result["reason"] == "already_configured"
+    assert sum(homewizard.request_count.values()) == 0
+
+
+async def test_zeroconf_at_its_address_retries_an_entry_waiting_for_it(
+    hass: HomeAssistant, homewizard: FakeHomeWizard
+) -> None:
+    homewizard.status = 500
+    entry = local_entry(homewizard)
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    homewizard.status = None
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf(port=_fake_port(homewizard))
+    )
+    assert result["reason"] == "already_configured"
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+
+
+async def test_zeroconf_known_device_at_its_address_changes_nothing(
+    hass: HomeAssistant, homewizard: FakeHomeWizard
+) -> None:
+    entry = await async_setup_local(hass, homewizard)
+    reloads = _watch_reloads(hass)
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_zeroconf(port=_fake_port(homewizard))
+    )
+    assert result["reason"] == "already_configured"
+    assert reloads == []
+    assert entry.data[CONF_HOST] == homewizard.host
 
 
 async def test_zeroconf_ipv6_with_port_is_shown_in_brackets(hass: HomeAssistant) -> None:

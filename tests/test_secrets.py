@@ -167,6 +167,8 @@ async def test_no_secret_reaches_logs_errors_diagnostics_repairs_or_attributes(
         result["flow_id"],
         {CONF_USERNAME: username, CONF_PASSWORD: password, CONF_SERVER: cloud.url},
     )
+    assert result["step_id"] == "insecure_server"  # the fake cloud is plain http
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     forms.append({k: v for k, v in result.items() if k not in ("data", "result")})
     entry = result["result"]
@@ -324,6 +326,8 @@ async def test_cloud_calls_use_the_verifying_session(
         result["flow_id"],
         {CONF_USERNAME: username, CONF_PASSWORD: password, CONF_SERVER: cloud.url},
     )
+    assert result["step_id"] == "insecure_server"  # the fake cloud is plain http
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done(wait_background_tasks=True)
     cloud.expire_tokens()

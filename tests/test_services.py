@@ -10,8 +10,13 @@ from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
-from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.exceptions import (
+    HomeAssistantError,
+    ServiceValidationError,
+    Unauthorized,
+    UnknownUser,
+)
 from homeassistant.helpers import device_registry as dr, selector
 from homeassistant.helpers.service import async_get_all_descriptions
 from homeassistant.util import dt as dt_util
@@ -350,3 +355,90 @@ async def test_action_descriptions(hass: HomeAssistant, entry: MockConfigEntry) 
         for name, field in description["fields"].items():
             selector.validate_selector(field["selector"])
             assert strings["services"][action]["fields"][name]["description"]
+
+
+# --- who may spend the budget, for which dates (issue 13) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("service", "dates"),
+    [
+        ("power_analysis", {"start_date": "0001-01-01"}),
+        ("power_analysis", {"start_date": "2024-09-01", "end_date": "9999-12-31"}),
+        ("offline_analysis", {"start_date": "2014-12-31", "end_date": "2015-01-02"}),
+        ("offline_analysis", {"end_date": "2024-09-14"}),
+        ("meter_history", {"start_date": "9999-12-31"}),
+        ("meter_history", {"start_date": "0001-01-01", "end_date": "0001-01-01"}),
+    ],
+)
+async def test_dates_outside_what_the_cloud_can_have_spend_nothing(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    fake: FakeIamMeterCloud,
+    service: str,
+    dates: dict[str, str],
+) -> None:
+    """Before 2015 (IAMMETER's start) or after tomorrow: refused before any call is made."""
+    budget = entry.runtime_data.budget.ledger.to_dict()
+    before = len(fake.calls)
+    with pytest.raises(ServiceValidationError) as caught:
+        await call(hass, service, device_id=device_id(hass, SN), **dates)
+    assert caught.value.translation_key == "date_out_of_range"
+    # Home Assistant's local date at NOW is 2024-09-12 (US/Pacific): tomorrow is the last day
+    assert caught.value.translation_placeholders is not None
+    assert caught.value.translation_placeholders["first"] == "2015-01-01"
+    assert caught.value.translation_placeholders["last"] == "2024-09-13"
+    assert len(fake.calls) == before
+    assert entry.runtime_data.budget.ledger.to_dict() == budget
+
+
+async def test_first_and_last_dates_are_accepted(
+    hass: HomeAssistant, entry: MockConfigEntry, fake: FakeIamMeterCloud
+) -> None:
+    widest = {"start_date": "2015-01-01", "end_date": "2024-09-13"}  # tomorrow in US/Pacific
+    await call(hass, "power_analysis", device_id=device_id(hass, SN), **widest)
+    assert len(calls(fake, "powerAnalysis")) == 1
+
+
+@pytest.mark.parametrize(
+    ("service", "data"),
+    [
+        ("power_analysis", {}),
+        ("offline_analysis", {}),
+        ("meter_history", {"start_date": "2024-09-11"}),
+    ],
+)
+async def test_only_administrators_spend_the_budget(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    fake: FakeIamMeterCloud,
+    hass_admin_user: Any,
+    hass_read_only_user: Any,
+    service: str,
+    data: dict[str, Any],
+) -> None:
+    target = device_id(hass, SN)
+    budget = entry.runtime_data.budget.ledger.to_dict()
+    before = len(fake.calls)
+
+    async def call_as(user_id: str) -> Any:
+        return await hass.services.async_call(
+            DOMAIN,
+            service,
+            {"device_id": target, **data},
+            blocking=True,
+            return_response=True,
+            context=Context(user_id=user_id),
+        )
+
+    with pytest.raises(Unauthorized):
+        await call_as(hass_read_only_user.id)
+    with pytest.raises(UnknownUser):
+        await call_as("no-such-user")
+    assert len(fake.calls) == before
+    assert entry.runtime_data.budget.ledger.to_dict() == budget
+
+    response = await call_as(hass_admin_user.id)
+    assert isinstance(response, dict)
+    assert response["serial"] == SN
+    assert len(fake.calls) == before + 1

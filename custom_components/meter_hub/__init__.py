@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from homeassistant.const import Platform
+from homeassistant.const import CONF_USERNAME, Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import (
     config_validation as cv,
@@ -14,7 +14,7 @@ from homeassistant.helpers import (
 )
 from homeassistant.helpers.typing import ConfigType
 
-from .cloud_coordinator import async_create_cloud_coordinator, reading_store
+from .cloud_coordinator import async_create_cloud_coordinator, cloud_entry_title, reading_store
 from .const import (
     CONF_ACCOUNT_ID,
     CONF_SERIAL,
@@ -101,6 +101,12 @@ async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> 
     if entry.data[CONF_SOURCE] == SOURCE_LOCAL:
         coordinator = await async_create_local_coordinator(hass, entry)
     else:
+        if entry.title == entry.data[CONF_USERNAME]:
+            # Entries of earlier versions were named after the user name (often an e-mail
+            # address), which Home Assistant writes into log lines the README asks to share.
+            hass.config_entries.async_update_entry(
+                entry, title=cloud_entry_title(entry.data[CONF_ACCOUNT_ID])
+            )
         coordinator = await async_create_cloud_coordinator(hass, entry)
     await coordinator.async_config_entry_first_refresh()
     entry.runtime_data = coordinator

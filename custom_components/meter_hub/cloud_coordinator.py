@@ -66,6 +66,11 @@ EDGE_OF_WINDOW = timedelta(seconds=10)
 METERSDATA_WINDOW = max(window.period for window in LIMITS[CallKind.METERSDATA])
 
 
+def cloud_entry_title(account_id: str) -> str:
+    """The title of an account's entry (never its user name: often an e-mail address)."""
+    return f"IAMMETER account {account_id}"
+
+
 def reading_store(hass: HomeAssistant, account_id: str) -> Store[dict[str, Any]]:
     """Where the last good ``metersdata`` answer of an account is kept."""
     return Store(hass, STORAGE_VERSION, f"{DOMAIN}.cloud_{account_id}")
@@ -152,7 +157,7 @@ class CloudCoordinator(MeterHubCoordinator):
                 entry.options.get(CONF_SCAN_INTERVAL, 0), CLOUD_SCAN_INTERVAL.total_seconds()
             )
         )
-        super().__init__(hass, entry, None)
+        super().__init__(hass, entry, cloud_entry_title(entry.data[CONF_ACCOUNT_ID]), None)
         self.client = client
         self.budget = budget
         self.account_id: str = entry.data[CONF_ACCOUNT_ID]

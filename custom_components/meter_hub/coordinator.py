@@ -81,14 +81,22 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
     tracks_uploads: bool = False
 
     def __init__(
-        self, hass: HomeAssistant, entry: MeterHubConfigEntry, update_interval: timedelta | None
+        self,
+        hass: HomeAssistant,
+        entry: MeterHubConfigEntry,
+        name: str,
+        update_interval: timedelta | None,
     ) -> None:
-        """Set up the coordinator of ``entry`` (``update_interval`` None: it schedules its own polls)."""
+        """Set up the coordinator of ``entry`` (``update_interval`` None: it schedules its own polls).
+
+        ``name`` is in Home Assistant's own log lines ("Error fetching ..."): it must not hold
+        anything private, such as the user name of a cloud account.
+        """
         super().__init__(
             hass,
             LOGGER,
             config_entry=entry,
-            name=entry.title,
+            name=name,
             update_interval=update_interval,
             # Every poll reaches the entities, also an unchanged one: a counter guard's hold ends
             # on poll time. Entities write their state only when it changed.

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry, ConfigEntryState, ConfigFlow, ConfigFlowResult
+from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import TextSelector, TextSelectorConfig, TextSelectorType
@@ -24,7 +25,13 @@ from .api.iammeter import (
     RateLimited,
 )
 from .cloud_budget import async_get_budget
-from .cloud_coordinator import async_fetch_meters, async_login, async_save_answer, reading_store
+from .cloud_coordinator import (
+    async_fetch_meters,
+    async_login,
+    async_save_answer,
+    cloud_entry_title,
+    reading_store,
+)
 from .const import (
     CONF_ACCOUNT_ID,
     CONF_REFRESH_TOKEN,
@@ -33,9 +40,9 @@ from .const import (
     CONF_TOKEN,
     DEFAULT_SERVER,
     LOGGER,
-    RUNTIME_DATA_KEYS,
     SOURCE_CLOUD,
 )
+from .entry_update import async_update_entry_data
 
 USERNAME = TextSelector(TextSelectorConfig(type=TextSelectorType.TEXT, autocomplete="username"))
 PASSWORD = TextSelector(
@@ -68,8 +75,44 @@ def normalise_server(text: str) -> str:
     return str(url.origin())
 
 
+type _CloudStep = Callable[[dict[str, Any]], Awaitable[ConfigFlowResult]]
+
+
 class CloudFlow(ConfigFlow):
     """The IAMMETER half of the config flow."""
+
+    # The plain http server the user agreed to send the password and token to, unencrypted.
+    _http_confirmed: str | None = None
+    # The step to go on with, and its input, once the user confirms an http server (set when
+    # the confirmation form is shown).
+    _awaiting_http_confirm: tuple[_CloudStep, dict[str, Any]]
+
+    def _async_confirm_http(
+        self, step: _CloudStep, user_input: dict[str, Any]
+    ) -> ConfigFlowResult | None:
+        """Ask before anything goes to a plain http server (None: nothing to ask).
+
+        The password (at each sign-in) and the token (in every call) would cross the network
+        unencrypted: the user must say so explicitly, before the first sign-in.
+        """
+        try:
+            server = normalise_server(user_input.get(CONF_SERVER, DEFAULT_SERVER))
+        except InvalidServer:
+            return None  # the sign-in says so
+        if URL(server).scheme != "http" or server == self._http_confirmed:
+            return None
+        self._awaiting_http_confirm = (step, user_input)
+        return self.async_show_form(
+            step_id="insecure_server", description_placeholders={CONF_SERVER: server}
+        )
+
+    async def async_step_insecure_server(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """The user confirmed the http server: go on signing in to it."""
+        step, pending = self._awaiting_http_confirm
+        self._http_confirmed = normalise_server(pending[CONF_SERVER])
+        return await step(pending)
 
     # The last successful sign-in of this flow: submitting the same form again after an error
     # that came later (no meters yet, metersdata not allowed yet) does not spend another login.
@@ -121,6 +164,8 @@ class CloudFlow(ConfigFlow):
                         CONF_USERNAME: user_input[CONF_USERNAME],
                     }
                 )
+            if confirm := self._async_confirm_http(self.async_step_cloud, user_input):
+                return confirm
             credentials, client, error = await self._async_sign_in(
                 server, user_input[CONF_USERNAME], user_input[CONF_PASSWORD], placeholders
             )
@@ -130,7 +175,8 @@ class CloudFlow(ConfigFlow):
                 error = await self._async_check_meters(client, credentials, placeholders)
                 if error is None:
                     return self.async_create_entry(
-                        title=user_input[CONF_USERNAME],
+                        # not the user name: an e-mail address would be in every log line
+                        title=cloud_entry_title(credentials.account_id),
                         data={
                             CONF_SOURCE: SOURCE_CLOUD,
                             CONF_SERVER: normalise_server(server),
@@ -220,6 +266,8 @@ class CloudFlow(ConfigFlow):
         errors: dict[str, str] = {}
         placeholders: dict[str, str] = {}
         if user_input is not None:
+            if confirm := self._async_confirm_http(self.async_step_reconfigure_cloud, user_input):
+                return confirm
             credentials, _, error = await self._async_sign_in(
                 user_input[CONF_SERVER],
                 user_input[CONF_USERNAME],
@@ -259,20 +307,12 @@ class CloudFlow(ConfigFlow):
     ) -> ConfigFlowResult:
         """Store ``updates`` in ``entry`` and make sure the entry runs with them.
 
-        A loaded entry's update listener reloads it when its settings change. Any other entry is
-        reloaded here: one whose setup failed on the old password, or a loaded one that stopped
-        polling when the cloud refused its password, signed in again with the same settings.
+        Also an entry whose settings stay the same is reloaded: one whose setup failed on the
+        old password, or a loaded one that stopped polling when the cloud refused its password.
         (``async_update_and_abort`` is not on config flows in Home Assistant 2025.4, and
         ``async_update_reload_and_abort`` would reload a loaded entry twice.)
         """
-        changed = any(
-            entry.data.get(key) != value
-            for key, value in updates.items()
-            if key not in RUNTIME_DATA_KEYS
-        )
-        self.hass.config_entries.async_update_entry(entry, data={**entry.data, **updates})
-        if not changed or entry.state is not ConfigEntryState.LOADED:
-            self.hass.config_entries.async_schedule_reload(entry.entry_id)
+        async_update_entry_data(self.hass, entry, updates, reload_unchanged=True)
         return self.async_abort(reason=reason)
 
 

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult
+from homeassistant.config_entries import (
+    SOURCE_IGNORE,
+    ConfigEntry,
+    ConfigEntryState,
+    ConfigFlow,
+    ConfigFlowResult,
+)
 from homeassistant.const import CONF_HOST
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import TextSelector
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
 from .api.homewizard import (
@@ -16,14 +23,45 @@ from .api.homewizard import (
     CannotConnect,
     HomeWizardClient,
     HomeWizardDevice,
+    HomeWizardError,
     InvalidHost,
     InvalidPayload,
     NotHomeWizard,
+    WrongDevice,
     normalise_host,
 )
+from .api.model import Reading
 from .const import CONF_PRODUCT_TYPE, CONF_SERIAL, CONF_SOURCE, LOGGER, SOURCE_LOCAL
+from .entry_update import async_update_entry_data
 
 HOST_SCHEMA = vol.Schema({vol.Required(CONF_HOST): TextSelector()})
+
+
+def _counters(reading: Reading) -> dict[str, float]:
+    """The cumulative counters of a reading (energy in kWh, water in m³): they never go down."""
+    return {
+        key: float(value)
+        for key, value in reading.values.items()
+        if (key.startswith("energy_") or key == "water_total_m3") and isinstance(value, int | float)
+    }
+
+
+def _implausible(reading: Reading, last: Reading | None) -> str | None:
+    """Why ``reading`` cannot be the next reading of the meter that read ``last`` (None: it can).
+
+    The same meter at a new address counts on: none of its counters may be lower than the last
+    reading. (How far a counter may rise is the counter guard's to judge: after a move the
+    entities are the same, and the guard holds a rise the meter cannot have measured.)
+    """
+    if not reading.values:
+        return "no measurement"
+    if last is None:
+        return None
+    before = _counters(last)
+    for key, value in _counters(reading).items():
+        if key in before and value < before[key]:
+            return f"{key} is {value}, lower than the last reading's {before[key]}"
+    return None
 
 
 class LocalFlow(ConfigFlow):
@@ -80,8 +118,11 @@ class LocalFlow(ConfigFlow):
         if user_input is not None:
             host, device, error = await self._async_probe(user_input[CONF_HOST])
             if device is not None:
-                await self.async_set_unique_id(device.serial, raise_on_progress=False)
-                self._abort_if_unique_id_configured(updates={CONF_HOST: host})
+                entry = await self.async_set_unique_id(device.serial, raise_on_progress=False)
+                if entry is not None and entry.source != SOURCE_IGNORE:
+                    # the user pointed at it: the probe proved it is the device
+                    async_update_entry_data(self.hass, entry, {CONF_HOST: host})
+                    return self.async_abort(reason="already_configured")
                 return self._async_create_local_entry(host, device)
             errors["base"] = error or "unknown"
         return self.async_show_form(
@@ -102,8 +143,8 @@ class LocalFlow(ConfigFlow):
             host = f"[{host}]"
         if discovery_info.port not in (None, 80):
             host = f"{host}:{discovery_info.port}"
-        await self.async_set_unique_id(serial)
-        self._abort_if_unique_id_configured(updates={CONF_HOST: host})
+        if entry := await self.async_set_unique_id(serial):
+            return await self._async_known_device_announced(entry, host)
         self._discovered_host = host
         self._discovered = HomeWizardDevice(
             product_type=product_type,
@@ -118,6 +159,58 @@ class LocalFlow(ConfigFlow):
             "serial": serial,
         }
         return await self.async_step_discovery_confirm()
+
+    async def _async_known_device_announced(
+        self, entry: ConfigEntry, host: str
+    ) -> ConfigFlowResult:
+        """A configured device's serial is announced: move the entry only to a proven address.
+
+        The serial is in the device's own mDNS record, so anyone on the network can announce it.
+        The new address must answer as that device (``/api`` serial) with a plausible reading
+        before the entry moves; an announcement that does not prove it changes nothing and
+        nothing it serves is ever published.
+        """
+        if entry.source == SOURCE_IGNORE or entry.data.get(CONF_HOST) == host:
+            if entry.state is ConfigEntryState.SETUP_RETRY:
+                # it is on the network: try now rather than at the next retry
+                self.hass.config_entries.async_schedule_reload(entry.entry_id)
+            return self.async_abort(reason="already_configured")
+        if (problem := await self._async_verify_address(entry, host)) is not None:
+            # Debug only: mDNS repeats an announcement, a spoofer could fill the log with it;
+            # nothing changes and nothing of the announcer is published.
+            LOGGER.debug(
+                "%s was announced at %s, which did not prove to be it (%s); it stays at %s",
+                entry.title,
+                host,
+                problem,
+                entry.data[CONF_HOST],
+            )
+            return self.async_abort(
+                reason="unverified_address",
+                description_placeholders={"name": entry.title, "host": host},
+            )
+        LOGGER.info("%s moved from %s to %s", entry.title, entry.data[CONF_HOST], host)
+        async_update_entry_data(self.hass, entry, {CONF_HOST: host})
+        return self.async_abort(reason="already_configured")
+
+    async def _async_verify_address(self, entry: ConfigEntry, host: str) -> str | None:
+        """Why ``host`` is not the device of ``entry`` (None: it is, with a plausible reading)."""
+        client = HomeWizardClient(
+            async_get_clientsession(self.hass), host, tz=dt_util.get_default_time_zone()
+        )
+        try:
+            device, reading = await client.measurement(entry.data[CONF_SERIAL])
+        except WrongDevice as err:
+            return f"serial {err.serial[:32]!r}"
+        except HomeWizardError as err:
+            return str(err)
+        if device.product_type != entry.data[CONF_PRODUCT_TYPE]:
+            return f"product type {device.product_type[:32]!r}"
+        last = None
+        if entry.state is ConfigEntryState.LOADED and entry.runtime_data.data:
+            meter = entry.runtime_data.data.get(device.serial)
+            last = meter.reading if meter is not None else None
+        return _implausible(reading, last)
 
     async def async_step_discovery_confirm(
         self, user_input: dict[str, Any] | None = None
@@ -174,11 +267,7 @@ class LocalFlow(ConfigFlow):
             if device is not None:
                 if device.serial != entry.unique_id:
                     return self._async_abort_wrong_device(device)
-                # (not async_update_and_abort: Home Assistant 2025.4 has it on options flows only)
-                # The entry's update listener reloads it for the new host.
-                self.hass.config_entries.async_update_entry(
-                    entry, data={**entry.data, CONF_HOST: host}
-                )
+                async_update_entry_data(self.hass, entry, {CONF_HOST: host})
                 return self.async_abort(reason="reconfigure_successful")
             errors["base"] = error or "unknown"
         return self.async_show_form(

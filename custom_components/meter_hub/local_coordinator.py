@@ -39,7 +39,7 @@ class LocalCoordinator(MeterHubCoordinator):
         interval = timedelta(
             seconds=entry.options.get(CONF_SCAN_INTERVAL, LOCAL_SCAN_INTERVAL.total_seconds())
         )
-        super().__init__(hass, entry, interval)
+        super().__init__(hass, entry, entry.title, interval)
         self.client = client
         # Set while the local API is off; the user is asked once per outage to switch it on.
         self.api_disabled = False

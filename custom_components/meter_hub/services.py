@@ -2,7 +2,9 @@
 
 Each action targets one meter device and returns the cloud's answer. The cloud allows 5 power
 and 5 offline analyses per meter and day; the call budget refuses a sixth with an error that
-says when the action works again.
+says when the action works again. Every action spends the account's daily budget of cloud calls
+(the history requests are shared with the energy statistics' backfill): only administrators may
+call them, and only for dates the cloud can have data of.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from typing import Any, Final
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.exceptions import (
+    HomeAssistantError,
+    ServiceValidationError,
+    Unauthorized,
+    UnknownUser,
+)
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
@@ -40,6 +47,11 @@ ATTR_END_DATE: Final = "end_date"
 ATTR_INTERVAL: Final = "interval"
 
 DEFAULT_HISTORY_INTERVAL_S: Final = 300
+# IAMMETER's cloud started in 2015: no meter has data of an earlier day.
+FIRST_DATE: Final = date(2015, 1, 1)
+# The last day with data is today in the account's time zone, which may be a day ahead of Home
+# Assistant's: tomorrow (local) is the latest date an action accepts.
+DAYS_AHEAD: Final = 1
 RATE_LIMIT_BACK_OFF: Final = timedelta(hours=1)
 
 _RANGE_FIELDS: Final = {
@@ -112,9 +124,33 @@ def _meter(hass: HomeAssistant, device_id: str) -> tuple[CloudCoordinator, str]:
     )
 
 
+async def _async_check_admin(call: ServiceCall) -> None:
+    """Only an administrator (or Home Assistant itself, an automation) may spend the budget."""
+    if call.context.user_id is None:
+        return
+    user = await call.hass.auth.async_get_user(call.context.user_id)
+    if user is None:
+        raise UnknownUser(context=call.context)
+    if not user.is_admin:
+        raise Unauthorized(context=call.context)
+
+
 def _range(call: ServiceCall) -> tuple[date | None, date | None]:
+    """The call's dates, each between ``FIRST_DATE`` and tomorrow, the end not before the start."""
     start: date | None = call.data.get(ATTR_START_DATE)
     end: date | None = call.data.get(ATTR_END_DATE)
+    last = dt_util.now().date() + timedelta(days=DAYS_AHEAD)
+    for day in (start, end):
+        if day is not None and not FIRST_DATE <= day <= last:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="date_out_of_range",
+                translation_placeholders={
+                    "date": day.isoformat(),
+                    "first": FIRST_DATE.isoformat(),
+                    "last": last.isoformat(),
+                },
+            )
     if start is not None and end is not None and end < start:
         raise ServiceValidationError(
             translation_domain=DOMAIN,
@@ -166,6 +202,7 @@ def _json(value: object) -> Any:
 
 
 async def _async_power_analysis(call: ServiceCall) -> ServiceResponse:
+    await _async_check_admin(call)
     coordinator, serial = _meter(call.hass, call.data[ATTR_DEVICE_ID])
     start, end = _range(call)
     result = await _async_call(
@@ -179,6 +216,7 @@ async def _async_power_analysis(call: ServiceCall) -> ServiceResponse:
 
 
 async def _async_offline_analysis(call: ServiceCall) -> ServiceResponse:
+    await _async_check_admin(call)
     coordinator, serial = _meter(call.hass, call.data[ATTR_DEVICE_ID])
     start, end = _range(call)
     interval: int | None = call.data.get(ATTR_INTERVAL)
@@ -203,6 +241,7 @@ def _history_row(row: HistoryRow) -> dict[str, Any]:
 
 
 async def _async_meter_history(call: ServiceCall) -> ServiceResponse:
+    await _async_check_admin(call)
     coordinator, serial = _meter(call.hass, call.data[ATTR_DEVICE_ID])
     _range(call)
     start: date = call.data[ATTR_START_DATE]
