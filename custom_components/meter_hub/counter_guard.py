@@ -16,8 +16,8 @@ only when it is plausible against the last published one:
 * A value back at the published level (or above it, within the bound) ends any hold, and
   nothing was booked meanwhile.
 
-Every hold is logged once at WARNING when it begins and once at INFO when it ends (or at WARNING
-when a reset is accepted). No Home Assistant imports: times are seconds (UNIX time) passed in.
+Every hold is logged once when it begins (a rise at WARNING, a drop at INFO) and once at INFO when
+it ends (at WARNING when a reset is accepted). No Home Assistant imports: times are seconds (UNIX time) passed in.
 """
 
 from __future__ import annotations
@@ -188,10 +188,12 @@ class CounterGuard:
         return self._publish(value, now)
 
     def _hold(self, published: float, value: float, why: str) -> None:
-        # A drop within the allowance (rounding, a sum of phases) is held quietly.
+        # A drop within the allowance (rounding, a sum of phases) is held quietly; a drop is
+        # the classic glitch (INFO), a rise beyond the bound an impossible value (WARNING).
         if not self._logged and abs(value - published) > self._bound.allowance:
             self._logged = True
-            _LOGGER.warning(
+            _LOGGER.log(
+                logging.WARNING if value > published else logging.INFO,
                 "%s %s from %s to %s: holding %s until it is confirmed or back",
                 self._name,
                 why,
