@@ -42,6 +42,7 @@ class CaseRecord:
     tracebacks: int = 0
     counter_regressions: int = 0
     accepted_resets: int = 0  # deliberate, logged acceptances of a persisted reset
+    phantom_kwh: float = 0.0  # booked by the statistics beyond the true consumption
     secrets_found: int = 0
     recovered: bool | None = None
     completed: bool = False
