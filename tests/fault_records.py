@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 import json
 import logging
 import math
@@ -150,6 +151,12 @@ def describe(records: list[logging.LogRecord]) -> list[str]:
 
 
 # --- counters -----------------------------------------------------------------------------------
+
+
+def booked(states: list[float]) -> float:
+    """What the recorder's statistics sum books from these states of a ``total_increasing``
+    sensor: every rise, and after a drop (a meter reset) the whole new value."""
+    return sum(after - before if after >= before else after for before, after in pairwise(states))
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,23 @@ def test_a_slow_spoof_faster_than_the_bound_never_gets_through() -> None:
         assert guard.accept(value, now) == TRUE
 
 
+@pytest.mark.parametrize("spike", [0.7, 98.0, 1e6])
+def test_a_spike_that_persists_never_becomes_plausible(spike: float) -> None:
+    """Readings keep coming, all too high (or climbing on from there at 60 kW): the time they
+    are seen does not make them plausible; the true value back is published."""
+    guard = _guard()
+    for n in range(1, 1000):  # 83 minutes at 5 s
+        assert guard.accept(TRUE + spike + n * 0.083, 5.0 * n) == TRUE
+    assert guard.accept(TRUE + 2.0, 5000.0) == TRUE + 2.0
+
+
+def test_a_spike_after_an_outage_is_judged_on_the_whole_time() -> None:
+    guard = _guard()
+    assert guard.accept(TRUE + 98.0, 5.0) == TRUE
+    guard.interrupt()  # 15 minutes without an answer: 98 kWh are possible now (100)
+    assert guard.accept(TRUE + 98.0, 905.0) == TRUE + 98.0
+
+
 def test_glitch_outage_glitch_is_not_a_reset() -> None:
     """The review: a glitch, 70 s of outage, the same glitch again: accepted (wall time)."""
     guard = _guard()

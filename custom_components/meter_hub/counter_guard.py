@@ -7,8 +7,9 @@ only when it is plausible against the last published one:
 * **Rise**: at most what the meter could physically have measured since the last published
   value (``RiseBound``: a generous maximum rate per quantity, times the elapsed time, plus a
   small allowance for resolution and timing). A faster rise is held back. Time keeps running
-  while a value is held or the source is down, so a real catch-up after an outage becomes
-  plausible by itself.
+  while the source is down, so a real catch-up after an outage becomes plausible by itself; the
+  time a too-high series keeps being *seen* does not count for it (a spike that persists, or a
+  spoof that climbs on from it, stays held).
 * **Drop**: held back; accepted as a reset (a replaced meter) only once the lower series has
   been *observed* in ``ResetRule.polls`` readings spanning ``ResetRule.seconds``. Only time
   between two consecutive readings that both showed a self-consistent lower series counts: a
@@ -83,6 +84,15 @@ def rise_bound(device_class: str | None, unit: str | None) -> RiseBound:
     return DEFAULT
 
 
+@dataclass(frozen=True, slots=True)
+class _HighSeries:
+    """The last reading held back as too high, and when the series it belongs to began."""
+
+    value: float
+    at: float
+    since: float
+
+
 @dataclass(slots=True)
 class _LowerSeries:
     """Readings below the published value that might be a new meter's."""
@@ -99,6 +109,7 @@ class CounterGuard:
     __slots__ = (
         "_bound",
         "_held",
+        "_high",
         "_logged",
         "_lower",
         "_name",
@@ -118,6 +129,7 @@ class CounterGuard:
         self._held: float | None = None  # the value held back, while a hold lasts
         self._logged = False  # whether the hold was logged at WARNING
         self._lower: _LowerSeries | None = None
+        self._high: _HighSeries | None = None
 
     @property
     def holding(self) -> bool:
@@ -135,7 +147,7 @@ class CounterGuard:
 
     def interrupt(self) -> None:
         """A poll without a reading: an observation of a lower series starts again."""
-        self._lower = None
+        self._lower = self._high = None
 
     def accept(self, value: float, now: float) -> float | None:
         """Take a new reading made at ``now``; return the value to publish."""
@@ -143,23 +155,32 @@ class CounterGuard:
         if published is None:
             return self._publish(value, now)
         elapsed = None if self.published_at is None else now - self.published_at
-        if value >= published:
-            if self._bound.allows(value - published, elapsed):
-                if self._logged:
-                    _LOGGER.info(
-                        "%s is back to a plausible value (%s): the hold of %s ended, "
-                        "nothing booked",
-                        self._name,
-                        value,
-                        self._held,
-                    )
-                return self._publish(value, now)
-            self._hold(
-                published, value, f"rose faster than possible in {elapsed:.0f} s" if elapsed else "rose"
-            )
-            self._lower = None
-            return published
-        return self._observe_lower(value, now, published)
+        high, self._high = self._high, None
+        if value < published:
+            return self._observe_lower(value, now, published)
+        since = now
+        if (
+            high is not None
+            and value >= high.value
+            and self._bound.allows(value - high.value, now - high.at)
+        ):
+            # It continues a series held back as too high: the time that series has been seen
+            # does not make it plausible (an outage would; a spike that persists must not).
+            since = high.since
+            elapsed = None if self.published_at is None else since - self.published_at
+        if self._bound.allows(value - published, elapsed):
+            if self._logged:
+                _LOGGER.info(
+                    "%s is back to a plausible value (%s): the hold of %s ended, nothing booked",
+                    self._name,
+                    value,
+                    self._held,
+                )
+            return self._publish(value, now)
+        self._hold(published, value, f"rose faster than possible in {elapsed:.0f} s")
+        self._lower = None
+        self._high = _HighSeries(value, now, since)
+        return published
 
     def _observe_lower(self, value: float, now: float, published: float) -> float:
         self._hold(published, value, "went down")
@@ -205,6 +226,6 @@ class CounterGuard:
 
     def _publish(self, value: float, now: float) -> float:
         self.published, self.published_at = value, now
-        self._held = self._lower = None
+        self._held = self._lower = self._high = None
         self._logged = False
         return value
