@@ -7,10 +7,8 @@ states the sensor wrote, and their sum must be the true consumption to 0.001 kWh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 import itertools
-import logging
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -47,16 +45,6 @@ STEPS = st.lists(
     min_size=1,
     max_size=25,
 )
-
-
-@pytest.fixture(autouse=True)
-def quiet_sqlalchemy() -> Iterator[None]:
-    """The plugin logs every SQL statement (at INFO)."""
-    logger = logging.getLogger("sqlalchemy.engine")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    yield
-    logger.setLevel(level)
 
 
 @pytest.fixture

@@ -57,7 +57,10 @@ def test_the_matrix_covers_every_fault_of_the_issue() -> None:
     assert len({case.id for case in CASES}) == len(CASES)
 
 
-async def _finish(case: FaultCase, run: Run, record: CaseRecord) -> None:
+async def _finish(case: FaultCase | CounterCase, run: Run, record: CaseRecord) -> None:
+    if isinstance(case, CounterCase):
+        await _finish_counter(case, run, record)
+        return
     outcome = await run_case(case, run)
     tracebacks = run.logs.tracebacks()
     regressions = run.counters.regressions
@@ -106,14 +109,14 @@ def _watch_counters(hass: HomeAssistant, logs: LogWatch) -> CounterWatch:
     return counters
 
 
-@pytest.mark.parametrize("case", LOCAL_CASES, ids=lambda case: case.id)
+@pytest.mark.parametrize("case", [*LOCAL_CASES, *LOCAL_COUNTER_CASES], ids=lambda case: case.id)
 async def test_local_fault(
     hass: HomeAssistant,
     homewizard: FakeHomeWizard,
     freezer: FrozenDateTimeFactory,
     caplog: pytest.LogCaptureFixture,
     fault_record: CaseRecord,
-    case: FaultCase,
+    case: FaultCase | CounterCase,
 ) -> None:
     fault_record.case = case.id
     logs = LogWatch(caplog)
@@ -131,14 +134,14 @@ async def test_local_fault(
     await _finish(case, run, fault_record)
 
 
-@pytest.mark.parametrize("case", CLOUD_CASES, ids=lambda case: case.id)
+@pytest.mark.parametrize("case", [*CLOUD_CASES, *CLOUD_COUNTER_CASES], ids=lambda case: case.id)
 async def test_cloud_fault(
     hass: HomeAssistant,
     cloud: FakeIamMeterCloud,
     freezer: FrozenDateTimeFactory,
     caplog: pytest.LogCaptureFixture,
     fault_record: CaseRecord,
-    case: FaultCase,
+    case: FaultCase | CounterCase,
 ) -> None:
     fault_record.case = case.id
     logs = LogWatch(caplog)
@@ -173,54 +176,6 @@ async def _finish_counter(case: CounterCase, run: Run, record: CaseRecord) -> No
     assert run.counters.regressions == []
     assert len(run.counters.resets) == int(case.replaced)
     assert outcome.problems == []
-
-
-@pytest.mark.parametrize("case", LOCAL_COUNTER_CASES, ids=lambda case: case.id)
-async def test_local_counter_fault(
-    hass: HomeAssistant,
-    homewizard: FakeHomeWizard,
-    freezer: FrozenDateTimeFactory,
-    caplog: pytest.LogCaptureFixture,
-    fault_record: CaseRecord,
-    case: CounterCase,
-) -> None:
-    fault_record.case = case.id
-    logs = LogWatch(caplog)
-    entry = await async_setup_local(hass, homewizard)
-    run = Run(
-        hass=hass,
-        freezer=freezer,
-        entry=entry,
-        logs=logs,
-        counters=_watch_counters(hass, logs),
-        port=int(homewizard.host.rpartition(":")[2]),
-        homewizard=homewizard,
-    )
-    await _finish_counter(case, run, fault_record)
-
-
-@pytest.mark.parametrize("case", CLOUD_COUNTER_CASES, ids=lambda case: case.id)
-async def test_cloud_counter_fault(
-    hass: HomeAssistant,
-    cloud: FakeIamMeterCloud,
-    freezer: FrozenDateTimeFactory,
-    caplog: pytest.LogCaptureFixture,
-    fault_record: CaseRecord,
-    case: CounterCase,
-) -> None:
-    fault_record.case = case.id
-    logs = LogWatch(caplog)
-    entry = await async_setup_cloud(hass, cloud)
-    run = Run(
-        hass=hass,
-        freezer=freezer,
-        entry=entry,
-        logs=logs,
-        counters=_watch_counters(hass, logs),
-        port=int(cloud.url.rpartition(":")[2]),
-        cloud=cloud,
-    )
-    await _finish_counter(case, run, fault_record)
 
 
 @pytest.mark.parametrize("name", BACKFILL_GLITCHES)

@@ -9,11 +9,10 @@ meter's own counters.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 import itertools
-import logging
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -100,16 +99,6 @@ def make_account() -> FakeAccount:
         places=[FakePlace(int(PLACE), GRID_SN, solar_sn=SOLAR_SN)],
         utc_offset=OFFSET,
     )
-
-
-@pytest.fixture(autouse=True)
-def quiet_sqlalchemy() -> Iterator[None]:
-    """The plugin logs every SQL statement (at INFO): thousands here, and slow."""
-    logger = logging.getLogger("sqlalchemy.engine")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    yield
-    logger.setLevel(level)
 
 
 @pytest.fixture
