@@ -1267,8 +1267,8 @@ COUNTER_CASES: tuple[CounterCase, ...] = (
     ),
     CounterCase(
         source="cloud",
-        name="spike-up-100-kwh-for-20-minutes",
-        polls=_script(_served(*[100.0] * 4, relative=True), _rising(2, 0.1)),
+        name="spike-up-1000-kwh-for-20-minutes",
+        polls=_script(_served(*[1000.0] * 4, relative=True), _rising(2, 0.1)),
     ),
     CounterCase(
         source="cloud",
@@ -1390,7 +1390,7 @@ BACKFILL_GLITCHES: Final[dict[str, dict[int, float]]] = {
     "spike-down": {20: 0.0},
     "spike-down-twice": {20: 0.0, 21: 0.0},
     "spike-then-dip": {20: 1_015_234.567, 30: 0.0},
-    "slow-ramp-spoof": {n: 10.0 + n * 5.0 for n in range(20, 30)},
+    "ramp-spoof": {n: 10.0 + (n - 19) * 50.0 for n in range(20, 30)},  # 600 kW
 }
 
 

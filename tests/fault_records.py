@@ -155,8 +155,11 @@ def describe(records: list[logging.LogRecord]) -> list[str]:
 
 def booked(states: list[float]) -> float:
     """What the recorder's statistics sum books from these states of a ``total_increasing``
-    sensor: every rise, and after a drop (a meter reset) the whole new value."""
-    return sum(after - before if after >= before else after for before, after in pairwise(states))
+    sensor: every change, and after a drop below 90 % (a meter reset, the recorder's own rule)
+    the whole new value."""
+    return sum(
+        after if after < 0.9 * before else after - before for before, after in pairwise(states)
+    )
 
 
 @dataclass(frozen=True)

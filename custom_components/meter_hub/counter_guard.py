@@ -6,10 +6,12 @@ only when it is plausible against the last published one:
 
 * **Rise**: at most what the meter could physically have measured since the last published
   value (``RiseBound``: a generous maximum rate per quantity, times the elapsed time, plus a
-  small allowance for resolution and timing). A faster rise is held back. Time keeps running
-  while the source is down, so a real catch-up after an outage becomes plausible by itself; the
-  time a too-high series keeps being *seen* does not count for it (a spike that persists, or a
-  spoof that climbs on from it, stays held).
+  small allowance for resolution and timing), counted from the time the published value was
+  first read. A faster rise is held back. Time keeps running while the source is down or repeats
+  the same value, so a real catch-up after an outage becomes plausible by itself. The time a
+  too-high series keeps being *seen* counts only after an hour (``HIGH_SERIES_RELEASE_S``): a
+  spike that persists, or a spoof that climbs on from it, stays held that long, and then until
+  the meter could have counted that much (104 days for a spike of 1,000,000 kWh).
 * **Drop**: held back; accepted as a reset (a replaced meter) only once the lower series has
   been *observed* in ``ResetRule.polls`` readings spanning ``ResetRule.seconds``. Only time
   between two consecutive readings that both showed a self-consistent lower series counts: a
@@ -30,6 +32,9 @@ from typing import Final
 _LOGGER = logging.getLogger(__package__)
 
 HOUR_S: Final = 3600.0
+# A too-high series that goes on this long is judged on all the time since the published value
+# (a meter that counted on while a wrong value stood, or a long stale spell, is not held for ever).
+HIGH_SERIES_RELEASE_S: Final = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +91,7 @@ def rise_bound(device_class: str | None, unit: str | None) -> RiseBound:
 
 @dataclass(frozen=True, slots=True)
 class _HighSeries:
-    """The last reading held back as too high, and when the series it belongs to began."""
+    """The last reading held back as too high, and when the series it continues began."""
 
     value: float
     at: float
@@ -124,7 +129,7 @@ class CounterGuard:
         self._bound = bound
         self._rule = rule
         self.published: float | None = None
-        # When the published value was last confirmed by a reading (None: unknown).
+        # When the published value was first read (None: unknown).
         self.published_at: float | None = None
         self._held: float | None = None  # the value held back, while a hold lasts
         self._logged = False  # whether the hold was logged at WARNING
@@ -146,7 +151,7 @@ class CounterGuard:
             self.published, self.published_at = value, at
 
     def interrupt(self) -> None:
-        """A poll without a reading: an observation of a lower series starts again."""
+        """A poll without a reading: an observed lower or too-high series starts again."""
         self._lower = self._high = None
 
     def accept(self, value: float, now: float) -> float | None:
@@ -154,10 +159,17 @@ class CounterGuard:
         published = self.published
         if published is None:
             return self._publish(value, now)
-        elapsed = None if self.published_at is None else now - self.published_at
         high, self._high = self._high, None
         if value < published:
             return self._observe_lower(value, now, published)
+        if value == published:
+            # The same value again says nothing about how fast the meter counts: the time since
+            # it was first read keeps counting (a device that repeated a stale value, then
+            # catches up, is believed).
+            self._end_hold(value)
+            self._lower = None
+            return published
+        elapsed = None if self.published_at is None else now - self.published_at
         since = now
         if (
             high is not None
@@ -165,22 +177,28 @@ class CounterGuard:
             and self._bound.allows(value - high.value, now - high.at)
         ):
             # It continues a series held back as too high: the time that series has been seen
-            # does not make it plausible (an outage would; a spike that persists must not).
+            # does not make it plausible (a spike that persists, or climbs on), for an hour.
             since = high.since
-            elapsed = None if self.published_at is None else since - self.published_at
+            if self.published_at is not None and now - since < HIGH_SERIES_RELEASE_S:
+                elapsed = since - self.published_at
         if self._bound.allows(value - published, elapsed):
-            if self._logged:
-                _LOGGER.info(
-                    "%s is back to a plausible value (%s): the hold of %s ended, nothing booked",
-                    self._name,
-                    value,
-                    self._held,
-                )
+            self._end_hold(value)
             return self._publish(value, now)
         self._hold(published, value, f"rose faster than possible in {elapsed:.0f} s")
         self._lower = None
         self._high = _HighSeries(value, now, since)
         return published
+
+    def _end_hold(self, value: float) -> None:
+        if self._logged:
+            _LOGGER.info(
+                "%s is back to a plausible value (%s): the hold of %s ended, nothing booked",
+                self._name,
+                value,
+                self._held,
+            )
+        self._held = None
+        self._logged = False
 
     def _observe_lower(self, value: float, now: float, published: float) -> float:
         self._hold(published, value, "went down")
