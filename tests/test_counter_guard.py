@@ -311,12 +311,15 @@ async def test_the_stored_reference_is_used_after_a_restart(
             # an older release's data of an unavailable sensor: its last numeric state is lost,
             # the device's value is the first reference
             (State(f"{IMPORT}_tariff_1", STATE_UNAVAILABLE), stored),
+            # no stored data at all: the last numeric state, higher than the device's 5358.024
+            (State(f"{IMPORT}_tariff_2", "6000.0"), {}),
         ],
     )
     homewizard.data["total_power_import_kwh"] = SPIKE
     await async_setup_local(hass, homewizard)
     assert hass.states.get(IMPORT).state == "15234.5"
     assert hass.states.get(f"{IMPORT}_tariff_1").state == "9876.543"
+    assert hass.states.get(f"{IMPORT}_tariff_2").state == "6000.0"
 
 
 async def test_a_real_meter_replacement_is_accepted_in_the_documented_time(
