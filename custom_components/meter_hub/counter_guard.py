@@ -20,7 +20,8 @@ only when it is plausible against the last published one:
   nothing was booked meanwhile.
 
 Every hold is logged once when it begins (a rise at WARNING, a drop at INFO) and once at INFO when
-it ends (at WARNING when a reset is accepted). No Home Assistant imports: times are seconds (UNIX time) passed in.
+it ends (at WARNING when a reset is accepted). No Home Assistant imports: times are seconds (UNIX
+time), passed in.
 """
 
 from __future__ import annotations
@@ -135,11 +136,6 @@ class CounterGuard:
         self._logged = False  # whether the hold was logged at WARNING
         self._lower: _LowerSeries | None = None
         self._high: _HighSeries | None = None
-
-    @property
-    def holding(self) -> bool:
-        """Whether a value is being held back."""
-        return self._held is not None
 
     def restore(self, value: float, at: float | None) -> None:
         """Start from ``value``, published at ``at`` before a restart (None: time unknown).
