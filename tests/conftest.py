@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
+import logging
 from typing import Any
 from unittest.mock import PropertyMock, patch
 
@@ -36,6 +37,16 @@ from simulator.iammeter import DEFAULT_START, VENDOR_EXAMPLE_LOGIN, FakeIamMeter
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load custom_components/meter_hub in every test."""
+
+
+@pytest.fixture(autouse=True)
+def quiet_sqlalchemy() -> Iterator[None]:
+    """The recorder's database plugin logs every SQL statement (at INFO): thousands, and slow."""
+    logger = logging.getLogger("sqlalchemy.engine")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 import gc
+from itertools import pairwise
 import json
 import logging
 import math
@@ -46,6 +47,7 @@ class CaseRecord:
     tracebacks: int = 0
     counter_regressions: int = 0
     accepted_resets: int = 0  # deliberate, logged acceptances of a persisted reset
+    phantom_kwh: float = 0.0  # booked by the statistics beyond the true consumption
     secrets_found: int = 0
     recovered: bool | None = None
     completed: bool = False
@@ -154,6 +156,15 @@ def describe(records: list[logging.LogRecord]) -> list[str]:
 
 
 # --- counters -----------------------------------------------------------------------------------
+
+
+def booked(states: list[float]) -> float:
+    """What the recorder's statistics sum books from these states of a ``total_increasing``
+    sensor: every change, and after a drop below 90 % (a meter reset, the recorder's own rule)
+    the whole new value."""
+    return sum(
+        after if after < 0.9 * before else after - before for before, after in pairwise(states)
+    )
 
 
 @dataclass(frozen=True)

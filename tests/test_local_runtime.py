@@ -390,8 +390,8 @@ async def test_lower_counter_that_persists_is_accepted_once_after_the_hold(
     (warning,) = _records(caplog, logging.WARNING)
     assert warning.levelno == logging.WARNING
     assert warning.getMessage() == (
-        "5c2fafa1b2c3_energy_import_kwh stayed below its last value for 60 s "
-        "(0.5, was 15234.567): accepting it as a meter reset"
+        "5c2fafa1b2c3_energy_import_kwh stayed below its last value for 60 s of observation "
+        "(0.5, was 15234.567, 13 polls): accepting it as a meter reset"
     )
 
 
@@ -429,12 +429,12 @@ async def test_reload_keeps_the_guard(
     hass: HomeAssistant, homewizard: FakeHomeWizard, freezer: FrozenDateTimeFactory
 ) -> None:
     entry = await async_setup_local(hass, homewizard)
-    homewizard.data["total_power_import_kwh"] = 15300.0
+    homewizard.data["total_power_import_kwh"] = 15234.6
     await async_poll(hass, freezer)
     homewizard.data["total_power_import_kwh"] = 0
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
-    assert _state(hass, IMPORT) == "15300.0"
+    assert _state(hass, IMPORT) == "15234.6"
 
 
 # --- dynamic entities and stale devices ---------------------------------------------------------

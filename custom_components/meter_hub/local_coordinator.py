@@ -15,7 +15,7 @@ from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
 
 from .api.homewizard import ApiDisabled, HomeWizardClient, HomeWizardError, WrongDevice
-from .const import CONF_SCAN_INTERVAL, CONF_SERIAL, COUNTER_RESET_HOLD, DOMAIN, LOCAL_SCAN_INTERVAL
+from .const import CONF_SCAN_INTERVAL, CONF_SERIAL, DOMAIN, LOCAL_COUNTER_RESET, LOCAL_SCAN_INTERVAL
 from .coordinator import (
     MeterData,
     MeterHubConfigEntry,
@@ -28,7 +28,7 @@ from .coordinator import (
 class LocalCoordinator(MeterHubCoordinator):
     """Polls ``/api`` and ``/api/v1/data`` of one HomeWizard device, one poll at a time."""
 
-    counter_reset_hold = COUNTER_RESET_HOLD
+    counter_reset_rule = LOCAL_COUNTER_RESET
     # An external meter (gas, water) not reported for this long is gone: its device is removed.
     device_gone_after = timedelta(hours=1)
 
