@@ -10,6 +10,7 @@ from unittest.mock import PropertyMock, patch
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
@@ -54,6 +55,24 @@ def entity_registry_enabled_by_default() -> Iterator[None]:
         return_value=True,
     ):
         yield
+
+
+def meter_device(hass: HomeAssistant, identifier: str) -> dr.DeviceEntry | None:
+    """Meter Hub's device with ``identifier`` (a serial or an external meter's id), if any.
+
+    The same on every leg: Home Assistant 2026.9 refuses ``DeviceRegistry.async_get_device`` when
+    test code calls it (identifiers are unique within a config entry only), and the lookups that
+    replace it do not exist before 2026.8; the devices of each entry are listed alike everywhere.
+    """
+    registry = dr.async_get(hass)
+    found = {
+        device.id: device
+        for entry in hass.config_entries.async_entries(DOMAIN)
+        for device in dr.async_entries_for_config_entry(registry, entry.entry_id)
+        if (DOMAIN, identifier) in device.identifiers
+    }
+    assert len(found) <= 1, f"{len(found)} devices have the identifier {identifier}"
+    return next(iter(found.values()), None)
 
 
 @pytest.fixture

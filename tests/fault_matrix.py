@@ -31,7 +31,7 @@ import aiohttp
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import EVENT_STATE_CHANGED, STATE_UNAVAILABLE
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
-from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
@@ -46,6 +46,7 @@ from simulator.iammeter import (
     vendor_example_account,
 )
 
+from .conftest import meter_device
 from .fault_records import CounterWatch, LogWatch, describe
 
 LOCAL_POLL = timedelta(seconds=5)
@@ -185,8 +186,7 @@ def _other_device_never_lands(run: Run) -> list[str]:
         problems.append(f"the other device's readings reached the states: {landed}")
     if set(run.coordinator.data) != {PROFILES["HWE-P1"].device["serial"]}:
         problems.append(f"the coordinator holds {sorted(run.coordinator.data)}")
-    registry = dr.async_get(run.hass)
-    if registry.async_get_device({(DOMAIN, OTHER_SERIAL)}) is not None:
+    if meter_device(run.hass, OTHER_SERIAL) is not None:
         problems.append("the other device got a device in this entry")
     return problems
 

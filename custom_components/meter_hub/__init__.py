@@ -11,6 +11,7 @@ from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
 from .cloud_coordinator import async_create_cloud_coordinator, reading_store
+from .compat import ENTRY_DONE, EntryResult, async_unload_platforms
 from .const import CONF_ACCOUNT_ID, CONF_SOURCE, DOMAIN, RUNTIME_DATA_KEYS, SOURCE_LOCAL
 from .coordinator import MeterHubConfigEntry, MeterHubCoordinator
 from .entity import meter_device_info
@@ -28,7 +29,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     return True
 
 
-async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> bool:
+async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> EntryResult:
     """Set up a HomeWizard device or an IAMMETER account from a config entry."""
     coordinator: MeterHubCoordinator
     if entry.data[CONF_SOURCE] == SOURCE_LOCAL:
@@ -57,7 +58,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> 
     if entry.data[CONF_SOURCE] != SOURCE_LOCAL:
         # Backfill of the energy statistics and the place's energy (needs the recorder).
         await async_setup_history(hass, entry)
-    return True
+    return ENTRY_DONE
 
 
 def _settings(entry: MeterHubConfigEntry) -> tuple[dict[str, Any], Mapping[str, Any]]:
@@ -66,9 +67,9 @@ def _settings(entry: MeterHubConfigEntry) -> tuple[dict[str, Any], Mapping[str, 
     return data, dict(entry.options)
 
 
-async def async_unload_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> bool:
+async def async_unload_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> bool | None:
     """Unload a config entry."""
-    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    return await async_unload_platforms(hass, entry, PLATFORMS)
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> None:

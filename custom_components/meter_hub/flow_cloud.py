@@ -11,7 +11,6 @@ from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import TextSelector, TextSelectorConfig, TextSelectorType
 from homeassistant.util import dt as dt_util
-import voluptuous as vol
 from yarl import URL
 
 from .api.budget import LOGIN_KEY, BudgetExceeded, CallKind
@@ -25,6 +24,7 @@ from .api.iammeter import (
 )
 from .cloud_budget import async_get_budget
 from .cloud_coordinator import async_fetch_meters, async_login, async_save_answer, reading_store
+from .compat import vol
 from .const import (
     CONF_ACCOUNT_ID,
     CONF_REFRESH_TOKEN,

@@ -9,7 +9,6 @@ from homeassistant.const import CONF_HOST
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import TextSelector
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
-import voluptuous as vol
 
 from .api.homewizard import (
     ApiDisabled,
@@ -21,6 +20,7 @@ from .api.homewizard import (
     NotHomeWizard,
     normalise_host,
 )
+from .compat import vol
 from .const import CONF_PRODUCT_TYPE, CONF_SERIAL, CONF_SOURCE, LOGGER, SOURCE_LOCAL
 
 HOST_SCHEMA = vol.Schema({vol.Required(CONF_HOST): TextSelector()})
@@ -63,6 +63,20 @@ class LocalFlow(ConfigFlow):
             reason="wrong_device", description_placeholders={"serial": device.serial}
         )
 
+    async def _async_abort_if_known(
+        self, serial: str, host: str, *, raise_on_progress: bool = True
+    ) -> None:
+        """Abort when the device ``serial`` has an entry already, after moving it to ``host``.
+
+        A loaded entry's update listener reloads it for the new host, so Home Assistant reloads
+        only an entry without a listener (one whose setup is retrying): a second reload by Home
+        Assistant is reported since 2026.6 and refused from 2026.12.
+        """
+        entry = await self.async_set_unique_id(serial, raise_on_progress=raise_on_progress)
+        self._abort_if_unique_id_configured(
+            updates={CONF_HOST: host}, reload_on_update=entry is None or not entry.update_listeners
+        )
+
     def _async_create_local_entry(self, host: str, device: HomeWizardDevice) -> ConfigFlowResult:
         return self.async_create_entry(
             title=device.product_name or device.model_name,
@@ -80,8 +94,7 @@ class LocalFlow(ConfigFlow):
         if user_input is not None:
             host, device, error = await self._async_probe(user_input[CONF_HOST])
             if device is not None:
-                await self.async_set_unique_id(device.serial, raise_on_progress=False)
-                self._abort_if_unique_id_configured(updates={CONF_HOST: host})
+                await self._async_abort_if_known(device.serial, host, raise_on_progress=False)
                 return self._async_create_local_entry(host, device)
             errors["base"] = error or "unknown"
         return self.async_show_form(
@@ -102,8 +115,7 @@ class LocalFlow(ConfigFlow):
             host = f"[{host}]"
         if discovery_info.port not in (None, 80):
             host = f"{host}:{discovery_info.port}"
-        await self.async_set_unique_id(serial)
-        self._abort_if_unique_id_configured(updates={CONF_HOST: host})
+        await self._async_abort_if_known(serial, host)
         self._discovered_host = host
         self._discovered = HomeWizardDevice(
             product_type=product_type,
@@ -131,7 +143,6 @@ class LocalFlow(ConfigFlow):
                     return self._async_abort_wrong_device(device)
                 return self._async_create_local_entry(host, device)
             errors["base"] = error or "unknown"
-        self._set_confirm_only()
         return self.async_show_form(
             step_id="discovery_confirm",
             description_placeholders={

@@ -500,7 +500,7 @@ class ExternalReadingSensor(MeterHubSensor):
         external = coordinator.data[serial].reading.externals[external_key]
         unique_id = f"{external_device_id(external)}_{description.key}"
         super().__init__(coordinator, serial, description, unique_id, (created, external_key))
-        self._attr_device_info = external_device_info(serial, external)
+        self._attr_device_info = external_device_info(coordinator, serial, external)
 
     def _raw_value(self) -> Value | None:
         meter = self.coordinator.data.get(self.serial)
