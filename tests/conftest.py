@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
+import logging
 from typing import Any
 from unittest.mock import PropertyMock, patch
 
@@ -37,6 +38,34 @@ from simulator.iammeter import DEFAULT_START, VENDOR_EXAMPLE_LOGIN, FakeIamMeter
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load custom_components/meter_hub in every test."""
+
+
+class _UsageReports(logging.Handler):
+    """Home Assistant's reports of an integration's use of a deprecated or wrong API that name
+    Meter Hub ("Detected that custom integration 'meter_hub' ... will stop working in ...")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reports: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if f"integration '{DOMAIN}'" in message:
+            self.reports.append(message)
+
+
+@pytest.fixture(autouse=True)
+def no_usage_report_names_meter_hub() -> Iterator[None]:
+    """Fail every test in which Home Assistant reports Meter Hub's use of an API: each such
+    report names the release that stops supporting it."""
+    handler = _UsageReports()
+    logger = logging.getLogger("homeassistant.helpers.frame")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    assert handler.reports == []
 
 
 @pytest.fixture
