@@ -64,6 +64,7 @@ from simulator.iammeter import (
     vendor_example_account,
 )
 
+from .conftest import meter_device
 from .fault_records import CounterWatch, LogWatch, booked, describe
 
 LOCAL_POLL = timedelta(seconds=5)
@@ -206,8 +207,7 @@ def _other_device_never_lands(run: Run) -> list[str]:
         problems.append(f"the other device's readings reached the states: {landed}")
     if set(run.coordinator.data) != {PROFILES["HWE-P1"].device["serial"]}:
         problems.append(f"the coordinator holds {sorted(run.coordinator.data)}")
-    registry = dr.async_get(run.hass)
-    if registry.async_get_device({(DOMAIN, OTHER_SERIAL)}) is not None:
+    if meter_device(run.hass, OTHER_SERIAL) is not None:
         problems.append("the other device got a device in this entry")
     return problems
 
@@ -1493,7 +1493,7 @@ def _action(
     """An action call that must be refused before any cloud call or budget is spent."""
 
     async def attack(run: Run) -> list[str]:
-        device = dr.async_get(run.hass).async_get_device({(DOMAIN, SINGLE_SN)})
+        device = meter_device(run.hass, SINGLE_SN)
         assert device is not None
         context = Context()  # no user: Home Assistant itself (an automation)
         if not admin:

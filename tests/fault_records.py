@@ -77,9 +77,24 @@ def fault_record(request: pytest.FixtureRequest) -> Iterator[CaseRecord]:
 # --- logs ---------------------------------------------------------------------------------------
 
 
+def is_coordinator_full_error(record: logging.LogRecord) -> bool:
+    """Home Assistant's own DEBUG "Full error:" record after a failed update (2026.3 and later).
+
+    Its coordinator logs it, with the failure's traceback, on the logger it was given: ours. The
+    update failure itself is reported on its own; this record is Home Assistant's, not Meter Hub's.
+    """
+    return (
+        record.levelno == logging.DEBUG
+        and record.msg == "Full error:"
+        and Path(record.pathname).parts[-3:]
+        == ("homeassistant", "helpers", "update_coordinator.py")
+    )
+
+
 def is_traceback(record: logging.LogRecord) -> bool:
-    """Whether a log record carries a traceback (an exception or a stack)."""
-    return bool(
+    """Whether a log record carries a traceback (an exception or a stack) that is not Home
+    Assistant's debug record of a failed update."""
+    return not is_coordinator_full_error(record) and bool(
         record.exc_info
         or record.exc_text
         or record.stack_info

@@ -85,6 +85,7 @@ from .api.iammeter import (
     RateLimited,
     max_history_days,
 )
+from .compat import HAS_UNIT_CLASS
 from .const import (
     CLOUD_COUNTER_RESET,
     CLOUD_SCAN_INTERVAL,
@@ -139,11 +140,6 @@ SITE_FIELDS: Final[Mapping[str, tuple[str, str]]] = {
 
 STORAGE_VERSION: Final = 1
 HISTORY_KEY: HassKey[dict[str, HistoryManager]] = HassKey(f"{DOMAIN}_history")
-
-# HA 2025.10 added ``unit_class`` to StatisticMetaData and deprecated leaving it out; older
-# releases store the metadata as given and have no such column.
-_META_KEYS: Final = StatisticMetaData.__required_keys__ | StatisticMetaData.__optional_keys__
-HAS_UNIT_CLASS: Final = "unit_class" in _META_KEYS
 
 
 def _hour_floor(at: datetime) -> datetime:

@@ -653,7 +653,7 @@ class ExternalReadingSensor(MeterHubSensor):
         external = coordinator.data[serial].reading.externals[external_key]
         unique_id = external_unique_id(serial, external, description)
         super().__init__(coordinator, serial, description, unique_id, (created, external_key))
-        self._attr_device_info = external_device_info(serial, external)
+        self._attr_device_info = external_device_info(coordinator, serial, external)
 
     def _raw_value(self) -> Value | None:
         meter = self.coordinator.data.get(self.serial)
