@@ -67,6 +67,14 @@ async def _compile_until(hass: HomeAssistant, compiled: datetime, until: datetim
     return compiled
 
 
+def _forget_restored_states(hass: HomeAssistant) -> None:
+    """Drop the states Home Assistant would restore (kept by entity id, and from 2026.11 also
+    by entity registry id)."""
+    stored = restore_state.async_get(hass)
+    for name in ("last_states", "last_states_by_entity_id", "last_states_by_entity_registry_id"):
+        getattr(stored, name, {}).clear()
+
+
 async def _sum(hass: HomeAssistant, statistic_id: str) -> float:
     result = await get_instance(hass).async_add_executor_job(
         get_last_short_term_statistics, hass, 1, statistic_id, {statistic_id}, {"sum"}
@@ -91,8 +99,8 @@ async def test_the_recorded_sum_is_the_true_consumption(
     steps: list[tuple[str, int, float]],
 ) -> None:
     fault_record.checks += 1
-    # a device of its own: nothing restored from the entity of the example before (same id)
-    restore_state.async_get(hass).last_states.clear()
+    # a device of its own: nothing is restored from the entity of the example before
+    _forget_restored_states(hass)
     fake = FakeHomeWizard("HWE-P1")
     fake.device["serial"] = f"5c2fab{next(_numbers):06x}"
     true = float(fake.data["total_power_import_kwh"])

@@ -361,9 +361,10 @@ async def test_version_1_ids_migrate_keeping_entity_ids_and_names(
     gas_device = device_registry.async_get_or_create(
         config_entry_id=entry.entry_id,
         identifiers={(DOMAIN, f"gas_meter_{GAS_ID}")},
-        via_device=(DOMAIN, P1_SERIAL),
     )
-    device_registry.async_update_device(gas_device.id, name_by_user="Gas in the cellar")
+    device_registry.async_update_device(
+        gas_device.id, via_device_id=parent.id, name_by_user="Gas in the cellar"
+    )
     old = entity_registry.async_get_or_create(
         "sensor",
         DOMAIN,
