@@ -1955,6 +1955,13 @@ COUNTER_CASES: tuple[CounterCase, ...] = (
         polls=_script(_served(ERROR, RESTART, 0.0, SPIKE_KWH), _rising(2)),
     ),
     CounterCase(
+        # the counter stands (the other tariff, export at night) and is read all the while:
+        # 50 kWh were possible since the value was first read, not since it was last read
+        source="local",
+        name="spike-up-on-a-counter-that-stood-10-minutes",
+        polls=_script(_served(*[0.0] * 120, 50.0, relative=True), _rising(2)),
+    ),
+    CounterCase(
         source="local",
         name="slow-ramp-spoof",
         polls=_script(_ramp(20, 2.0), _rising(2)),  # 2 kWh per 5 s: 1.44 MW
@@ -1979,6 +1986,11 @@ COUNTER_CASES: tuple[CounterCase, ...] = (
         source="cloud",
         name="spike-up-1000-kwh-for-20-minutes",
         polls=_script(_served(*[1000.0] * 4, relative=True), _rising(2, 0.1)),
+    ),
+    CounterCase(
+        source="cloud",
+        name="spike-up-on-a-counter-that-stood-2-hours",
+        polls=_script(_served(*[0.0] * 24, 500.0, relative=True), _rising(2, 0.1)),
     ),
     CounterCase(
         source="cloud",

@@ -145,13 +145,38 @@ def test_a_long_too_high_series_is_judged_on_the_whole_time_after_an_hour() -> N
     assert guard.published == value
 
 
-def test_a_stale_value_then_a_catch_up_is_believed() -> None:
+def test_a_stale_value_then_a_catch_up_is_believed_once_confirmed() -> None:
     """A device repeats its last value for 10 minutes (a lost telegram), then catches up: the
-    time it repeated itself counts."""
+    time it repeated itself counts, once the catch-up is confirmed as a reset is (3 readings
+    over 60 s)."""
     guard = _guard()
     for n in range(1, 121):
         assert guard.accept(TRUE, 5.0 * n) == TRUE
-    assert guard.accept(TRUE + 5.0, 605.0) == TRUE + 5.0
+    assert guard.accept(TRUE + 5.0, 605.0) == TRUE
+    assert guard.accept(TRUE + 5.0, 635.0) == TRUE
+    assert guard.accept(TRUE + 5.01, 665.0) == TRUE + 5.01
+
+
+def test_a_glitch_on_a_counter_that_stood_still_is_never_published() -> None:
+    """An idle counter (the other tariff, export at night) is read again and again: a one-poll
+    spike is judged on the time since the last reading, not since the value was first read."""
+    guard = _guard()
+    for n in range(1, 8641):  # 12 hours at 5 s, the counter standing still
+        assert guard.accept(TRUE, 5.0 * n) == TRUE
+    assert guard.accept(TRUE + 1000.0, 43_205.0) == TRUE  # possible in 12 h, not in 5 s
+    assert guard.accept(TRUE, 43_210.0) == TRUE
+    assert guard.accept(TRUE + 1000.0, 43_215.0) == TRUE  # twice, not confirmed
+    assert guard.accept(TRUE + 0.01, 43_220.0) == TRUE + 0.01
+
+
+def test_the_confirmation_of_a_reading_survives_a_restart() -> None:
+    guard = CounterGuard("counter", ELECTRICITY, LOCAL_COUNTER_RESET)
+    guard.restore(TRUE, 0.0, 43_200.0)  # first read 12 hours before it was last read
+    assert guard.accept(TRUE + 1000.0, 43_205.0) == TRUE
+    # the time Home Assistant was stopped counts: an hour, 400 kWh at most
+    guard = CounterGuard("counter", ELECTRICITY, LOCAL_COUNTER_RESET)
+    guard.restore(TRUE, 0.0, 43_200.0)
+    assert guard.accept(TRUE + 300.0, 46_800.0) == TRUE + 300.0
 
 
 def test_a_spike_after_an_outage_is_judged_on_the_whole_time() -> None:
@@ -198,7 +223,7 @@ def test_a_return_to_the_level_ends_a_hold(caplog: pytest.LogCaptureFixture) -> 
     assert guard.accept(SPIKE, 25.0) == TRUE
     assert guard.accept(SPIKE + 1, 30.0) == TRUE
     assert _records(caplog, logging.WARNING) == [
-        "counter rose faster than possible in 25 s from 15234.567 to 1015234.567: "
+        "counter rose faster than possible in 5 s from 15234.567 to 1015234.567: "
         "holding 15234.567 until it is confirmed or back"
     ]
 

@@ -4,14 +4,18 @@ Home Assistant books every rise of a ``total_increasing`` sensor as consumption,
 drop as a meter reset that books the whole new value again. So a counter value is published
 only when it is plausible against the last published one:
 
-* **Rise**: at most what the meter could physically have measured since the last published
-  value (``RiseBound``: a generous maximum rate per quantity, times the elapsed time, plus a
-  small allowance for resolution and timing), counted from the time the published value was
-  first read. A faster rise is held back. Time keeps running while the source is down or repeats
-  the same value, so a real catch-up after an outage becomes plausible by itself. The time a
-  too-high series keeps being *seen* counts only after an hour (``HIGH_SERIES_RELEASE_S``): a
-  spike that persists, or a spoof that climbs on from it, stays held that long, and then until
-  the meter could have counted that much (104 days for a spike of 1,000,000 kWh).
+* **Rise**: at most what the meter could physically have measured (``RiseBound``: a generous
+  maximum rate per quantity, times the elapsed time, plus a small allowance for resolution and
+  timing). A rise that fits the time since the published value was last *confirmed* (read again,
+  or published) is published at once; time without readings (an outage, a restart) counts, so a
+  real catch-up after an outage is believed at once. A rise that fits only the time since the
+  published value was *first* read (a device that repeated a stale value, then catches up) must
+  be confirmed like a reset: seen in ``ResetRule.polls`` consistent readings over
+  ``ResetRule.seconds``; a single glitch on a counter that stood still is never published. A
+  faster rise is held back. The time a too-high series keeps being *seen* counts only after an
+  hour (``HIGH_SERIES_RELEASE_S``): a spike that persists, or a spoof that climbs on from it,
+  stays held that long, and then until the meter could have counted that much (104 days for a
+  spike of 1,000,000 kWh).
 * **Drop**: held back; accepted as a reset (a replaced meter) only once the lower series has
   been *observed* in ``ResetRule.polls`` readings spanning ``ResetRule.seconds``. Only time
   between two consecutive readings that both showed a self-consistent lower series counts: a
@@ -90,13 +94,19 @@ def rise_bound(device_class: str | None, unit: str | None) -> RiseBound:
     return DEFAULT
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _HighSeries:
-    """The last reading held back as too high, and when the series it continues began."""
+    """Readings held back as too high.
+
+    The last one, when the series began, how often it was seen and for how long (the time
+    between consecutive readings of the series).
+    """
 
     value: float
     at: float
     since: float
+    polls: int = 1
+    observed: float = 0.0
 
 
 @dataclass(slots=True)
@@ -120,6 +130,7 @@ class CounterGuard:
         "_lower",
         "_name",
         "_rule",
+        "confirmed_at",
         "published",
         "published_at",
     )
@@ -130,21 +141,25 @@ class CounterGuard:
         self._bound = bound
         self._rule = rule
         self.published: float | None = None
-        # When the published value was first read (None: unknown).
+        # When the published value was first read, and last read or published (None: unknown).
         self.published_at: float | None = None
+        self.confirmed_at: float | None = None
         self._held: float | None = None  # the value held back, while a hold lasts
         self._logged = False  # whether the hold was logged at WARNING
         self._lower: _LowerSeries | None = None
         self._high: _HighSeries | None = None
 
-    def restore(self, value: float, at: float | None) -> None:
-        """Start from ``value``, published at ``at`` before a restart (None: time unknown).
+    def restore(self, value: float, at: float | None, confirmed_at: float | None = None) -> None:
+        """Start from ``value`` as before a restart (times None: unknown).
+
+        It was first read at ``at`` and last read at ``confirmed_at`` (default: ``at``).
 
         With the time unknown (data of an older release) the first rise is taken as it comes,
         as that release did; drops are guarded all the same.
         """
         if self.published is None:
             self.published, self.published_at = value, at
+            self.confirmed_at = at if confirmed_at is None else confirmed_at
 
     def interrupt(self) -> None:
         """A poll without a reading: an observed lower or too-high series starts again."""
@@ -159,30 +174,42 @@ class CounterGuard:
         if value < published:
             return self._observe_lower(value, now, published)
         if value == published:
-            # The same value again says nothing about how fast the meter counts: the time since
-            # it was first read keeps counting (a device that repeated a stale value, then
-            # catches up, is believed).
+            # The same value again confirms it. The time since it was first read keeps counting
+            # too: a device that repeated a stale value, then catches up, is believed once the
+            # catch-up is confirmed.
             self._end_hold(value)
             self._lower = None
+            self.confirmed_at = now
             return published
-        elapsed = None if self.published_at is None else now - self.published_at
-        since = now
+        rise = value - published
         if (
             high is not None
             and value >= high.value
             and self._bound.allows(value - high.value, now - high.at)
         ):
-            # It continues a series held back as too high: the time that series has been seen
-            # does not make it plausible (a spike that persists, or climbs on), for an hour.
-            since = high.since
-            if self.published_at is not None and now - since < HIGH_SERIES_RELEASE_S:
-                elapsed = since - self.published_at
-        if self._bound.allows(value - published, elapsed):
+            high.polls += 1
+            high.observed += now - high.at
+            high.value, high.at = value, now
+        else:
+            high = _HighSeries(value, now, now)
+        # The time a series held back as too high keeps being seen does not make it plausible
+        # (a spike that persists, or climbs on), for an hour.
+        start = high.since if now - high.since < HIGH_SERIES_RELEASE_S else now
+        if self.confirmed_at is None or self._bound.allows(rise, start - self.confirmed_at):
             self._end_hold(value)
             return self._publish(value, now)
-        self._hold(published, value, f"rose faster than possible in {elapsed:.0f} s")
+        # Plausible only since the value was first read (a stale spell, then a catch-up):
+        # published once the series is confirmed, as a reset is.
+        elapsed = None if self.published_at is None else start - self.published_at
+        confirmed = high.polls >= self._rule.polls and high.observed >= self._rule.seconds
+        if confirmed and self._bound.allows(rise, elapsed):
+            self._end_hold(value)
+            return self._publish(value, now)
+        self._hold(
+            published, value, f"rose faster than possible in {start - self.confirmed_at:.0f} s"
+        )
         self._lower = None
-        self._high = _HighSeries(value, now, since)
+        self._high = high
         return published
 
     def _end_hold(self, value: float) -> None:
@@ -239,7 +266,8 @@ class CounterGuard:
         self._held = value
 
     def _publish(self, value: float, now: float) -> float:
-        self.published, self.published_at = value, now
+        self.published = value
+        self.published_at = self.confirmed_at = now
         self._held = self._lower = self._high = None
         self._logged = False
         return value

@@ -68,10 +68,16 @@ class CounterStoredData(SensorExtraStoredData):
 
     guard_value: float | None
     guard_at: float | None
+    guard_confirmed_at: float | None
 
     def as_dict(self) -> dict[str, Any]:
         """The sensor's data with the guard's reference."""
-        return {**super().as_dict(), GUARD_KEY: {"value": self.guard_value, "at": self.guard_at}}
+        reference = {
+            "value": self.guard_value,
+            "at": self.guard_at,
+            "confirmed_at": self.guard_confirmed_at,
+        }
+        return {**super().as_dict(), GUARD_KEY: reference}
 
 
 def _number(text: str) -> float | None:
@@ -562,8 +568,13 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
         reference = stored.get(GUARD_KEY)
         if isinstance(reference, dict):
             value, at = reference.get("value"), reference.get("at")
-            if isinstance(value, int | float) and isinstance(at, int | float | None):
-                guard.restore(value, at)
+            confirmed_at = reference.get("confirmed_at")
+            if (
+                isinstance(value, int | float)
+                and isinstance(at, int | float | None)
+                and isinstance(confirmed_at, int | float | None)
+            ):
+                guard.restore(value, at, confirmed_at)
             return
         value = stored.get("native_value")
         if not isinstance(value, int | float) and (last := await self.async_get_last_state()):
@@ -582,6 +593,7 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
             data.native_unit_of_measurement,
             self._guard.published,
             self._guard.published_at,
+            self._guard.confirmed_at,
         )
 
     async def async_will_remove_from_hass(self) -> None:
