@@ -75,7 +75,9 @@ def test_strings_json_is_en_json() -> None:
 @pytest.mark.parametrize("language", SHIPPED)
 def test_language_matches_en_json(language: str) -> None:
     """Every key of en.json, no other key, and each string with the placeholders of en.json."""
-    assert differences(load(TRANSLATIONS / "en.json"), load(TRANSLATIONS / f"{language}.json")) == []
+    assert (
+        differences(load(TRANSLATIONS / "en.json"), load(TRANSLATIONS / f"{language}.json")) == []
+    )
 
 
 def test_differences_catch_each_defect() -> None:
