@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
+import logging
 from typing import Any
 from unittest.mock import PropertyMock, patch
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
@@ -38,6 +40,44 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load custom_components/meter_hub in every test."""
 
 
+@pytest.fixture(autouse=True)
+def quiet_sqlalchemy() -> Iterator[None]:
+    """The recorder's database plugin logs every SQL statement (at INFO): thousands, and slow."""
+    logger = logging.getLogger("sqlalchemy.engine")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)
+
+
+class _UsageReports(logging.Handler):
+    """Home Assistant's reports of an integration's use of a deprecated or wrong API that name
+    Meter Hub ("Detected that custom integration 'meter_hub' ... will stop working in ...")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reports: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if f"integration '{DOMAIN}'" in message:
+            self.reports.append(message)
+
+
+@pytest.fixture(autouse=True)
+def no_usage_report_names_meter_hub() -> Iterator[None]:
+    """Fail every test in which Home Assistant reports Meter Hub's use of an API: each such
+    report names the release that stops supporting it."""
+    handler = _UsageReports()
+    logger = logging.getLogger("homeassistant.helpers.frame")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    assert handler.reports == []
+
+
 @pytest.fixture
 def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
     """Snapshots in tests/snapshots on both legs (the oldest plugin release falls back to syrupy's
@@ -54,6 +94,24 @@ def entity_registry_enabled_by_default() -> Iterator[None]:
         return_value=True,
     ):
         yield
+
+
+def meter_device(hass: HomeAssistant, identifier: str) -> dr.DeviceEntry | None:
+    """Meter Hub's device with ``identifier`` (a serial or an external meter's id), if any.
+
+    The same on every leg: Home Assistant 2026.9 refuses ``DeviceRegistry.async_get_device`` when
+    test code calls it (identifiers are unique within a config entry only), and the lookups that
+    replace it do not exist before 2026.8; the devices of each entry are listed alike everywhere.
+    """
+    registry = dr.async_get(hass)
+    found = {
+        device.id: device
+        for entry in hass.config_entries.async_entries(DOMAIN)
+        for device in dr.async_entries_for_config_entry(registry, entry.entry_id)
+        if (DOMAIN, identifier) in device.identifiers
+    }
+    assert len(found) <= 1, f"{len(found)} devices have the identifier {identifier}"
+    return next(iter(found.values()), None)
 
 
 @pytest.fixture

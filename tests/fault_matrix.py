@@ -20,14 +20,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 import copy
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from fnmatch import fnmatch
 from ipaddress import ip_address
 import json
 import math
 import tracemalloc
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import aiohttp
 from freezegun.api import FrozenDateTimeFactory
@@ -45,6 +45,14 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from custom_components.meter_hub.api.model import MAX_EXTERNAL_METERS
 from custom_components.meter_hub.cloud_coordinator import POLL_MARGIN, CloudCoordinator
 from custom_components.meter_hub.const import CLOUD_SCAN_INTERVAL, CLOUD_STALE_AFTER, DOMAIN
+from custom_components.meter_hub.counter_guard import CounterGuard, rise_bound
+from custom_components.meter_hub.history import (
+    HISTORY_COUNTER_RESET,
+    Sample,
+    SampleSeries,
+    StatRow,
+    plan_backfill,
+)
 from simulator import hostile
 from simulator.homewizard import PROFILES, FakeHomeWizard
 from simulator.iammeter import (
@@ -56,7 +64,8 @@ from simulator.iammeter import (
     vendor_example_account,
 )
 
-from .fault_records import CounterWatch, LogWatch, describe
+from .conftest import meter_device
+from .fault_records import CounterWatch, LogWatch, booked, describe
 
 LOCAL_POLL = timedelta(seconds=5)
 CLOUD_POLL = CLOUD_SCAN_INTERVAL + POLL_MARGIN
@@ -129,6 +138,8 @@ class FaultCase:
     check: Check | None = None  # more checks, after the recovery
     back: Check | None = None  # what else must be back for the case to have recovered
     lines: int | None = None  # log lines when it goes bad and when it recovers (None: by outage)
+    # counters the counter guard holds back meanwhile: one log line each going bad and back
+    held: int = 0
 
     @property
     def id(self) -> str:
@@ -196,8 +207,7 @@ def _other_device_never_lands(run: Run) -> list[str]:
         problems.append(f"the other device's readings reached the states: {landed}")
     if set(run.coordinator.data) != {PROFILES["HWE-P1"].device["serial"]}:
         problems.append(f"the coordinator holds {sorted(run.coordinator.data)}")
-    registry = dr.async_get(run.hass)
-    if registry.async_get_device({(DOMAIN, OTHER_SERIAL)}) is not None:
+    if meter_device(run.hass, OTHER_SERIAL) is not None:
         problems.append("the other device got a device in this entry")
     return problems
 
@@ -1059,6 +1069,7 @@ CLOUD_CASES: tuple[FaultCase, ...] = (
         outage=Outage.PARTIAL,
         unavailable=(f"sensor.iammeter_{THREE_SN.lower()}_*_phase_[123]",),
         polls=1,
+        held=2,  # the import and export totals
     ),
     FaultCase(
         source="cloud",
@@ -1482,7 +1493,7 @@ def _action(
     """An action call that must be refused before any cloud call or budget is spent."""
 
     async def attack(run: Run) -> list[str]:
-        device = dr.async_get(run.hass).async_get_device({(DOMAIN, SINGLE_SN)})
+        device = meter_device(run.hass, SINGLE_SN)
         assert device is not None
         context = Context()  # no user: Home Assistant itself (an automation)
         if not admin:
@@ -1771,7 +1782,7 @@ async def run_case(case: FaultCase, run: Run) -> Outcome:
     outcome.bad_lines = len(bad)
     expected_lines = case.lines
     if expected_lines is None:
-        expected_lines = 1 if case.outage is Outage.SOURCE else 0
+        expected_lines = (1 if case.outage is Outage.SOURCE else 0) + case.held
     if len(bad) != expected_lines:
         problems.append(f"{len(bad)} log lines when it went bad: {describe(bad)}")
 
@@ -1821,3 +1832,304 @@ async def run_case(case: FaultCase, run: Run) -> Outcome:
         problems.extend(case.check(run))
     unsub()
     return outcome
+
+
+# --- counters (issue 13): a true counter, and what the source serves instead --------------------
+#
+# Each counter case scripts the polls of one import counter: the meter's true value and what the
+# source answers (the value, a glitch, nothing, an error) or a restart of Home Assistant. The
+# figure is the phantom energy: what the recorder's sum books from the published states beyond
+# the true consumption. It must be 0.
+
+
+ERROR: Final = "error"  # the source fails (local: HTTP 500; cloud: HTTP 500, the reading kept)
+MISSING: Final = "missing"  # the answer lacks the counter
+RESTART: Final = "restart"  # Home Assistant restarts (the entry is reloaded) into the next poll
+SPIKE_KWH: Final = 1_000_000.0
+
+
+@dataclass(frozen=True)
+class CounterPoll:
+    """One poll: the meter's true counter (kWh), what the source serves, the time before it."""
+
+    true: float
+    served: float | str
+    wait: timedelta | None = None  # default: the source's poll interval
+
+
+@dataclass(frozen=True, kw_only=True)
+class CounterCase:
+    """A scripted counter; ``replaced``: the meter is replaced and the new one must show."""
+
+    source: Literal["local", "cloud"]
+    name: str
+    polls: Callable[[float], list[CounterPoll]]  # from the counter's value before the case
+    replaced: bool = False
+
+    @property
+    def id(self) -> str:
+        """The case id (pytest id and record name)."""
+        return f"{self.source}-counter-{self.name}"
+
+
+def _ok(true: float, wait: timedelta | None = None) -> CounterPoll:
+    return CounterPoll(true, true, wait)
+
+
+def _script(*polls: Callable[[float], list[CounterPoll]]) -> Callable[[float], list[CounterPoll]]:
+    """Script parts one after the other, each from the true counter the one before left."""
+
+    def script(start: float) -> list[CounterPoll]:
+        made: list[CounterPoll] = []
+        for part in polls:
+            made += part(made[-1].true if made else start)
+        return made
+
+    return script
+
+
+def _rising(count: int, kwh: float = 0.001) -> Callable[[float], list[CounterPoll]]:
+    """``count`` good polls, the counter rising by ``kwh`` each."""
+    return lambda start: [_ok(round(start + (n + 1) * kwh, 3)) for n in range(count)]
+
+
+def _served(*served: float | str, relative: bool = False) -> Callable[[float], list[CounterPoll]]:
+    """Polls that serve ``served`` (added to the true value if ``relative``) while it stands."""
+    return lambda start: [
+        CounterPoll(start, start + s if relative and isinstance(s, float) else s) for s in served
+    ]
+
+
+def _ramp(count: int, kwh: float) -> Callable[[float], list[CounterPoll]]:
+    """A spoof that climbs ``kwh`` per poll from the true value, which stands."""
+    return lambda start: [CounterPoll(start, round(start + (n + 1) * kwh, 3)) for n in range(count)]
+
+
+def _new_meter(count: int) -> Callable[[float], list[CounterPoll]]:
+    """The meter is replaced: a new one from 0, rising 0.001 kWh per poll."""
+    return lambda _start: [_ok(round((n + 1) * 0.001, 3)) for n in range(count)]
+
+
+def _outage_catch_up(hours: float, kwh: float) -> Callable[[float], list[CounterPoll]]:
+    """The source fails for ``hours`` while ``kwh`` are used; then it answers again."""
+    return lambda start: [
+        CounterPoll(start, ERROR),
+        CounterPoll(round(start + kwh, 3), round(start + kwh, 3), timedelta(hours=hours)),
+    ]
+
+
+LOCAL_GLITCH_OUTAGE = 14  # polls of 5 s: 70 s
+COUNTER_CASES: tuple[CounterCase, ...] = (
+    CounterCase(
+        source="local",
+        name="spike-up-once",
+        polls=_script(_served(SPIKE_KWH, relative=True), _rising(2)),
+    ),
+    CounterCase(
+        source="local",
+        name="spike-up-for-a-minute",
+        polls=_script(_served(*[SPIKE_KWH] * 13, relative=True), _rising(2)),
+    ),
+    CounterCase(
+        source="local",
+        name="spike-up-1-kwh-for-a-minute",
+        polls=_script(_served(*[1.0] * 13, relative=True), _rising(2)),
+    ),
+    CounterCase(source="local", name="spike-down-to-0", polls=_script(_served(0.0), _rising(2))),
+    CounterCase(
+        source="local",
+        name="glitch-outage-glitch",
+        polls=_script(
+            _served(0.0, *[ERROR] * LOCAL_GLITCH_OUTAGE, 0.0, 0.0),
+            _rising(2),
+        ),
+    ),
+    CounterCase(
+        source="local",
+        name="glitch-missing-glitch",
+        polls=_script(_served(0.0, *[MISSING] * LOCAL_GLITCH_OUTAGE, 0.0), _rising(2)),
+    ),
+    CounterCase(
+        source="local",
+        name="restart-while-unavailable-then-glitch",
+        polls=_script(_served(ERROR, RESTART, 0.0, SPIKE_KWH), _rising(2)),
+    ),
+    CounterCase(
+        source="local",
+        name="slow-ramp-spoof",
+        polls=_script(_ramp(20, 2.0), _rising(2)),  # 2 kWh per 5 s: 1.44 MW
+    ),
+    CounterCase(
+        source="local",
+        name="catch-up-after-an-hour-outage",
+        polls=_script(_outage_catch_up(1, 5.0), _rising(2)),
+    ),
+    CounterCase(
+        source="local",
+        name="meter-replaced",
+        polls=_script(_rising(1), _new_meter(14)),
+        replaced=True,
+    ),
+    CounterCase(
+        source="cloud",
+        name="spike-up-once",
+        polls=_script(_served(SPIKE_KWH, relative=True), _rising(2, 0.1)),
+    ),
+    CounterCase(
+        source="cloud",
+        name="spike-up-1000-kwh-for-20-minutes",
+        polls=_script(_served(*[1000.0] * 4, relative=True), _rising(2, 0.1)),
+    ),
+    CounterCase(
+        source="cloud",
+        name="two-low-answers",
+        polls=_script(_served(0.095, 0.095), _rising(2, 0.1)),
+    ),
+    CounterCase(
+        source="cloud",
+        name="low-error-low",
+        polls=_script(_served(0.095, ERROR, 0.095, 0.095), _rising(2, 0.1)),
+    ),
+    CounterCase(
+        source="cloud",
+        name="low-missing-low",
+        polls=_script(_served(0.095, MISSING, 0.095, 0.095), _rising(2, 0.1)),
+    ),
+    CounterCase(
+        source="cloud",
+        name="restart-then-glitch",
+        polls=_script(_served(RESTART, 0.0, SPIKE_KWH), _rising(2, 0.1)),
+    ),
+    CounterCase(
+        source="cloud",
+        name="meter-replaced",
+        polls=_script(_rising(1, 0.1), _new_meter(3)),
+        replaced=True,
+    ),
+)
+LOCAL_COUNTER_CASES = tuple(case for case in COUNTER_CASES if case.source == "local")
+CLOUD_COUNTER_CASES = tuple(case for case in COUNTER_CASES if case.source == "cloud")
+COUNTER_ENTITY: Final = {"local": IMPORT, "cloud": _cloud_sensor(SINGLE_SN, "energy_import")}
+
+
+def _true_counter(run: Run) -> float:
+    """The import counter the source serves before the case."""
+    if run.cloud is None:
+        return float(run.fake.data["total_power_import_kwh"])
+    payload: list[dict[str, Any]] = run.coordinator.client.last_meters_payload
+    return float(_meter(payload, SINGLE_SN)["values"][3])
+
+
+async def _serve_counter(run: Run, served: float | str, payload: object) -> None:
+    """Make the source answer ``served`` at the next poll."""
+    if run.cloud is None:
+        fake = run.fake
+        fake.status = 500 if served == ERROR else None
+        if served == MISSING:
+            fake.data.pop("total_power_import_kwh", None)
+        elif isinstance(served, float):
+            fake.data["total_power_import_kwh"] = served
+        return
+    if served == ERROR:
+        run.cloud_fake.inject_fault(1, status=500, endpoint="metersdata")
+        return
+    data = copy.deepcopy(payload)
+    assert isinstance(data, list)
+    _meter(data, SINGLE_SN)["values"][3] = None if served == MISSING else served
+    run.cloud_fake.inject_fault(1, endpoint="metersdata", body=_answer(data))
+
+
+async def _restart(run: Run) -> None:
+    """Home Assistant restarts: the entities store their data, the entry starts again."""
+    assert await run.hass.config_entries.async_reload(run.entry.entry_id)
+    await run.hass.async_block_till_done(wait_background_tasks=True)
+
+
+@dataclass
+class CounterOutcome:
+    """What a counter case found."""
+
+    phantom_kwh: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+async def run_counter_case(case: CounterCase, run: Run) -> CounterOutcome:
+    """Serve the script, poll, and compare what was booked with what the meter measured."""
+    outcome = CounterOutcome()
+    entity_id = COUNTER_ENTITY[case.source]
+    start = _true_counter(run)
+    payload = run.coordinator.client.last_meters_payload if run.cloud is not None else None
+    interval = LOCAL_POLL if run.cloud is None else CLOUD_POLL
+    polls = case.polls(start)
+    true_states = [start] + [poll.true for poll in polls]
+    for index, poll in enumerate(polls):
+        if poll.served == RESTART:
+            if run.cloud is None:
+                # the device is read at the start (the cloud's stored reading is used instead)
+                await _serve_counter(run, polls[index + 1].served, payload)
+            await _restart(run)
+            continue
+        await _serve_counter(run, poll.served, payload)
+        await _tick(run, poll.wait or interval)
+    if run.homewizard is not None:
+        run.fake.status = None
+    published = run.counters.published.get(entity_id, [])
+    state = run.hass.states.get(entity_id)
+    outcome.phantom_kwh = booked(published) - booked(true_states)
+    if abs(outcome.phantom_kwh) > 0.001:
+        outcome.problems.append(
+            f"booked {booked(published):.3f} kWh for {booked(true_states):.3f} used: "
+            f"published {published[:8]}"
+        )
+    if state is None or state.state != str(true_states[-1]):
+        outcome.problems.append(
+            f"{entity_id} is {state.state if state else None} at the end, the meter "
+            f"{true_states[-1]}" + (" (replaced)" if case.replaced else "")
+        )
+    return outcome
+
+
+# --- the history backfill (issue 13): glitched 5-minute samples --------------------------------
+
+HISTORY_START: Final = datetime(2024, 5, 5, tzinfo=UTC)
+HISTORY_HOURS: Final = 4
+# sample index -> what the history holds there instead of the true counter
+BACKFILL_GLITCHES: Final[dict[str, dict[int, float]]] = {
+    "spike-up": {20: 1_015_234.567},
+    "spike-up-twice": {20: 1_015_234.567, 21: 1_015_234.567},
+    "spike-down": {20: 0.0},
+    "spike-down-twice": {20: 0.0, 21: 0.0},
+    "spike-then-dip": {20: 1_015_234.567, 30: 0.0},
+    "ramp-spoof": {n: 10.0 + (n - 19) * 50.0 for n in range(20, 30)},  # 600 kW
+}
+
+
+def backfill_phantom(glitches: dict[int, float]) -> float:
+    """The energy a backfill of a glitched history books beyond that of the true history."""
+    period = timedelta(minutes=5)
+    hour = timedelta(hours=1)
+    true = [
+        Sample(HISTORY_START + n * period, round(10.0 + n * 0.1, 3))
+        for n in range(12 * HISTORY_HOURS)
+    ]
+    glitched = [Sample(s.at, glitches.get(n, s.value)) for n, s in enumerate(true)]
+    rows = [
+        StatRow(HISTORY_START - hour, 9.9, 100.0),
+        StatRow(HISTORY_START + 3 * hour, 14.7, 104.8),
+    ]
+
+    def new_guard() -> CounterGuard:
+        return CounterGuard("history", rise_bound(None, "kWh"), HISTORY_COUNTER_RESET)
+
+    def total(samples: list[Sample]) -> float:
+        plan = plan_backfill(
+            rows,
+            SampleSeries(samples),
+            HISTORY_START,
+            HISTORY_START + 3 * hour,
+            0.01,
+            new_guard=new_guard,
+        )
+        return plan.rows[-1].sum + sum(difference for _, difference in plan.adjustments)
+
+    return total(glitched) - total(true)

@@ -32,7 +32,7 @@ from homeassistant.helpers import device_registry as dr, entity_registry as er
 
 from custom_components.meter_hub.api.iammeter import parse_meters_data
 from custom_components.meter_hub.cloud_coordinator import POLL_MARGIN, CloudCoordinator
-from custom_components.meter_hub.const import CLOUD_SCAN_INTERVAL, DOMAIN
+from custom_components.meter_hub.const import CLOUD_SCAN_INTERVAL
 from simulator.iammeter import (
     DEMO_LOGIN,
     FakeIamMeterCloud,
@@ -41,7 +41,7 @@ from simulator.iammeter import (
     vendor_example_account,
 )
 
-from .conftest import async_poll, async_setup_cloud
+from .conftest import async_poll, async_setup_cloud, meter_device
 
 FIXTURES = Path(__file__).parent / "fixtures" / "iammeter"
 VENDOR_METERSDATA = (FIXTURES / "metersdata.json").read_bytes()
@@ -104,7 +104,7 @@ def assert_sensors(hass: HomeAssistant, sn: str, expected: dict[str, str]) -> No
 
 
 def assert_device(hass: HomeAssistant, sn: str, model: str | None) -> dr.DeviceEntry:
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, sn)})
+    device = meter_device(hass, sn)
     assert device is not None, sn
     assert (device.manufacturer, device.model, device.serial_number, device.name) == (
         "IAMMETER",
@@ -461,7 +461,7 @@ async def test_removed_meter_loses_its_device(
     registry = dr.async_get(hass)
 
     def device() -> dr.DeviceEntry | None:
-        return registry.async_get_device(identifiers={(DOMAIN, "10A5C0DE")})
+        return meter_device(hass, "10A5C0DE")
 
     for _ in range(6):
         await async_poll(hass, freezer, 60)

@@ -17,13 +17,28 @@ from simulator.homewizard import FakeHomeWizard
 from simulator.iammeter import VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud
 
 from .conftest import async_setup_cloud, async_setup_local
-from .fault_matrix import CASES, CLOUD_CASES, LOCAL_CASES, REQUIRED, FaultCase, Run, run_case
+from .fault_matrix import (
+    BACKFILL_GLITCHES,
+    CASES,
+    CLOUD_CASES,
+    CLOUD_COUNTER_CASES,
+    LOCAL_CASES,
+    LOCAL_COUNTER_CASES,
+    REQUIRED,
+    CounterCase,
+    FaultCase,
+    Run,
+    backfill_phantom,
+    run_case,
+    run_counter_case,
+)
 from .fault_records import (
     MAX_LOOP_STALL,
     CaseRecord,
     CounterWatch,
     LogWatch,
     LoopStallWatch,
+    booked,
     describe,
     fault_record,
     record_text,
@@ -44,7 +59,10 @@ def test_the_matrix_covers_every_fault_of_the_issue() -> None:
     assert len({case.id for case in CASES}) == len(CASES)
 
 
-async def _finish(case: FaultCase, run: Run, record: CaseRecord) -> None:
+async def _finish(case: FaultCase | CounterCase, run: Run, record: CaseRecord) -> None:
+    if isinstance(case, CounterCase):
+        await _finish_counter(case, run, record)
+        return
     with LoopStallWatch() as stall:
         outcome = await run_case(case, run)
     record.loop_stall_s = stall.longest
@@ -61,6 +79,14 @@ async def _finish(case: FaultCase, run: Run, record: CaseRecord) -> None:
     secrets = _secrets(run)
     record.secrets_found = len(secrets)
     record.notes = outcome.problems
+    if run.homewizard is not None:
+        # The fake device's counters stand still during these cases: all booking is phantom.
+        record.phantom_kwh = sum(
+            booked(states)
+            for entity_id, states in run.counters.published.items()
+            if run.hass.states.get(entity_id) is not None
+            and run.hass.states.get(entity_id).attributes.get("unit_of_measurement") == "kWh"
+        )
     record.completed = True
 
     assert describe(tracebacks) == []
@@ -88,14 +114,14 @@ def _watch_counters(hass: HomeAssistant, logs: LogWatch) -> CounterWatch:
     return counters
 
 
-@pytest.mark.parametrize("case", LOCAL_CASES, ids=lambda case: case.id)
+@pytest.mark.parametrize("case", [*LOCAL_CASES, *LOCAL_COUNTER_CASES], ids=lambda case: case.id)
 async def test_local_fault(
     hass: HomeAssistant,
     homewizard: FakeHomeWizard,
     freezer: FrozenDateTimeFactory,
     caplog: pytest.LogCaptureFixture,
     fault_record: CaseRecord,
-    case: FaultCase,
+    case: FaultCase | CounterCase,
 ) -> None:
     fault_record.case = case.id
     logs = LogWatch(caplog)
@@ -113,14 +139,14 @@ async def test_local_fault(
     await _finish(case, run, fault_record)
 
 
-@pytest.mark.parametrize("case", CLOUD_CASES, ids=lambda case: case.id)
+@pytest.mark.parametrize("case", [*CLOUD_CASES, *CLOUD_COUNTER_CASES], ids=lambda case: case.id)
 async def test_cloud_fault(
     hass: HomeAssistant,
     cloud: FakeIamMeterCloud,
     freezer: FrozenDateTimeFactory,
     caplog: pytest.LogCaptureFixture,
     fault_record: CaseRecord,
-    case: FaultCase,
+    case: FaultCase | CounterCase,
 ) -> None:
     fault_record.case = case.id
     logs = LogWatch(caplog)
@@ -136,3 +162,38 @@ async def test_cloud_fault(
         cloud=cloud,
     )
     await _finish(case, run, fault_record)
+
+
+async def _finish_counter(case: CounterCase, run: Run, record: CaseRecord) -> None:
+    with LoopStallWatch() as stall:
+        outcome = await run_counter_case(case, run)
+    record.loop_stall_s = stall.longest
+    run.counters.stop()
+    tracebacks = run.logs.tracebacks()
+    record.tracebacks = len(tracebacks)
+    record.counter_regressions = len(run.counters.regressions)
+    record.accepted_resets = len(run.counters.resets)
+    record.phantom_kwh = max(outcome.phantom_kwh, 0.0)
+    record.recovered = not outcome.problems
+    record.checks = len(run.counters.published)
+    record.notes = outcome.problems
+    record.completed = True
+
+    assert describe(tracebacks) == []
+    assert run.counters.regressions == []
+    assert len(run.counters.resets) == int(case.replaced)
+    assert outcome.problems == []
+    assert stall.longest < MAX_LOOP_STALL, stall.longest_callback
+
+
+@pytest.mark.parametrize("name", BACKFILL_GLITCHES)
+def test_backfill_counter_fault(fault_record: CaseRecord, name: str) -> None:
+    """Glitched samples of the cloud's 5-minute history: the backfill books what the true
+    history books, no more."""
+    fault_record.case = f"history-counter-{name}"
+    phantom = backfill_phantom(BACKFILL_GLITCHES[name])
+    fault_record.phantom_kwh = max(phantom, 0.0)
+    fault_record.checks = 1
+    fault_record.recovered = abs(phantom) <= 0.001
+    fault_record.completed = True
+    assert phantom == pytest.approx(0.0, abs=0.001)

@@ -9,11 +9,10 @@ meter's own counters.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 import itertools
-import logging
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -51,7 +50,9 @@ from custom_components.meter_hub.const import (
     DOMAIN,
     SOURCE_CLOUD,
 )
+from custom_components.meter_hub.counter_guard import CounterGuard, rise_bound
 from custom_components.meter_hub.history import (
+    HISTORY_COUNTER_RESET,
     HISTORY_KEY,
     AccountClock,
     CounterTrack,
@@ -98,16 +99,6 @@ def make_account() -> FakeAccount:
         places=[FakePlace(int(PLACE), GRID_SN, solar_sn=SOLAR_SN)],
         utc_offset=OFFSET,
     )
-
-
-@pytest.fixture(autouse=True)
-def quiet_sqlalchemy() -> Iterator[None]:
-    """The plugin logs every SQL statement (at INFO): thousands here, and slow."""
-    logger = logging.getLogger("sqlalchemy.engine")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    yield
-    logger.setLevel(level)
 
 
 @pytest.fixture
@@ -737,18 +728,35 @@ async def test_options_flow_place_id(harness: Harness) -> None:
 T0 = datetime(2024, 5, 5, tzinfo=UTC)
 
 
-def test_counter_track_ignores_dips_and_confirms_resets() -> None:
-    counter = CounterTrack(100.0)
-    assert counter.add(101.0) == 1.0
-    assert counter.add(100.5) == 0.0  # a dip: held
-    assert counter.add(101.5) == 0.5
-    assert counter.add(0.0) == 0.0  # a glitch ...
-    assert counter.add(102.0) == 0.5  # ... that the next value does not confirm
-    assert counter.add(0.4) == 0.0  # a replaced meter ...
-    assert counter.add(0.3) == 0.0  # ... still lower ...
-    assert counter.add(0.6) == 0.6  # ... confirmed: counted from 0
-    assert counter.add(1.0) == pytest.approx(0.4)
-    assert CounterTrack(None).add(5.0) == 0.0
+def _guard() -> CounterGuard:
+    return CounterGuard("sensor.test", rise_bound(None, "kWh"), HISTORY_COUNTER_RESET)
+
+
+def test_counter_track_ignores_glitches_and_confirms_resets() -> None:
+    at = iter(T0 + n * PERIOD for n in range(100))
+    counter = CounterTrack(_guard(), 100.0, next(at))
+    assert counter.add(101.0, next(at)) == 1.0
+    assert counter.add(100.5, next(at)) == 0.0  # a dip: held
+    assert counter.add(101.5, next(at)) == 0.5
+    assert counter.add(0.0, next(at)) == 0.0  # a glitch ...
+    assert counter.add(102.0, next(at)) == 0.5  # ... that the next value does not confirm
+    assert counter.add(1e6, next(at)) == 0.0  # a spike up ...
+    assert counter.add(102.1, next(at)) == pytest.approx(0.1)  # ... and its return: nothing
+    assert counter.add(0.4, next(at)) == 0.0  # a replaced meter ...
+    assert counter.add(0.5, next(at)) == 0.0  # ... still lower, 5 minutes ...
+    assert counter.add(0.6, next(at)) == 0.6  # ... 10 minutes, 3 samples: counted from 0
+    assert counter.add(1.0, next(at)) == pytest.approx(0.4)
+    assert CounterTrack(_guard(), None, None).add(5.0, T0) == 0.0
+
+
+def test_counter_track_does_not_count_missing_samples_as_observed() -> None:
+    counter = CounterTrack(_guard(), 100.0, T0)
+    assert counter.add(0.4, T0 + PERIOD) == 0.0
+    assert counter.add(0.5, T0 + 2 * PERIOD) == 0.0
+    # an hour of samples missing: the observation starts again
+    assert counter.add(0.6, T0 + 14 * PERIOD) == 0.0
+    assert counter.add(0.6, T0 + 15 * PERIOD) == 0.0
+    assert counter.add(0.7, T0 + 16 * PERIOD) == 0.7
 
 
 def test_plan_leaves_an_open_run_and_keeps_live_rows() -> None:
@@ -756,11 +764,11 @@ def test_plan_leaves_an_open_run_and_keeps_live_rows() -> None:
     assert len(series) == 72
     rows = [StatRow(T0, 11.1, 1.1), StatRow(T0 + 3 * HOUR, 14.7, 4.7)]
     # Hours 1 and 2 missing, hour 3 live: closed. Nothing after hour 3 closes anything.
-    plan = plan_backfill(rows, series, T0, T0 + 5 * HOUR, 0.01)
+    plan = plan_backfill(rows, series, T0, T0 + 5 * HOUR, 0.01, new_guard=_guard)
     assert [row.start for row in plan.rows] == [T0 + HOUR, T0 + 2 * HOUR]
     assert plan.adjustments == []
     assert plan.rows[-1].sum == pytest.approx(plan.rows[-1].state - 10.0)
-    again = plan_backfill([*rows, *plan.rows], series, T0, T0 + 3 * HOUR, 0.01)
+    again = plan_backfill([*rows, *plan.rows], series, T0, T0 + 3 * HOUR, 0.01, new_guard=_guard)
     assert again.rows == again.adjustments == []
     assert needs_history(rows, T0, T0 + 3 * HOUR)
     assert not needs_history([*rows, *plan.rows], T0, T0 + 3 * HOUR)
@@ -768,10 +776,27 @@ def test_plan_leaves_an_open_run_and_keeps_live_rows() -> None:
     assert needs_history([rows[0], StatRow(T0 + HOUR, 11.1, 1.1)], T0, T0 + 2 * HOUR)
 
 
+@pytest.mark.parametrize("glitch", [1_015_234.567, 0.0, 5.0])
+def test_plan_books_no_glitched_sample(glitch: float) -> None:
+    """One glitched 5-minute sample (a spike, or a dip), then the true counter again: the plan
+    is that of the true history (issue 13: the spike and its return as a "reset" were booked,
+    and every later row shifted)."""
+    true = [Sample(T0 + n * PERIOD, 10.0 + n * 0.1) for n in range(12 * 4)]
+    glitched = [Sample(s.at, glitch) if n == 20 else s for n, s in enumerate(true)]
+    rows = [StatRow(T0 - HOUR, 9.9, 100.0), StatRow(T0 + 3 * HOUR, 14.7, 104.8)]
+    expected = plan_backfill(rows, SampleSeries(true), T0, T0 + 3 * HOUR, 0.01, new_guard=_guard)
+    plan = plan_backfill(rows, SampleSeries(glitched), T0, T0 + 3 * HOUR, 0.01, new_guard=_guard)
+    assert [(row.start, row.state) for row in plan.rows] == [
+        (row.start, pytest.approx(row.state)) for row in expected.rows
+    ]
+    assert [row.sum for row in plan.rows] == pytest.approx([101.3, 102.5, 103.7])
+    assert plan.adjustments == expected.adjustments == []
+
+
 def test_plan_without_samples_before_the_gap_waits_for_them() -> None:
     series = SampleSeries(Sample(T0 + 2 * HOUR + n * PERIOD, 20.0 + n) for n in range(12))
     rows = [StatRow(T0 + 3 * HOUR, 33.0, 5.0)]
-    plan = plan_backfill(rows, series, T0, T0 + 3 * HOUR, 0.01)
+    plan = plan_backfill(rows, series, T0, T0 + 3 * HOUR, 0.01, new_guard=_guard)
     # Hours 0 and 1 are before the first sample; hour 2 starts at 0 from its first sample.
     assert [(row.start, row.sum) for row in plan.rows] == [(T0 + 2 * HOUR, 11.0)]
     # The live row after it is moved to continue: 11 + (33 - 31).
@@ -782,7 +807,7 @@ def test_plan_writes_only_hours_the_history_covers() -> None:
     # The history ends at 01:20: hour 1 is not covered, the live row at hour 2 gets its energy.
     series = SampleSeries(Sample(T0 + n * PERIOD, 10.0 + n * 0.1) for n in range(17))
     rows = [StatRow(T0 - HOUR, 9.0, 100.0), StatRow(T0 + 2 * HOUR, 14.0, 105.0)]
-    plan = plan_backfill(rows, series, T0, T0 + 2 * HOUR, 0.01)
+    plan = plan_backfill(rows, series, T0, T0 + 2 * HOUR, 0.01, new_guard=_guard)
     assert [row.start for row in plan.rows] == [T0]
     assert plan.rows[0].sum == pytest.approx(100.0 + 11.2 - 9.0)
     assert plan.adjustments == []
@@ -793,7 +818,7 @@ def test_plan_lifts_a_run_to_an_older_sum() -> None:
     # lifted to meet it, the recorder's rows stay.
     series = SampleSeries(Sample(T0 + n * PERIOD, 10.0 + n * 0.1) for n in range(40))
     rows = [StatRow(T0 + 2 * HOUR, 12.5, 5000.0)]
-    plan = plan_backfill(rows, series, T0, T0 + 2 * HOUR, 0.01)
+    plan = plan_backfill(rows, series, T0, T0 + 2 * HOUR, 0.01, new_guard=_guard)
     assert plan.adjustments == []
     assert [(row.start, row.sum) for row in plan.rows] == [
         (T0, pytest.approx(5000.0 - 0.1 - 1.2)),

@@ -27,6 +27,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 import voluptuous as vol
 
+from custom_components import meter_hub
 from custom_components.meter_hub.const import (
     CONF_PRODUCT_TYPE,
     CONF_SCAN_INTERVAL,
@@ -241,6 +242,44 @@ async def test_local_same_device_again_aborts_and_updates_host(
     assert result["reason"] == "already_configured"
     assert entry.data[CONF_HOST] == homewizard.host
     assert len(hass.config_entries.async_entries(DOMAIN)) == 1
+
+
+@pytest.mark.parametrize("source", [SOURCE_USER, SOURCE_ZEROCONF])
+async def test_loaded_entry_moved_to_a_new_address_is_reloaded_once(
+    hass: HomeAssistant,
+    homewizard: FakeHomeWizard,
+    make_fake: MakeFake,
+    caplog: pytest.LogCaptureFixture,
+    source: str,
+) -> None:
+    """Its update listener reloads it; the flow must not reload it a second time (reported by
+    Home Assistant since 2026.6, refused from 2026.12). The entry's setup lock is held during
+    the flow, so the listener's reload cannot start at once and the entry is still loaded when
+    the flow ends: the outcome must not depend on that timing."""
+    entry = await async_setup_local(hass, homewizard)
+    moved = await make_fake(serial=P1_SERIAL)
+    with patch(
+        "custom_components.meter_hub.async_setup_entry", wraps=meter_hub.async_setup_entry
+    ) as setup:
+        await entry.setup_lock.acquire()
+        if source == SOURCE_USER:
+            result = await _start_local_flow(hass)
+            result = await hass.config_entries.flow.async_configure(
+                result["flow_id"], {CONF_HOST: moved.host}
+            )
+        else:
+            result = await hass.config_entries.flow.async_init(
+                DOMAIN, context={"source": source}, data=_zeroconf(port=_fake_port(moved))
+            )
+        assert entry.state is ConfigEntryState.LOADED
+        entry.setup_lock.release()
+        await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert entry.data[CONF_HOST] == moved.host
+    assert entry.state is ConfigEntryState.LOADED
+    assert setup.call_count == 1
+    assert "update listener" not in caplog.text
 
 
 async def test_local_two_devices_make_two_entries(
@@ -764,6 +803,7 @@ async def test_options_interval_range(
         )
         assert result["type"] is FlowResultType.CREATE_ENTRY
         assert entry.options[CONF_SCAN_INTERVAL] == seconds
+        await hass.async_block_till_done()  # the reload for the new interval
     else:
         with pytest.raises(vol.Invalid):
             await hass.config_entries.options.async_configure(

@@ -30,7 +30,8 @@ from custom_components.meter_hub.const import DOMAIN
 from custom_components.meter_hub.local_coordinator import LocalCoordinator
 from simulator.homewizard import FakeHomeWizard
 
-from .conftest import MakeFake, async_poll, async_setup_local
+from .conftest import MakeFake, async_poll, async_setup_local, meter_device
+from .fault_records import is_traceback
 
 IMPORT = "sensor.p1_meter_energy_import"
 IMPORT_T1 = "sensor.p1_meter_energy_import_tariff_1"
@@ -245,8 +246,7 @@ async def test_malformed_payload_makes_entities_unavailable_with_a_reason(
         assert record.levelno == logging.ERROR
         assert "Cannot read the meter: " in record.getMessage()
         assert reason in record.getMessage()
-    assert all(record.exc_info is None for record in caplog.records)
-    assert "Traceback" not in caplog.text
+    assert [record for record in caplog.records if is_traceback(record)] == []
 
     homewizard.body = None
     homewizard.status = None
@@ -390,8 +390,8 @@ async def test_lower_counter_that_persists_is_accepted_once_after_the_hold(
     (warning,) = _records(caplog, logging.WARNING)
     assert warning.levelno == logging.WARNING
     assert warning.getMessage() == (
-        "5c2fafa1b2c3_energy_import_kwh stayed below its last value for 60 s "
-        "(0.5, was 15234.567): accepting it as a meter reset"
+        "5c2fafa1b2c3_energy_import_kwh stayed below its last value for 60 s of observation "
+        "(0.5, was 15234.567, 13 polls): accepting it as a meter reset"
     )
 
 
@@ -429,12 +429,12 @@ async def test_reload_keeps_the_guard(
     hass: HomeAssistant, homewizard: FakeHomeWizard, freezer: FrozenDateTimeFactory
 ) -> None:
     entry = await async_setup_local(hass, homewizard)
-    homewizard.data["total_power_import_kwh"] = 15300.0
+    homewizard.data["total_power_import_kwh"] = 15234.6
     await async_poll(hass, freezer)
     homewizard.data["total_power_import_kwh"] = 0
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
-    assert _state(hass, IMPORT) == "15300.0"
+    assert _state(hass, IMPORT) == "15234.6"
 
 
 # --- dynamic entities and stale devices ---------------------------------------------------------
@@ -470,9 +470,9 @@ async def test_new_data_point_and_meter_get_entities_without_reload(
     assert gas.state == "100.5"
     assert gas.attributes["unit_of_measurement"] == "m³"
     assert gas.attributes["device_class"] == "gas"
-    device = dr.async_get(hass).async_get_device({(DOMAIN, "5c2fafd4e5f6_gas_meter_G0001")})
+    device = meter_device(hass, "5c2fafd4e5f6_gas_meter_G0001")
     assert device is not None
-    parent = dr.async_get(hass).async_get_device({(DOMAIN, "5c2fafd4e5f6")})
+    parent = meter_device(hass, "5c2fafd4e5f6")
     assert parent is not None
     assert device.via_device_id == parent.id
     assert device.model == "Gas meter"
@@ -485,12 +485,8 @@ async def test_external_meter_gone_for_good_loses_its_device(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     entry = await async_setup_local(hass, homewizard)
-    device_registry = dr.async_get(hass)
     entity_registry = er.async_get(hass)
-    assert (
-        device_registry.async_get_device({(DOMAIN, f"5c2fafa1b2c3_water_meter_{WATER_ID}")})
-        is not None
-    )
+    assert meter_device(hass, f"5c2fafa1b2c3_water_meter_{WATER_ID}") is not None
     assert entry.runtime_data.device_gone_after == timedelta(hours=1)
 
     del homewizard.data["external"][1]
@@ -499,24 +495,19 @@ async def test_external_meter_gone_for_good_loses_its_device(
     # still there after 59 minutes: a meter may be quiet for a while
     for _ in range(59):
         await async_poll(hass, freezer, 60)
-    assert (
-        device_registry.async_get_device({(DOMAIN, f"5c2fafa1b2c3_water_meter_{WATER_ID}")})
-        is not None
-    )
+    assert meter_device(hass, f"5c2fafa1b2c3_water_meter_{WATER_ID}") is not None
     assert _state(hass, WATER) == STATE_UNAVAILABLE
 
     caplog.clear()
     await async_poll(hass, freezer, 60)
     await async_poll(hass, freezer, 60)
-    assert (
-        device_registry.async_get_device({(DOMAIN, f"5c2fafa1b2c3_water_meter_{WATER_ID}")}) is None
-    )
+    assert meter_device(hass, f"5c2fafa1b2c3_water_meter_{WATER_ID}") is None
     assert entity_registry.async_get(WATER) is None
     assert hass.states.get(WATER) is None
     assert "Removing Water meter: not reported for" in caplog.text
     # the P1 and its gas meter stay
     assert _state(hass, GAS) == "3312.874"
-    assert device_registry.async_get_device({(DOMAIN, "5c2fafa1b2c3")}) is not None
+    assert meter_device(hass, "5c2fafa1b2c3") is not None
 
     # the water meter comes back: its device and sensors return, under the same ids
     homewizard.data["external"].append(FakeHomeWizard("HWE-P1").data["external"][1])
@@ -536,11 +527,7 @@ async def test_unreachable_device_keeps_its_meters(
     await homewizard.stop()
     for _ in range(3):
         await async_poll(hass, freezer, 3600)
-    device_registry = dr.async_get(hass)
-    assert (
-        device_registry.async_get_device({(DOMAIN, f"5c2fafa1b2c3_water_meter_{WATER_ID}")})
-        is not None
-    )
+    assert meter_device(hass, f"5c2fafa1b2c3_water_meter_{WATER_ID}") is not None
     await homewizard.start(port)
     await async_poll(hass, freezer)
     assert _state(hass, WATER) == "456.789"
@@ -564,9 +551,8 @@ async def test_user_may_remove_only_gone_devices(
     hass: HomeAssistant, homewizard: FakeHomeWizard, freezer: FrozenDateTimeFactory
 ) -> None:
     entry = await async_setup_local(hass, homewizard)
-    device_registry = dr.async_get(hass)
-    p1 = device_registry.async_get_device({(DOMAIN, "5c2fafa1b2c3")})
-    water = device_registry.async_get_device({(DOMAIN, f"5c2fafa1b2c3_water_meter_{WATER_ID}")})
+    p1 = meter_device(hass, "5c2fafa1b2c3")
+    water = meter_device(hass, f"5c2fafa1b2c3_water_meter_{WATER_ID}")
     assert p1 is not None
     assert water is not None
     assert not await async_remove_config_entry_device(hass, entry, p1)

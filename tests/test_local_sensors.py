@@ -18,11 +18,10 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.meter_hub.api.model import phase_key
-from custom_components.meter_hub.const import DOMAIN
 from custom_components.meter_hub.sensor import SENSORS
 from simulator.homewizard import PROFILES, FakeHomeWizard
 
-from .conftest import async_setup_local
+from .conftest import async_setup_local, meter_device
 
 FIXTURES = Path(__file__).parent / "fixtures" / "homewizard"
 
@@ -869,7 +868,7 @@ async def test_one_device_per_homewizard_device(
 ) -> None:
     entry = await async_setup_local(hass, homewizard)
     expected = DEVICES[device_profile]
-    device = dr.async_get(hass).async_get_device({(DOMAIN, expected["serial"])})
+    device = meter_device(hass, expected["serial"])
     assert device is not None
     assert device.name == expected["name"]
     assert device.manufacturer == "HomeWizard"
@@ -916,14 +915,13 @@ async def test_no_unit_is_spelled_m3(hass: HomeAssistant, local_setup: MockConfi
 async def test_external_meters_are_sub_devices_of_the_p1(
     hass: HomeAssistant, local_setup: MockConfigEntry
 ) -> None:
-    registry = dr.async_get(hass)
-    p1 = registry.async_get_device({(DOMAIN, "5c2fafa1b2c3")})
+    p1 = meter_device(hass, "5c2fafa1b2c3")
     assert p1 is not None
     for kind, meter_id, name in (
         ("gas_meter", P1_GAS_ID, "Gas meter"),
         ("water_meter", P1_WATER_ID, "Water meter"),
     ):
-        device = registry.async_get_device({(DOMAIN, f"5c2fafa1b2c3_{kind}_{meter_id}")})
+        device = meter_device(hass, f"5c2fafa1b2c3_{kind}_{meter_id}")
         assert device is not None
         assert device.name == name
         assert device.model == name  # its own model, not the P1's
@@ -1086,7 +1084,7 @@ async def test_external_meter_kinds(
     for row in rows:
         _check(hass, row)
     registry = dr.async_get(hass)
-    p1 = registry.async_get_device({(DOMAIN, "5c2fafa1b2c3")})
+    p1 = meter_device(hass, "5c2fafa1b2c3")
     assert p1 is not None
     sub_devices = {
         ident: device

@@ -31,13 +31,13 @@ from custom_components.meter_hub.api import homewizard, iammeter
 from custom_components.meter_hub.api.model import ExternalMeter, Reading, all_keys
 from custom_components.meter_hub.api.transport import decode_json
 from custom_components.meter_hub.cloud_coordinator import POLL_MARGIN
-from custom_components.meter_hub.const import CLOUD_SCAN_INTERVAL
-from custom_components.meter_hub.counter_guard import CounterGuard
+from custom_components.meter_hub.const import CLOUD_SCAN_INTERVAL, LOCAL_COUNTER_RESET
+from custom_components.meter_hub.counter_guard import ELECTRICITY, CounterGuard
 from simulator.homewizard import FakeHomeWizard
 from simulator.iammeter import FakeAccount, FakeIamMeterCloud, FakeMeter, Phase, vendor_time
 
 from .conftest import async_setup_cloud, async_setup_local
-from .fault_records import RESET_ACCEPTED, CaseRecord, CounterWatch, LogWatch, fault_record
+from .fault_records import RESET_ACCEPTED, CaseRecord, CounterWatch, LogWatch, booked, fault_record
 
 __all__ = ["fault_record"]  # the fixture
 
@@ -352,7 +352,7 @@ def test_iammeter_answers_give_data_or_a_typed_error(
 
 # --- the counter guard --------------------------------------------------------------------------
 
-HOLD = 60.0
+RULE = LOCAL_COUNTER_RESET
 COUNTER_VALUES = st.one_of(
     st.none(),  # not reported
     st.floats(0, 2e4),
@@ -372,6 +372,10 @@ class _Warnings(logging.Handler):
         self.records.append(record)
 
 
+def _new_guard() -> CounterGuard:
+    return CounterGuard("counter", ELECTRICITY, RULE)
+
+
 def guard_problems(
     restored: float | None, steps: list[tuple[float | None, float]]
 ) -> tuple[list[str], int]:
@@ -382,34 +386,35 @@ def guard_problems(
     problems: list[str] = []
     regressions = 0
     try:
-        guard = CounterGuard("counter", HOLD)
+        guard = _new_guard()
         if restored is not None:
-            guard.restore(restored)
+            guard.restore(restored, 0.0)
         now = 0.0
-        seen: list[tuple[float, float]] = []  # (time, value) of every reported value
+        lower: list[float] = []  # times of the readings of the current lower series
         for value, seconds in steps:
             now += seconds
             if value is None:
+                guard.interrupt()
+                lower = []
                 continue
-            before, warned = guard.published, len(handler.records)
-            seen.append((now, value))
+            before, since, warned = guard.published, guard.published_at, len(handler.records)
             out = guard.accept(value, now)
-            reset = len(handler.records) > warned
+            reset = any(RESET_ACCEPTED in r.getMessage() for r in handler.records[warned:])
             if out not in (value, before):
                 problems.append(f"published {out}, neither {value} nor {before}")
-            if before is not None and out is not None and out < before:
-                if not reset or RESET_ACCEPTED not in handler.records[-1].getMessage():
+            if before is None or out is None:
+                continue
+            lower = [*lower, now] if value < before else []
+            if out < before:
+                if not reset:
                     regressions += 1
                     problems.append(f"{before} -> {out} at {now} s without a logged reset")
-                    continue
-                # persisted: every value of the last HOLD seconds (and one before) was lower
-                since = [t for t, v in seen if v >= before]
-                start = max(since, default=-math.inf)
-                lower = [t for t, _ in seen if t > start]
-                if not lower or now - lower[0] < HOLD:
-                    problems.append(f"reset to {out} at {now} s after {now - lower[0]} s only")
+                elif len(lower) < RULE.polls or now - lower[0] < RULE.seconds:
+                    problems.append(f"reset to {out} at {now} s after {len(lower)} readings")
             elif reset:
                 problems.append(f"a reset was logged but {out} is not lower than {before}")
+            elif out > before and not ELECTRICITY.allows(out - before, now - (since or 0.0)):
+                problems.append(f"{before} -> {out} in {now - (since or 0.0)} s: too fast")
     finally:
         logger.removeHandler(handler)
     return problems, regressions
@@ -430,14 +435,116 @@ def test_counter_guard_publishes_lower_values_only_as_logged_persisted_resets(
 def test_the_guard_check_sees_a_regression(monkeypatch: pytest.MonkeyPatch) -> None:
     """The check above is not blind: a guard that lets every value through fails it."""
 
-    def let_through(self: CounterGuard, value: float, now: float | None = None) -> float | None:
+    def let_through(self: CounterGuard, value: float, now: float) -> float | None:
         self.published = value
         return value
 
     monkeypatch.setattr(CounterGuard, "accept", let_through)
-    problems, regressions = guard_problems(None, [(10.0, 1), (0.0, 1)])
+    problems, regressions = guard_problems(None, [(10.0, 1), (0.0, 1), (1e6, 1)])
     assert regressions == 1
-    assert problems
+    assert len(problems) == 2
+
+
+# What happens between two true readings of a counter (kWh).
+# A spike is higher than the meter could measure in all the time a case can last (80 hours
+# at 400 kW: 32,000 kWh): below that, a value is physically possible and cannot be told apart.
+EVENTS = st.one_of(
+    st.tuples(st.just("spike"), st.floats(1e5, 1e9)),  # a reading far too high
+    st.tuples(st.just("dip"), st.floats(0, 1)),  # a reading lower (a share of the true one)
+    st.tuples(st.just("missing"), st.just(0.0)),  # a poll without the value (or an error)
+    st.tuples(st.just("outage"), st.floats(5, 3600)),  # no poll for so many seconds
+    st.tuples(st.just("restart"), st.just(0.0)),  # Home Assistant restarts (the data stored)
+    st.tuples(st.just("true"), st.just(0.0)),
+)
+# (what happens, the house's power in kW until the next poll, seconds to the next poll)
+TRUE_STEPS = st.lists(
+    st.tuples(EVENTS, st.floats(0, 60), st.sampled_from([1, 5, 10, 30, 60])), max_size=80
+)
+
+
+def run_true_counter(
+    start: float, steps: list[tuple[tuple[str, float], float, int]]
+) -> tuple[float, list[float]]:
+    """Feed a true counter, with the injected faults, through the guard (restarting it as Home
+    Assistant would); return the true consumption and the published states."""
+    guard = _new_guard()
+    guard.restore(start, 0.0)
+    true, now = start, 0.0
+    published = [start]
+    last_dip = False  # a dip is a single reading: lower readings in a row may be a new meter
+    for (event, amount), power_kw, seconds in steps:
+        if event == "outage":
+            true += power_kw * amount / 3600
+            now += amount
+        glitch = event == "spike" or (event == "dip" and not last_dip)
+        if event == "missing":
+            guard.interrupt()
+        elif event == "restart":
+            stored = (guard.published, guard.published_at)
+            guard = _new_guard()
+            if stored[0] is not None:
+                guard.restore(*stored)
+        else:
+            value = true + amount if glitch and event == "spike" else true
+            value = true * amount if glitch and event == "dip" else value
+            out = guard.accept(round(value, 3), now)
+            if out is not None and out != published[-1]:
+                published.append(out)
+        last_dip = glitch and event == "dip"
+        true += power_kw * seconds / 3600
+        now += seconds
+    # one more clean reading
+    if (out := guard.accept(round(true, 3), now)) is not None and out != published[-1]:
+        published.append(out)
+    return round(true, 3) - start, published
+
+
+@PROFILE
+@given(start=st.floats(0, 1e6).map(lambda v: round(v, 3)), steps=TRUE_STEPS)
+def test_the_statistics_sum_equals_the_true_consumption(
+    record: CaseRecord, start: float, steps: list[tuple[tuple[str, float], float, int]]
+) -> None:
+    """Any true counter, spikes up and down, missing values, errors, outages and restarts: the
+    recorder's sum of what the guard publishes is the true consumption (issue 13)."""
+    with counting(record):
+        consumed, published = run_true_counter(start, steps)
+        phantom = booked(published) - consumed
+        record.phantom_kwh += max(phantom, 0.0)
+        assert phantom == pytest.approx(0.0, abs=0.001)
+    record.completed = True
+
+
+@PROFILE
+@given(
+    old=st.floats(2, 1e6),
+    new=st.floats(0, 1),
+    interval=st.sampled_from([1, 5, 10, 30, 60]),
+    polls=st.lists(st.sampled_from(["ok", "missing"]), max_size=30),
+)
+def test_a_real_meter_replacement_is_accepted_within_the_documented_time(
+    record: CaseRecord, old: float, new: float, interval: int, polls: list[str]
+) -> None:
+    """A new meter (a lower, growing counter): accepted once ``RULE.polls`` readings spanning
+    ``RULE.seconds`` were observed without a gap, and not before."""
+    with counting(record):
+        guard = _new_guard()
+        guard.restore(old, 0.0)
+        now, run, value = 0.0, 0, new
+        for poll in [*polls, *["ok"] * (RULE.polls + int(RULE.seconds // interval) + 1)]:
+            now += interval
+            if poll == "missing":
+                guard.interrupt()
+                run = 0
+                continue
+            value += 0.001
+            run += 1
+            needed = max(RULE.polls, math.ceil(RULE.seconds / interval) + 1)
+            assert (guard.accept(value, now) == value) == (run >= needed)
+            if run >= needed:
+                break
+        assert guard.published == value
+        record.accepted_resets += 1
+    record.completed = True
 
 
 # --- the whole path: device -> HTTP -> parser -> guard -> Home Assistant state ------------------

@@ -35,6 +35,8 @@ from custom_components.meter_hub.const import (
 )
 from simulator.iammeter import FakeAccount, FakeIamMeterCloud, FakeMeter, Phase
 
+from .conftest import meter_device
+
 NOW = datetime(2024, 9, 12, 10, 3, tzinfo=UTC)
 SN = "AB12CD34"
 OFFLINE_SN = "0FF11E00"
@@ -96,7 +98,7 @@ async def entry(hass: HomeAssistant, fake: FakeIamMeterCloud) -> MockConfigEntry
 
 
 def device_id(hass: HomeAssistant, serial: str) -> str:
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, serial)})
+    device = meter_device(hass, serial)
     assert device is not None
     return device.id
 

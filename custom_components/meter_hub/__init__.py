@@ -15,6 +15,7 @@ from homeassistant.helpers import (
 from homeassistant.helpers.typing import ConfigType
 
 from .cloud_coordinator import async_create_cloud_coordinator, cloud_entry_title, reading_store
+from .compat import ENTRY_DONE, EntryResult, async_unload_platforms, device_config_entry_ids
 from .const import (
     CONF_ACCOUNT_ID,
     CONF_SERIAL,
@@ -82,7 +83,7 @@ async def _async_scope_external_meters(
             )
             if entity.config_entry_id == entry.entry_id
         ]
-        if device.config_entries != {entry.entry_id} and not own_entities:
+        if device_config_entry_ids(hass, device.id) != {entry.entry_id} and not own_entities:
             # A device two meters shared in version 1 belongs to the one whose entities it
             # carries; the other gets a device of its own at setup.
             devices.async_update_device(device.id, remove_config_entry_id=entry.entry_id)
@@ -95,7 +96,7 @@ async def _async_scope_external_meters(
         )
 
 
-async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> bool:
+async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> EntryResult:
     """Set up a HomeWizard device or an IAMMETER account from a config entry."""
     coordinator: MeterHubCoordinator
     if entry.data[CONF_SOURCE] == SOURCE_LOCAL:
@@ -130,7 +131,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> 
     if entry.data[CONF_SOURCE] != SOURCE_LOCAL:
         # Backfill of the energy statistics and the place's energy (needs the recorder).
         await async_setup_history(hass, entry)
-    return True
+    return ENTRY_DONE
 
 
 def _settings(entry: MeterHubConfigEntry) -> tuple[dict[str, Any], Mapping[str, Any]]:
@@ -139,9 +140,9 @@ def _settings(entry: MeterHubConfigEntry) -> tuple[dict[str, Any], Mapping[str, 
     return data, dict(entry.options)
 
 
-async def async_unload_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> bool:
+async def async_unload_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> bool | None:
     """Unload a config entry."""
-    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    return await async_unload_platforms(hass, entry, PLATFORMS)
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> None:

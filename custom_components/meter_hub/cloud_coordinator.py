@@ -32,6 +32,7 @@ from .api.iammeter import (
 )
 from .cloud_budget import CloudBudget, async_get_budget
 from .const import (
+    CLOUD_COUNTER_RESET,
     CLOUD_SCAN_INTERVAL,
     CLOUD_STALE_AFTER,
     CONF_ACCOUNT_ID,
@@ -39,7 +40,6 @@ from .const import (
     CONF_SCAN_INTERVAL,
     CONF_SERVER,
     CONF_TOKEN,
-    COUNTER_RESET_HOLD,
     DOMAIN,
     LOGGER,
 )
@@ -137,8 +137,8 @@ class CloudCoordinator(MeterHubCoordinator):
     every hour or so. A timer of its own fires at the exact moment the next poll is due.
     """
 
-    # Counters arrive every 5 minutes: a lower value is accepted on the second poll that has it.
-    counter_reset_hold = COUNTER_RESET_HOLD
+    # Counters arrive every 5 minutes: the reset rule is stated in those polls.
+    counter_reset_rule = CLOUD_COUNTER_RESET
     # The account's meter list is authoritative: a meter missing from it for 15 minutes is gone.
     device_gone_after = timedelta(minutes=15)
     # Every meter of an account uploads to the cloud: each gets an "Uploading" sensor.

@@ -6,6 +6,8 @@ from datetime import timedelta
 import logging
 from typing import Final
 
+from .counter_guard import ResetRule
+
 DOMAIN: Final = "meter_hub"
 LOGGER: Final = logging.getLogger(__package__)
 
@@ -37,5 +39,8 @@ CLOUD_SCAN_INTERVAL_RANGE_MIN: Final = (5, 60)
 # A failed cloud poll keeps the last reading while it is younger than this.
 CLOUD_STALE_AFTER: Final = timedelta(minutes=15)
 
-# A lower counter value must persist this long before it is accepted as a meter reset.
-COUNTER_RESET_HOLD: Final = timedelta(seconds=60)
+# A lower counter value is accepted as a meter reset once observed in this many readings over
+# this long (only time between two readings that both showed it counts).
+LOCAL_COUNTER_RESET: Final = ResetRule(polls=3, seconds=60.0)
+# The cloud's readings come 5 minutes apart: three of them, at least 10 minutes of observation.
+CLOUD_COUNTER_RESET: Final = ResetRule(polls=3, seconds=600.0)

@@ -18,6 +18,7 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
 from .api.model import ExternalMeter, MeterInfo, Reading
 from .const import DOMAIN, LOGGER
+from .counter_guard import ResetRule
 
 # How often the device registry is checked for meters that are gone (not on every poll: walking the
 # registry every few seconds is not worth it).
@@ -73,8 +74,8 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
     """Polls one source (a HomeWizard device or an IAMMETER account) for all of its meters."""
 
     config_entry: MeterHubConfigEntry
-    # How long a lower counter value must persist before it is accepted as a reset.
-    counter_reset_hold: timedelta
+    # When a lower counter value is accepted as a meter reset (in this source's own polls).
+    counter_reset_rule: ResetRule
     # How long a meter may be missing before its device is removed.
     device_gone_after: timedelta
     # Whether every meter uploads to a cloud (an "Uploading" sensor each, also before its first).

@@ -6,6 +6,7 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .api.model import ExternalMeter, MeterInfo
+from .compat import set_parent_device
 from .const import DOMAIN
 from .coordinator import MeterHubCoordinator, external_device_id
 
@@ -39,16 +40,19 @@ def meter_device_info(info: MeterInfo) -> DeviceInfo:
     return device
 
 
-def external_device_info(parent: str, external: ExternalMeter) -> DeviceInfo:
+def external_device_info(
+    coordinator: MeterHubCoordinator, parent: str, external: ExternalMeter
+) -> DeviceInfo:
     """Device of a utility meter read through ``parent`` (gas or water behind a P1 meter)."""
     name = EXTERNAL_METER_NAMES.get(external.kind, external.kind.replace("_", " ").capitalize())
-    return DeviceInfo(
+    device = DeviceInfo(
         identifiers={(DOMAIN, external_device_id(parent, external))},
         name=name,
         model=name,
         serial_number=external.meter_id,
-        via_device=(DOMAIN, parent),
     )
+    set_parent_device(coordinator.hass, device, coordinator.config_entry.entry_id, (DOMAIN, parent))
+    return device
 
 
 class MeterHubEntity(CoordinatorEntity[MeterHubCoordinator]):

@@ -12,7 +12,6 @@ from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import TextSelector, TextSelectorConfig, TextSelectorType
 from homeassistant.util import dt as dt_util
-import voluptuous as vol
 from yarl import URL
 
 from .api.budget import LOGIN_KEY, BudgetExceeded, CallKind
@@ -32,6 +31,7 @@ from .cloud_coordinator import (
     cloud_entry_title,
     reading_store,
 )
+from .compat import vol
 from .const import (
     CONF_ACCOUNT_ID,
     CONF_REFRESH_TOKEN,

@@ -16,7 +16,6 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import TextSelector
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from homeassistant.util import dt as dt_util
-import voluptuous as vol
 
 from .api.homewizard import (
     ApiDisabled,
@@ -31,6 +30,7 @@ from .api.homewizard import (
     normalise_host,
 )
 from .api.model import Reading
+from .compat import vol
 from .const import CONF_PRODUCT_TYPE, CONF_SERIAL, CONF_SOURCE, LOGGER, SOURCE_LOCAL
 from .entry_update import async_update_entry_data
 
@@ -224,7 +224,6 @@ class LocalFlow(ConfigFlow):
                     return self._async_abort_wrong_device(device)
                 return self._async_create_local_entry(host, device)
             errors["base"] = error or "unknown"
-        self._set_confirm_only()
         return self.async_show_form(
             step_id="discovery_confirm",
             description_placeholders={

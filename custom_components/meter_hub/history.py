@@ -31,8 +31,9 @@ setup, where the recorder started at 0; a counter reset inside the gap) every ro
 shifted by the difference with ``async_adjust_statistics``, which also shifts the 5-minute rows
 that the recorder continues from. Otherwise the recorder's rows are left alone. So: no hour is
 counted twice (the spike moves into the hours it belongs to), no hour is negative (increments are
-never negative, and a drop of the counter only counts as a reset when the next value confirms
-it), and planning again finds nothing to do.
+never negative), and planning again finds nothing to do. The samples go through the counter guard
+of the live sensors (``counter_guard``): a glitched sample, up or down, adds nothing, and a drop
+counts as a reset only once the samples after it confirm it as the cloud's polls would.
 
 **Site energy.** With a place id in the options, ``energyhistory`` of the place is imported as
 external statistics (``meter_hub:<place>_yield`` ...): days older than the hourly window (7 days)
@@ -45,7 +46,7 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from functools import partial
@@ -84,7 +85,16 @@ from .api.iammeter import (
     RateLimited,
     max_history_days,
 )
-from .const import CLOUD_SCAN_INTERVAL, CONF_PLACE_ID, CONF_SCAN_INTERVAL, DOMAIN, LOGGER
+from .compat import HAS_UNIT_CLASS
+from .const import (
+    CLOUD_COUNTER_RESET,
+    CLOUD_SCAN_INTERVAL,
+    CONF_PLACE_ID,
+    CONF_SCAN_INTERVAL,
+    DOMAIN,
+    LOGGER,
+)
+from .counter_guard import CounterGuard, rise_bound
 
 if TYPE_CHECKING:
     from .cloud_coordinator import CloudCoordinator
@@ -97,14 +107,16 @@ ANCHOR_LOOKBACK: Final = timedelta(days=10)
 """How far before a gap the row to continue from is searched (the recorder's own memory: its
 5-minute rows are kept 10 days, an older sum is not continued by the recorder either)."""
 HISTORY_INTERVAL_S: Final = 300
+HISTORY_COUNTER_RESET: Final = CLOUD_COUNTER_RESET
+"""History samples are 5 minutes apart, as the cloud's polls: the same reset rule."""
 ENERGY_KEYS: Final = ("energy_import_kwh", "energy_export_kwh")
 STATE_TOLERANCE_KWH: Final = 0.01
 """A kept row's counter may be this much behind the cloud's (rounding)."""
 ADJUST_EPSILON: Final = 1e-6
 COVERAGE_SLACK: Final = timedelta(minutes=10)
 """An hour counts as covered by the history when a sample is at most this long before its end."""
-RESET_RATIO: Final = 0.9
-"""A counter below this share of its level is a reset candidate (the recorder's own rule)."""
+MISSING_SAMPLES: Final = timedelta(seconds=2 * HISTORY_INTERVAL_S)
+"""Samples further apart than this have some missing between them."""
 TICK: Final = timedelta(minutes=5)
 GAP_MARGIN: Final = timedelta(minutes=1)
 RETRY_AFTER_ERROR: Final = timedelta(minutes=30)
@@ -128,11 +140,6 @@ SITE_FIELDS: Final[Mapping[str, tuple[str, str]]] = {
 
 STORAGE_VERSION: Final = 1
 HISTORY_KEY: HassKey[dict[str, HistoryManager]] = HassKey(f"{DOMAIN}_history")
-
-# HA 2025.10 added ``unit_class`` to StatisticMetaData and deprecated leaving it out; older
-# releases store the metadata as given and have no such column.
-_META_KEYS: Final = StatisticMetaData.__required_keys__ | StatisticMetaData.__optional_keys__
-HAS_UNIT_CLASS: Final = "unit_class" in _META_KEYS
 
 
 def _hour_floor(at: datetime) -> datetime:
@@ -187,35 +194,37 @@ class SampleSeries:
 
 
 class CounterTrack:
-    """Adds up the increments of a cumulative counter, never a negative one.
+    """Adds up what the counter guard lets through of a counter's history, never a negative.
 
-    A value a little lower than the level is a glitch and ignored; a value below
-    ``RESET_RATIO`` of the level is a reset (a replaced meter, counting from 0) once the next
-    value confirms it.
+    The history goes through the same rule as the live sensors (``counter_guard``): a sample that
+    rises faster than the meter can measure, or drops without being confirmed by the samples after
+    it, adds nothing; a confirmed drop is a reset (a replaced meter, counting from 0).
     """
 
-    __slots__ = ("_drop", "level")
+    __slots__ = ("_at", "_guard")
 
-    def __init__(self, level: float | None) -> None:
-        """Start at ``level`` (None: at the first value added)."""
-        self.level = level
-        self._drop: float | None = None
+    def __init__(self, guard: CounterGuard, level: float | None, at: datetime | None) -> None:
+        """Continue ``guard`` from ``level``, the counter at ``at`` (None: the first sample)."""
+        self._guard = guard
+        self._at = at
+        if level is not None and at is not None:
+            guard.restore(level, at.timestamp())
 
-    def add(self, value: float) -> float:
-        """Take the next value; return the energy it adds."""
-        level = self.level
-        if level is None or value >= level:
-            self.level = value
-            self._drop = None
-            return 0.0 if level is None else value - level
-        if value >= RESET_RATIO * level:
+    @property
+    def level(self) -> float | None:
+        """The counter as published so far."""
+        return self._guard.published
+
+    def add(self, value: float, at: datetime) -> float:
+        """Take the sample ``value`` of ``at``; return the energy it adds."""
+        if self._at is not None and at - self._at > MISSING_SAMPLES:
+            self._guard.interrupt()  # samples missing: an observation starts again
+        self._at = at
+        level = self._guard.published
+        published = self._guard.accept(value, at.timestamp())
+        if level is None or published is None:
             return 0.0
-        if self._drop is not None and value >= self._drop:
-            self.level = value
-            self._drop = None
-            return value
-        self._drop = value
-        return 0.0
+        return published - level if published >= level else published
 
 
 @dataclass(slots=True)
@@ -255,18 +264,26 @@ def plan_backfill(
     first: datetime,
     last: datetime,
     tolerance: float,
+    *,
+    new_guard: Callable[[], CounterGuard],
 ) -> BackfillPlan:
     """Plan the rows to rewrite in ``[first, last]``; ``last`` holds the closing row.
 
     ``rows`` are the statistic's existing hourly rows (from before ``first`` too, to continue
-    from); ``series`` is the meter's counter history in the statistic's unit. A run of missing
-    or stale hours that no kept row closes is left alone (the recorder has not caught up yet).
+    from); ``series`` is the meter's counter history in the statistic's unit; ``new_guard``
+    makes the counter guard of the statistic. A run of missing or stale hours that no kept row
+    closes is left alone (the recorder has not caught up yet). A kept row's counter is taken
+    as of the end of its hour.
     """
+
+    def track(level: float | None, at: datetime | None) -> CounterTrack:
+        return CounterTrack(new_guard(), level, at)
+
     plan = BackfillPlan()
     by_start = {row.start: row for row in rows}
     anchor = max((row for row in rows if row.start < first), key=lambda r: r.start, default=None)
     base = None if anchor is None else anchor.sum
-    counter = CounterTrack(None if anchor is None else anchor.state)
+    counter = track(*((None, None) if anchor is None else (anchor.state, anchor.start + HOUR)))
     shift = 0.0  # adjustments planned so far, which move every existing row after them
     run_sum: float | None = None  # the running sum while in a run of rewritten hours
     run_rows: list[StatRow] = []
@@ -282,7 +299,7 @@ def plan_backfill(
         if row is not None and not _is_stale(row, series.value_at(hour), tolerance):
             if run_sum is not None:
                 # The kept row after a run: it shows its own hour only.
-                expected = run_sum + counter.add(row.state)
+                expected = run_sum + counter.add(row.state, end)
                 difference = expected - (row.sum + shift)
                 if floating and difference < 0:
                     # The recorder continues an older sum (beyond the rows read): lift the run
@@ -294,7 +311,7 @@ def plan_backfill(
                     shift += difference
                 plan.rows.extend(run_rows)
                 run_rows, run_sum, floating = [], None, False
-            counter = CounterTrack(row.state)
+            counter = track(row.state, end)
             base = row.sum + shift
         else:
             if run_sum is None:
@@ -303,10 +320,10 @@ def plan_backfill(
                     if (start_value := series.value_at(hour)) is None:
                         hour = end
                         continue
-                    counter, base, floating = CounterTrack(start_value), 0.0, True
+                    counter, base, floating = track(start_value, hour), 0.0, True
                 run_sum = base
             for sample in series.between(hour, end):
-                run_sum += counter.add(sample.value)
+                run_sum += counter.add(sample.value, sample.at)
             if (
                 counter.level is not None
                 and covered is not None
@@ -653,7 +670,15 @@ class HistoryManager:
             if isinstance(value := row.reading.values.get(key), int | float)
         )
         tolerance = convert(STATE_TOLERANCE_KWH)
-        plan = plan_backfill(rows, series, first, closing, tolerance)
+        bound = rise_bound(None, unit)
+        plan = plan_backfill(
+            rows,
+            series,
+            first,
+            closing,
+            tolerance,
+            new_guard=lambda: CounterGuard(entity_id, bound, HISTORY_COUNTER_RESET),
+        )
         if not plan.rows and not plan.adjustments:
             return
         LOGGER.debug(

@@ -8,14 +8,14 @@ from typing import Any
 
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_HOST
-from homeassistant.core import DOMAIN as HOMEASSISTANT_DOMAIN, HomeAssistant
-from homeassistant.helpers import issue_registry as ir
+from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
 
 from .api.homewizard import ApiDisabled, HomeWizardClient, HomeWizardError, WrongDevice
-from .const import CONF_SCAN_INTERVAL, CONF_SERIAL, COUNTER_RESET_HOLD, DOMAIN, LOCAL_SCAN_INTERVAL
+from .compat import async_delete_reauth_issue
+from .const import CONF_SCAN_INTERVAL, CONF_SERIAL, DOMAIN, LOCAL_COUNTER_RESET, LOCAL_SCAN_INTERVAL
 from .coordinator import (
     MeterData,
     MeterHubConfigEntry,
@@ -28,7 +28,7 @@ from .coordinator import (
 class LocalCoordinator(MeterHubCoordinator):
     """Polls ``/api`` and ``/api/v1/data`` of one HomeWizard device, one poll at a time."""
 
-    counter_reset_hold = COUNTER_RESET_HOLD
+    counter_reset_rule = LOCAL_COUNTER_RESET
     # An external meter (gas, water) not reported for this long is gone: its device is removed.
     device_gone_after = timedelta(hours=1)
 
@@ -86,13 +86,7 @@ class LocalCoordinator(MeterHubCoordinator):
             self._reauth_may_be_open = False
             for flow in self.config_entry.async_get_active_flows(self.hass, {SOURCE_REAUTH}):
                 self.hass.config_entries.flow.async_abort(flow["flow_id"])
-            # And its repair issue: Home Assistant 2025.4 leaves it behind when the flow is
-            # aborted (later releases remove it with the flow; then this is a no-op).
-            ir.async_delete_issue(
-                self.hass,
-                HOMEASSISTANT_DOMAIN,
-                f"config_entry_reauth_{DOMAIN}_{self.config_entry.entry_id}",
-            )
+            async_delete_reauth_issue(self.hass, self.config_entry)
         return {device.serial: MeterData(device.meter_info, reading)}
 
     def diagnostics(self) -> dict[str, Any]:

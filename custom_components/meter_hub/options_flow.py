@@ -12,8 +12,8 @@ from homeassistant.helpers.selector import (
     NumberSelectorMode,
     TextSelector,
 )
-import voluptuous as vol
 
+from .compat import vol
 from .const import (
     CLOUD_SCAN_INTERVAL,
     CLOUD_SCAN_INTERVAL_RANGE_MIN,

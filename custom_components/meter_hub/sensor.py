@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+import math
 from typing import Any
 
 from homeassistant.components.sensor import (
     RestoreSensor,
     SensorDeviceClass,
     SensorEntityDescription,
+    SensorExtraStoredData,
     SensorStateClass,
 )
 from homeassistant.const import (
@@ -33,6 +35,7 @@ from homeassistant.const import (
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
+from homeassistant.util import dt as dt_util
 
 from .api.model import (
     MAX_EXTERNAL_METERS,
@@ -46,14 +49,37 @@ from .api.model import (
     tariff_key,
 )
 from .const import LOGGER
-from .coordinator import MeterHubConfigEntry, MeterHubCoordinator, external_device_id
-from .counter_guard import CounterGuard
+from .coordinator import MeterData, MeterHubConfigEntry, MeterHubCoordinator, external_device_id
+from .counter_guard import CounterGuard, rise_bound
 from .entity import MeterHubEntity, external_device_info, meter_device_info
 
 # Coordinator entities: the coordinator does the fetching, nothing to limit here.
 PARALLEL_UPDATES = 0
 
 type NativeValue = StateType | datetime
+
+# The counter guard's reference in the stored sensor data.
+GUARD_KEY = "counter_guard"
+
+
+@dataclass
+class CounterStoredData(SensorExtraStoredData):
+    """A counter's stored data: the sensor's, and the guard's last published value and time."""
+
+    guard_value: float | None
+    guard_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The sensor's data with the guard's reference."""
+        return {**super().as_dict(), GUARD_KEY: {"value": self.guard_value, "at": self.guard_at}}
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _percent(value: Value) -> NativeValue:
@@ -481,8 +507,11 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
         self._guard: CounterGuard | None = None
         # The raw value and the source's health at the last update (the state follows from them).
         self._seen: tuple[Value | None, bool] | None = None
+        # The meter's data last given to the guard: the same again is no new reading.
+        self._observed: MeterData | None = None
         if description.state_class is SensorStateClass.TOTAL_INCREASING:
-            self._guard = CounterGuard(unique_id, coordinator.counter_reset_hold.total_seconds())
+            bound = rise_bound(description.device_class, description.native_unit_of_measurement)
+            self._guard = CounterGuard(unique_id, bound, coordinator.counter_reset_rule)
 
     def _raw_value(self) -> Value | None:
         """The value of this sensor in the coordinator's latest data (None: not reported)."""
@@ -493,19 +522,67 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
         value = self._raw_value()
         if value is None or not self.coordinator.last_update_success:
             return None, False
+        if self._guard is not None:
+            published = self._guard.published
+            return published, published is not None
         convert = self.entity_description.convert
-        native: NativeValue = convert(value) if convert else value
-        if self._guard is not None and isinstance(native, int | float):
-            native = self._guard.accept(native)
-        return native, native is not None
+        return convert(value) if convert else value, True
+
+    def _observe(self, guard: CounterGuard) -> None:
+        """Give ``guard`` the counter of a new reading, or tell it that a poll had none."""
+        value = self._raw_value()
+        meter = self.coordinator.data.get(self.serial) if self.coordinator.data else None
+        if (
+            meter is None
+            or meter is self._observed  # a failed poll that kept the last reading
+            or not self.coordinator.last_update_success
+            or not isinstance(value, int | float)
+        ):
+            guard.interrupt()
+            return
+        self._observed = meter
+        guard.accept(value, dt_util.utcnow().timestamp())
 
     async def async_added_to_hass(self) -> None:
-        """Restore the last published counter first, so a glitch after a restart cannot dip."""
+        """Restore the guard's reference first, so a glitch after a restart cannot dip or jump."""
         await super().async_added_to_hass()
-        last = await self.async_get_last_sensor_data() if self._guard is not None else None
-        if self._guard is not None and last and isinstance(last.native_value, int | float):
-            self._guard.restore(float(last.native_value))
+        if self._guard is not None:
+            await self._async_restore_guard(self._guard)
+            self._observe(self._guard)
         self._state = self._current()
+
+    async def _async_restore_guard(self, guard: CounterGuard) -> None:
+        """The reference stored at the last stop, also when the entity was unavailable then.
+
+        Data of an older release has no reference: its last published value, else the last
+        numeric state, with the time unknown.
+        """
+        extra = await self.async_get_last_extra_data()
+        stored = extra.as_dict() if extra is not None else {}
+        reference = stored.get(GUARD_KEY)
+        if isinstance(reference, dict):
+            value, at = reference.get("value"), reference.get("at")
+            if isinstance(value, int | float) and isinstance(at, int | float | None):
+                guard.restore(value, at)
+            return
+        value = stored.get("native_value")
+        if not isinstance(value, int | float) and (last := await self.async_get_last_state()):
+            value = _number(last.state)
+        if isinstance(value, int | float):
+            guard.restore(value, None)
+
+    @property
+    def extra_restore_state_data(self) -> SensorExtraStoredData:
+        """The sensor's data, and the counter guard's reference."""
+        data = super().extra_restore_state_data
+        if self._guard is None:
+            return data
+        return CounterStoredData(
+            data.native_value,
+            data.native_unit_of_measurement,
+            self._guard.published,
+            self._guard.published_at,
+        )
 
     async def async_will_remove_from_hass(self) -> None:
         """Forget the unique id so the sensor is created again if its data comes back."""
@@ -525,10 +602,12 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
     @callback
     def _handle_coordinator_update(self) -> None:
         """Write the state only when the value or the availability changed."""
-        # Most values are the same as at the last poll: then so is the state, unless a counter
-        # guard is holding a lower value (its hold ends on poll time).
+        # Most values are the same as at the last poll: then so is the state, unless the value
+        # is a counter (the guard decides on the time of each reading).
         seen = (self._raw_value(), self.coordinator.last_update_success)
-        if seen == self._seen and (self._guard is None or not self._guard.holding):
+        if self._guard is not None:
+            self._observe(self._guard)  # every poll: the guard needs the time of each reading
+        elif seen == self._seen:
             return
         self._seen = seen
         state = self._current()
@@ -574,7 +653,7 @@ class ExternalReadingSensor(MeterHubSensor):
         external = coordinator.data[serial].reading.externals[external_key]
         unique_id = external_unique_id(serial, external, description)
         super().__init__(coordinator, serial, description, unique_id, (created, external_key))
-        self._attr_device_info = external_device_info(serial, external)
+        self._attr_device_info = external_device_info(coordinator, serial, external)
 
     def _raw_value(self) -> Value | None:
         meter = self.coordinator.data.get(self.serial)

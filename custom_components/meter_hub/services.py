@@ -24,7 +24,6 @@ from homeassistant.exceptions import (
 )
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.util import dt as dt_util
-import voluptuous as vol
 
 from .api.budget import BudgetExceeded, CallKind
 from .api.iammeter import (
@@ -35,6 +34,7 @@ from .api.iammeter import (
     max_history_days,
 )
 from .cloud_coordinator import CloudCoordinator
+from .compat import device_config_entry_ids, vol
 from .const import DOMAIN
 
 SERVICE_POWER_ANALYSIS: Final = "power_analysis"
@@ -103,7 +103,7 @@ def _meter(hass: HomeAssistant, device_id: str) -> tuple[CloudCoordinator, str]:
             translation_placeholders={"device_id": device_id},
         )
     serials = {ident for domain, ident in device.identifiers if domain == DOMAIN}
-    for entry_id in device.config_entries:
+    for entry_id in device_config_entry_ids(hass, device_id):
         entry = hass.config_entries.async_get_entry(entry_id)
         if entry is None or entry.domain != DOMAIN:
             continue
