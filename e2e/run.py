@@ -12,7 +12,10 @@ drives headless Chromium (Debian's, through Playwright's ``executable_path``):
 3. the same for an IAMMETER cloud account: a wrong password first (the form must say so), then
    the right one; check every meter's device page;
 4. put the sensors into the energy dashboard (through the API) and look at the energy settings
-   and the dashboard.
+   and the dashboard;
+5. in Dutch: the user switches their language to Dutch (Home Assistant's own language follows),
+   adds the simulated energy socket the same way (local API off, then on) and checks its device
+   page: the dialog and the sensors must show nl.json's texts.
 
 No text on the flow dialogs or the device pages may be a raw translation key. Each step is
 screenshotted into ``--artifacts``; every wait is for a condition, with a deadline. The first
@@ -61,7 +64,39 @@ RAW_KEY = re.compile(
     r"|\bui\.(panel|dialogs|components|common)\.[a-z_]+\."
 )
 # A number with a unit, as Home Assistant formats a state: "15,234.628 kWh", "-2,795 W", "64%".
-VALUE_WITH_UNIT = r"(^|\s)-?[\d,]+(\.\d+)? ?{unit}(\s|$)"
+# Dutch groups and decimals the other way round: "15.234,628 kWh".
+VALUE_WITH_UNIT = r"(^|\s)-?\d[\d,.]* ?{unit}(\s|$)"
+TRANSLATIONS = Path(__file__).parents[1] / "custom_components" / "meter_hub" / "translations"
+# The frontend's own labels the steps look for, in the user's language (Home Assistant's frontend
+# translations: ui.panel.config.integrations.*, ui.common.submit, state.default.*, ...).
+FRONTEND: dict[str, dict[str, str]] = {
+    "en": {
+        "settings": "Settings",
+        "devices_services": "Devices & services",
+        "add_integration": "Add integration",
+        "search_brand": "Search for a brand name",
+        "device_name": "Device name",
+        "finish": "Finish",
+        "finish_skip": "Skip and finish",
+        "sensors": "Sensors",
+        "submit": "Submit",
+        "unavailable": "Unavailable",
+        "unknown": "Unknown",
+    },
+    "nl": {
+        "settings": "Instellingen",
+        "devices_services": "Apparaten en diensten",
+        "add_integration": "Integratie toevoegen",
+        "search_brand": "Zoek naar een merknaam",
+        "device_name": "Apparaatnaam",
+        "finish": "Voltooien",
+        "finish_skip": "Overslaan en voltooien",
+        "sensors": "Sensoren",
+        "submit": "Verzenden",
+        "unavailable": "Niet beschikbaar",
+        "unknown": "Onbekend",
+    },
+}
 
 # Device pages: device name -> sensors that must be there (row name -> unit).
 LOCAL_DEVICES: dict[str, dict[str, str]] = {
@@ -132,6 +167,23 @@ class Run:
         self.simulator: dict[str, Any] = json.loads(args.simulator.read_text(encoding="utf-8"))
         self.shots: list[str] = []
         self.checked_texts = 0
+        self.language = "en"
+        self.ui = FRONTEND["en"]
+        self.strings: dict[str, Any] = {}
+        self.use_language("en")
+
+    def use_language(self, language: str) -> None:
+        """Expect the frontend's and Meter Hub's texts in ``language`` from now on."""
+        self.language = language
+        self.ui = FRONTEND[language]
+        self.strings = json.loads((TRANSLATIONS / f"{language}.json").read_text(encoding="utf-8"))
+
+    def text(self, key: str, **placeholders: str) -> str:
+        """Meter Hub's string ``key`` (dotted, as in the translation file) in the current language."""
+        node: Any = self.strings
+        for part in key.split("."):
+            node = node[part]
+        return str(node).format(**placeholders)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -172,34 +224,35 @@ class Run:
     def open_integrations(self) -> None:
         """Settings -> Devices & services."""
         page = self.page
-        page.locator("ha-sidebar").get_by_text("Settings", exact=True).click()
+        page.locator("ha-sidebar").get_by_text(self.ui["settings"], exact=True).click()
         page.wait_for_url("**/config/dashboard")
-        page.get_by_text("Devices & services", exact=True).first.click()
+        page.get_by_text(self.ui["devices_services"], exact=True).first.click()
         page.wait_for_url("**/config/integrations/dashboard")
-        expect(page.get_by_role("button", name="Add integration")).to_be_visible()
+        expect(page.get_by_role("button", name=self.ui["add_integration"])).to_be_visible()
 
     def start_flow(self, prefix: str) -> None:
         """Add integration -> search "Meter Hub" -> pick it: the menu of the first step."""
         page = self.page
         self.open_integrations()
-        page.get_by_role("button", name="Add integration").click()
-        search = page.get_by_label("Search for a brand name")
+        page.get_by_role("button", name=self.ui["add_integration"]).click()
+        search = page.get_by_label(self.ui["search_brand"])
         search.fill("Meter Hub")
         item = page.locator("ha-dialog ha-integration-list-item").filter(has_text="Meter Hub")
         expect(item).to_have_count(1)
         self.shot(f"{prefix}-search")
         item.click()
         flow = self.flow()
-        expect(flow.get_by_text("Which meters do you want to add?")).to_be_visible()
+        expect(flow.get_by_text(self.text("config.step.user.description"))).to_be_visible()
         self.shot(f"{prefix}-menu")
         self.assert_no_raw_keys("the menu step", flow)
 
     def finish_flow(self, prefix: str, devices: list[str]) -> None:
         """The "created" step lists ``devices``; finish it and wait for the dialog to close."""
         flow = self.flow()
-        finish = flow.get_by_role("button", name=re.compile(r"^(Skip and finish|Finish)$"))
+        labels = "|".join(re.escape(self.ui[label]) for label in ("finish_skip", "finish"))
+        finish = flow.get_by_role("button", name=re.compile(f"^({labels})$"))
         expect(finish).to_be_visible()
-        names = flow.get_by_role("textbox", name="Device name")  # one per new device
+        names = flow.get_by_role("textbox", name=self.ui["device_name"])  # one per new device
         expect(names).to_have_count(len(devices))
         shown = sorted(names.nth(i).input_value() for i in range(len(devices)))
         if shown != sorted(devices):
@@ -226,7 +279,7 @@ class Run:
         """The device page of ``name`` lists ``expected`` sensors with values in their units."""
         self.open_device(name)
         page = self.page
-        card = page.locator("ha-device-entities-card").filter(has_text="Sensors")
+        card = page.locator("ha-device-entities-card").filter(has_text=self.ui["sensors"])
         rows = card.locator("hui-sensor-entity-row")
         for sensor, unit in expected.items():
             row = rows.filter(has=page.get_by_text(sensor, exact=True))
@@ -236,7 +289,7 @@ class Run:
         bad = []
         for index in range(rows.count()):
             lines = self.deep_text(rows.nth(index)).splitlines()
-            if not lines or lines[-1] in ("Unavailable", "Unknown", ""):
+            if not lines or lines[-1] in (self.ui["unavailable"], self.ui["unknown"], ""):
                 bad.append(lines)
         if bad:
             raise StepFailed(f"{name}: sensors without a value: {bad}")
@@ -260,26 +313,29 @@ class Run:
         expect(page.locator("ha-sidebar").get_by_text("Settings", exact=True)).to_be_visible()
         self.shot("logged-in")
 
-    def local_flow(self) -> None:
-        p1 = self.simulator["devices"]["p1"]
-        self.switch_api("p1", enabled=False)
-        self.start_flow("local")
+    def add_local_device(self, device: str, created: list[str], prefix: str) -> None:
+        """Add the simulated HomeWizard ``device``: local API off (the form says so), then on."""
+        self.switch_api(device, enabled=False)
+        self.start_flow(prefix)
         flow = self.flow()
-        flow.get_by_text("HomeWizard device on your network").click()
-        host = flow.get_by_label("Host")
+        flow.get_by_text(self.text("config.step.user.menu_options.local")).click()
+        host = flow.get_by_label(self.text("config.step.local.data.host"))
         expect(host).to_be_visible()
-        self.shot("local-form")
+        self.shot(f"{prefix}-form")
         self.assert_no_raw_keys("the HomeWizard form", flow)
-        host.fill(p1["host"])
-        flow.get_by_role("button", name="Submit").click()
-        expect(
-            flow.get_by_text("The device's local API is switched off", exact=False)
-        ).to_be_visible()
-        self.shot("local-api-off")
+        host.fill(self.simulator["devices"][device]["host"])
+        submit = flow.get_by_role("button", name=self.ui["submit"])
+        submit.click()
+        api_off = self.text("config.error.api_not_enabled").split(". ")[0]
+        expect(flow.get_by_text(api_off, exact=False)).to_be_visible()
+        self.shot(f"{prefix}-api-off")
         self.assert_no_raw_keys("the HomeWizard form with an error", flow)
-        self.switch_api("p1", enabled=True)
-        flow.get_by_role("button", name="Submit").click()
-        self.finish_flow("local", ["P1 meter", "Gas meter", "Water meter"])
+        self.switch_api(device, enabled=True)
+        submit.click()
+        self.finish_flow(prefix, created)
+
+    def local_flow(self) -> None:
+        self.add_local_device("p1", ["P1 meter", "Gas meter", "Water meter"], "local")
 
     def local_devices(self) -> None:
         for name, expected in LOCAL_DEVICES.items():
@@ -353,6 +409,42 @@ class Run:
         self.shot("energy-dashboard")
         page.set_viewport_size(VIEWPORT)
 
+    def speak_dutch(self) -> None:
+        """The user picks Dutch on their profile page; Home Assistant's own language follows."""
+        page = self.page
+        page.goto(self.url + "/profile/general")
+        row = page.locator("ha-pick-language-row")
+        expect(row).to_be_visible()
+        # Home Assistant's language (Settings -> System -> General) names the entities it creates.
+        page.evaluate(
+            "(language) => document.querySelector('home-assistant').hass.callWS("
+            "{type: 'config/core/update', language})",
+            "nl",
+        )
+        # What the profile's language picker fires when the user picks a language.
+        row.evaluate(
+            "(row, language) => row.dispatchEvent(new CustomEvent('hass-language-select',"
+            " {detail: language, bubbles: true, composed: true}))",
+            "nl",
+        )
+        self.use_language("nl")
+        expect(
+            page.locator("ha-sidebar").get_by_text(self.ui["settings"], exact=True)
+        ).to_be_visible()
+        self.shot("nl-profile")
+
+    def dutch_socket_flow(self) -> None:
+        self.add_local_device("socket", ["Energy Socket"], "nl-local")
+
+    def dutch_socket_device(self) -> None:
+        sensors = {
+            self.text("entity.sensor.power.name"): "W",
+            self.text("entity.sensor.power_phase.name", phase="1"): "W",
+            self.text("entity.sensor.energy_import.name"): "kWh",
+            self.text("entity.sensor.energy_export.name"): "kWh",
+        }
+        self.check_device_page("Energy Socket", sensors, "nl-local")
+
 
 def log(message: str) -> None:
     print(message, flush=True)
@@ -389,6 +481,9 @@ def main() -> int:
             ("IAMMETER: add the cloud account (wrong password, then right)", run.cloud_flow),
             ("IAMMETER: device pages", run.cloud_devices),
             ("energy dashboard", run.energy),
+            ("Dutch: the user's language", run.speak_dutch),
+            ("Dutch: add the energy socket (local API off, then on)", run.dutch_socket_flow),
+            ("Dutch: device page", run.dutch_socket_device),
         ]
         for name, step in steps:
             if failed:
