@@ -15,7 +15,7 @@ from typing import Any
 
 from homeassistant.core import HomeAssistant
 from homeassistant.generated.languages import LANGUAGES as HA_LANGUAGES
-from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
 
 from simulator.homewizard import FakeHomeWizard
@@ -115,3 +115,17 @@ async def test_entity_names_in_dutch(
         "Wi-Fi SSID",
         "Wi-Fi sterkte",
     }
+
+
+async def test_sub_device_names_in_dutch(
+    hass: HomeAssistant, device_registry: dr.DeviceRegistry, homewizard: FakeHomeWizard
+) -> None:
+    """The gas and water meters behind a P1 meter are named in Home Assistant's language."""
+    hass.config.language = "nl"
+    entry = await async_setup_local(hass, homewizard)
+    names = {
+        device.name
+        for device in dr.async_entries_for_config_entry(device_registry, entry.entry_id)
+        if device.via_device_id is not None
+    }
+    assert names == {"Gasmeter", "Watermeter"}

@@ -10,7 +10,8 @@ from .compat import set_parent_device
 from .const import DOMAIN
 from .coordinator import MeterHubCoordinator, external_device_id
 
-# Names of the sub-devices of external meters, by the type their parent reports.
+# Models of the sub-devices of external meters, by the type their parent reports; their names
+# are translated (``device`` in strings.json).
 EXTERNAL_METER_NAMES = {
     "gas_meter": "Gas meter",
     "water_meter": "Water meter",
@@ -44,13 +45,16 @@ def external_device_info(
     coordinator: MeterHubCoordinator, parent: str, external: ExternalMeter
 ) -> DeviceInfo:
     """Device of a utility meter read through ``parent`` (gas or water behind a P1 meter)."""
-    name = EXTERNAL_METER_NAMES.get(external.kind, external.kind.replace("_", " ").capitalize())
+    name = EXTERNAL_METER_NAMES.get(external.kind)
     device = DeviceInfo(
         identifiers={(DOMAIN, external_device_id(parent, external))},
-        name=name,
-        model=name,
+        model=name or external.kind.replace("_", " ").capitalize(),
         serial_number=external.meter_id,
     )
+    if name is None:
+        device["name"] = device["model"]
+    else:
+        device["translation_key"] = external.kind
     set_parent_device(coordinator.hass, device, coordinator.config_entry.entry_id, (DOMAIN, parent))
     return device
 
