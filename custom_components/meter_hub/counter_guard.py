@@ -95,11 +95,11 @@ def rise_bound(device_class: str | None, unit: str | None) -> RiseBound:
 
 
 @dataclass(slots=True)
-class _HighSeries:
-    """Readings held back as too high.
+class _Series:
+    """Consecutive readings off the published value: a new meter's, or a catch-up, or a glitch.
 
-    The last one, when the series began, how often it was seen and for how long (the time
-    between consecutive readings of the series).
+    ``since``: when the series began; ``polls`` and ``observed``: how often and for how long (the
+    time between consecutive readings of the series) it was seen.
     """
 
     value: float
@@ -108,15 +108,28 @@ class _HighSeries:
     polls: int = 1
     observed: float = 0.0
 
+    @classmethod
+    def extended(
+        cls, series: _Series | None, value: float, now: float, bound: RiseBound
+    ) -> _Series:
+        """``series`` with ``value`` read at ``now`` if it continues it, else a new series.
 
-@dataclass(slots=True)
-class _LowerSeries:
-    """Readings below the published value that might be a new meter's."""
+        A reading continues a series when it counts up from it within the bound.
+        """
+        if (
+            series is None
+            or value < series.value
+            or not bound.allows(value - series.value, now - series.at)
+        ):
+            return cls(value, now, now)
+        series.polls += 1
+        series.observed += now - series.at
+        series.value, series.at = value, now
+        return series
 
-    value: float
-    at: float
-    polls: int = 1
-    observed: float = 0.0
+    def confirmed(self, rule: ResetRule) -> bool:
+        """Whether the series was seen as often and as long as ``rule`` asks."""
+        return self.polls >= rule.polls and self.observed >= rule.seconds
 
 
 class CounterGuard:
@@ -146,8 +159,8 @@ class CounterGuard:
         self.confirmed_at: float | None = None
         self._held: float | None = None  # the value held back, while a hold lasts
         self._logged = False  # whether the hold was logged at WARNING
-        self._lower: _LowerSeries | None = None
-        self._high: _HighSeries | None = None
+        self._lower: _Series | None = None
+        self._high: _Series | None = None
 
     def restore(self, value: float, at: float | None, confirmed_at: float | None = None) -> None:
         """Start from ``value`` as before a restart (times None: unknown).
@@ -182,16 +195,7 @@ class CounterGuard:
             self.confirmed_at = now
             return published
         rise = value - published
-        if (
-            high is not None
-            and value >= high.value
-            and self._bound.allows(value - high.value, now - high.at)
-        ):
-            high.polls += 1
-            high.observed += now - high.at
-            high.value, high.at = value, now
-        else:
-            high = _HighSeries(value, now, now)
+        high = _Series.extended(high, value, now, self._bound)
         # The time a series held back as too high keeps being seen does not make it plausible
         # (a spike that persists, or climbs on), for an hour.
         start = high.since if now - high.since < HIGH_SERIES_RELEASE_S else now
@@ -201,8 +205,7 @@ class CounterGuard:
         # Plausible only since the value was first read (a stale spell, then a catch-up):
         # published once the series is confirmed, as a reset is.
         elapsed = None if self.published_at is None else start - self.published_at
-        confirmed = high.polls >= self._rule.polls and high.observed >= self._rule.seconds
-        if confirmed and self._bound.allows(rise, elapsed):
+        if high.confirmed(self._rule) and self._bound.allows(rise, elapsed):
             self._end_hold(value)
             return self._publish(value, now)
         self._hold(
@@ -225,18 +228,8 @@ class CounterGuard:
 
     def _observe_lower(self, value: float, now: float, published: float) -> float:
         self._hold(published, value, "went down")
-        lower = self._lower
-        if (
-            lower is not None
-            and value >= lower.value
-            and self._bound.allows(value - lower.value, now - lower.at)
-        ):
-            lower.polls += 1
-            lower.observed += now - lower.at
-            lower.value, lower.at = value, now
-        else:
-            self._lower = lower = _LowerSeries(value, now)
-        if lower.polls < self._rule.polls or lower.observed < self._rule.seconds:
+        self._lower = lower = _Series.extended(self._lower, value, now, self._bound)
+        if not lower.confirmed(self._rule):
             return published
         _LOGGER.warning(
             "%s stayed below its last value for %.0f s of observation (%s, was %s, %d polls): "
