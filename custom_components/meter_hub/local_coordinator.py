@@ -15,7 +15,17 @@ from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
 
 from .api.homewizard import ApiDisabled, HomeWizardClient, HomeWizardError, WrongDevice
-from .const import CONF_SCAN_INTERVAL, CONF_SERIAL, COUNTER_RESET_HOLD, DOMAIN, LOCAL_SCAN_INTERVAL
+from .api.homewizard_v2 import HomeWizardV2Client, Unauthorized, shared_ssl_context
+from .const import (
+    CONF_API_VERSION,
+    CONF_PRODUCT_TYPE,
+    CONF_SCAN_INTERVAL,
+    CONF_SERIAL,
+    CONF_TOKEN,
+    COUNTER_RESET_HOLD,
+    DOMAIN,
+    LOCAL_SCAN_INTERVAL,
+)
 from .coordinator import (
     MeterData,
     MeterHubConfigEntry,
@@ -26,14 +36,17 @@ from .coordinator import (
 
 
 class LocalCoordinator(MeterHubCoordinator):
-    """Polls ``/api`` and ``/api/v1/data`` of one HomeWizard device, one poll at a time."""
+    """Polls one HomeWizard device (API v1 or v2), one poll at a time."""
 
     counter_reset_hold = COUNTER_RESET_HOLD
     # An external meter (gas, water) not reported for this long is gone: its device is removed.
     device_gone_after = timedelta(hours=1)
 
     def __init__(
-        self, hass: HomeAssistant, entry: MeterHubConfigEntry, client: HomeWizardClient
+        self,
+        hass: HomeAssistant,
+        entry: MeterHubConfigEntry,
+        client: HomeWizardClient | HomeWizardV2Client,
     ) -> None:
         """Set up polling of ``client`` at the interval the user chose."""
         interval = timedelta(
@@ -65,6 +78,10 @@ class LocalCoordinator(MeterHubCoordinator):
                         "host": self.config_entry.data[CONF_HOST],
                         "serial": err.serial,
                     },
+                ) from err
+            except Unauthorized as err:
+                raise UpdateFailed(
+                    translation_domain=DOMAIN, translation_key="token_refused"
                 ) from err
             except ApiDisabled as err:
                 if not self.api_disabled:
@@ -107,7 +124,19 @@ async def async_create_local_coordinator(
     hass: HomeAssistant, entry: MeterHubConfigEntry
 ) -> LocalCoordinator:
     """Build the client and coordinator of a local entry."""
-    client = HomeWizardClient(
-        async_get_clientsession(hass), entry.data[CONF_HOST], tz=dt_util.get_default_time_zone()
-    )
+    session, host = async_get_clientsession(hass), entry.data[CONF_HOST]
+    tz = dt_util.get_default_time_zone()
+    client: HomeWizardClient | HomeWizardV2Client
+    if entry.data.get(CONF_API_VERSION) == 2:
+        client = HomeWizardV2Client(
+            session,
+            host,
+            product_type=entry.data[CONF_PRODUCT_TYPE],
+            serial=entry.data[CONF_SERIAL],
+            token=entry.data[CONF_TOKEN],
+            ssl_context=await shared_ssl_context(),
+            tz=tz,
+        )
+    else:
+        client = HomeWizardClient(session, host, tz=tz)
     return LocalCoordinator(hass, entry, client)
