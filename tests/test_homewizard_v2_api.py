@@ -92,8 +92,7 @@ def client_for(
     return HomeWizardV2Client(
         session,
         fake.host,
-        product_type=fake.device["product_type"],
-        serial=fake.serial,
+        device_name=fake.server_hostname,
         ssl_context=trust,
         token=token,
         tz=AMS,

@@ -9,13 +9,14 @@ from typing import Any
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_HOST
 from homeassistant.core import DOMAIN as HOMEASSISTANT_DOMAIN, HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
 
 from .api.homewizard import ApiDisabled, HomeWizardClient, HomeWizardError, WrongDevice
-from .api.homewizard_v2 import HomeWizardV2Client, Unauthorized, shared_ssl_context
+from .api.homewizard_v2 import HomeWizardV2Client, Unauthorized, server_hostname, shared_ssl_context
 from .const import (
     CONF_API_VERSION,
     CONF_PRODUCT_TYPE,
@@ -80,7 +81,8 @@ class LocalCoordinator(MeterHubCoordinator):
                     },
                 ) from err
             except Unauthorized as err:
-                raise UpdateFailed(
+                # A user removed in the app, or a token replaced: pair again (reauth).
+                raise ConfigEntryAuthFailed(
                     translation_domain=DOMAIN, translation_key="token_refused"
                 ) from err
             except ApiDisabled as err:
@@ -131,8 +133,7 @@ async def async_create_local_coordinator(
         client = HomeWizardV2Client(
             session,
             host,
-            product_type=entry.data[CONF_PRODUCT_TYPE],
-            serial=entry.data[CONF_SERIAL],
+            device_name=server_hostname(entry.data[CONF_PRODUCT_TYPE], entry.data[CONF_SERIAL]),
             token=entry.data[CONF_TOKEN],
             ssl_context=await shared_ssl_context(),
             tz=tz,

@@ -270,18 +270,23 @@ class HomeWizardV2Client:
         session: aiohttp.ClientSession,
         host: str,
         *,
-        product_type: str,
-        serial: str,
+        device_name: str,
         ssl_context: ssl.SSLContext,
         token: str | None = None,
         timeout: float = 10,
         tz: tzinfo = UTC,
     ) -> None:
-        """Talk to device ``serial`` at ``host`` (``host`` or ``host:port``, 443 by default)."""
+        """Talk to the device named ``device_name`` in its certificate at ``host``.
+
+        ``device_name`` is ``appliance/<type>/<serial>`` (``server_hostname``, or the ``id``
+        the device announces over mDNS); ``host`` is ``host`` or ``host:port`` (443 by default).
+        """
         self.host: Final = normalise_host(host)
+        serial = device_name.rpartition("/")[2]
+        if not device_name.startswith("appliance/") or not serial:
+            raise NotHomeWizard(f"{loggable(device_name, 80)} is not a HomeWizard device name")
         self.serial: Final = serial
-        self.product_type: Final = product_type
-        self._server_hostname = server_hostname(product_type, serial)
+        self._server_hostname = device_name
         self._session = session
         self._ssl = ssl_context
         self._token = token
