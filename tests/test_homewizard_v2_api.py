@@ -183,6 +183,124 @@ def test_every_canonical_key_has_an_entity_description() -> None:
     assert all_keys() - switches <= set(SENSORS)
 
 
+# Every data point of the vendor's v2 pages (measurement: P1, kWh meters, battery; system;
+# batteries), as documented (commit e1a1271 of homewizard/api-documentation), but ``external``.
+DOCUMENTED_MEASUREMENT = [
+    "unique_id",
+    "protocol_version",
+    "meter_model",
+    "timestamp",
+    "tariff",
+    "energy_import_kwh",
+    "energy_import_t1_kwh",
+    "energy_import_t2_kwh",
+    "energy_import_t3_kwh",
+    "energy_import_t4_kwh",
+    "energy_export_kwh",
+    "energy_export_t1_kwh",
+    "energy_export_t2_kwh",
+    "energy_export_t3_kwh",
+    "energy_export_t4_kwh",
+    "power_w",
+    "power_l1_w",
+    "power_l2_w",
+    "power_l3_w",
+    "voltage_v",
+    "voltage_l1_v",
+    "voltage_l2_v",
+    "voltage_l3_v",
+    "current_a",
+    "current_l1_a",
+    "current_l2_a",
+    "current_l3_a",
+    "frequency_hz",
+    "voltage_sag_l1_count",
+    "voltage_sag_l2_count",
+    "voltage_sag_l3_count",
+    "voltage_swell_l1_count",
+    "voltage_swell_l2_count",
+    "voltage_swell_l3_count",
+    "any_power_fail_count",
+    "long_power_fail_count",
+    "average_power_15m_w",
+    "monthly_power_peak_w",
+    "monthly_power_peak_timestamp",
+    "apparent_current_a",
+    "apparent_current_l1_a",
+    "apparent_current_l2_a",
+    "apparent_current_l3_a",
+    "reactive_current_a",
+    "reactive_current_l1_a",
+    "reactive_current_l2_a",
+    "reactive_current_l3_a",
+    "apparent_power_va",
+    "apparent_power_l1_va",
+    "apparent_power_l2_va",
+    "apparent_power_l3_va",
+    "reactive_power_var",
+    "reactive_power_l1_var",
+    "reactive_power_l2_var",
+    "reactive_power_l3_var",
+    "power_factor",
+    "power_factor_l1",
+    "power_factor_l2",
+    "power_factor_l3",
+    "state_of_charge_pct",
+    "cycles",
+]
+DOCUMENTED_SYSTEM = [
+    "wifi_ssid",
+    "wifi_rssi_db",
+    "uptime_s",
+    "cloud_enabled",
+    "status_led_brightness_pct",
+    "api_v1_enabled",
+]
+DOCUMENTED_BATTERIES = [
+    "mode",
+    "permissions",
+    "charge_to_full",
+    "battery_count",
+    "power_w",
+    "target_power_w",
+    "max_consumption_w",
+    "max_production_w",
+]
+
+
+def documented_value(name: str) -> object:
+    if name in ("timestamp", "monthly_power_peak_timestamp"):
+        return "2024-06-28T14:12:34"
+    if name in ("unique_id", "meter_model", "wifi_ssid"):
+        return "ABC"
+    if name in ("cloud_enabled", "api_v1_enabled", "charge_to_full"):
+        return True
+    if name == "mode":
+        return "zero"
+    if name == "permissions":
+        return ["charge_allowed"]
+    return 1
+
+
+def test_every_documented_data_point_is_mapped() -> None:
+    """76 names on the vendor's pages: 61 measurements, external meters, 6 system, 8 batteries."""
+    assert len(DOCUMENTED_MEASUREMENT) == len(set(DOCUMENTED_MEASUREMENT)) == 61
+    measurement = {name: documented_value(name) for name in DOCUMENTED_MEASUREMENT}
+    measurement["external"] = [
+        {"unique_id": "G1", "type": "gas_meter", "timestamp": "2024-06-28T14:00:00", "value": 1}
+    ]
+    reading = parse_measurement(measurement, tz=AMS)
+    system = parse_system({name: documented_value(name) for name in DOCUMENTED_SYSTEM})
+    batteries = parse_batteries({name: documented_value(name) for name in DOCUMENTED_BATTERIES})
+    assert len(reading.values) == 61
+    assert len(reading.externals) == 1
+    assert len(system) == 6
+    assert len(batteries) == 9  # permissions: charging and discharging allowed
+    keys = [*reading.values, *system, *batteries]
+    assert len(keys) == len(set(keys)) == 76
+    assert set(keys) <= all_keys()
+
+
 def test_kwh_meters_and_the_battery() -> None:
     kwh3 = parse_measurement(PROFILES_V2["HWE-KWH3"].measurement, tz=AMS).values
     assert kwh3["apparent_current_l2_a"] == 0.9
