@@ -14,14 +14,22 @@ from typing import Any
 from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
+from homeassistant.components.repairs import repairs_flow_manager
 from homeassistant.config_entries import SOURCE_REAUTH, SOURCE_ZEROCONF, ConfigEntryState
 from homeassistant.const import CONF_HOST
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResult, FlowResultType
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+from homeassistant.setup import async_setup_component
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.meter_hub.api.homewizard_v2 import create_ssl_context
+from custom_components.meter_hub.api.homewizard_v2 import (
+    create_ssl_context,
+    supports_api_v2,
+    v2_host,
+)
 from custom_components.meter_hub.const import (
     CONF_API_VERSION,
     CONF_PRODUCT_TYPE,
@@ -32,10 +40,12 @@ from custom_components.meter_hub.const import (
     SOURCE_LOCAL,
 )
 from custom_components.meter_hub.flow_pairing import BUTTON_HINTS, PAIRING_INTERVAL, PAIRING_TIME
+from custom_components.meter_hub.repairs import async_create_fix_flow
+from simulator.homewizard import FakeHomeWizard
 from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
 
-from .conftest import async_poll
+from .conftest import async_poll, async_setup_local
 
 FAST = 0.02  # seconds between pairing requests in these tests
 
@@ -288,3 +298,132 @@ async def test_pairing_finishes_within_a_second_of_the_press(
     assert_v2_entry(result, device)
     print(f"pairing finished {elapsed:.3f} s after the button press")  # noqa: T201
     assert elapsed < PAIRING_INTERVAL + 0.5, elapsed
+
+
+# --- v1 → v2 ------------------------------------------------------------------------------------
+
+
+async def move_to_v2(hass: HomeAssistant, entry: MockConfigEntry, v2: FakeHomeWizardV2) -> None:
+    """Fix the entry's repair issue: its reauth pairs with ``v2``, the button pressed."""
+    assert await async_setup_component(hass, "repairs", {})
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"api_v2_available_{entry.entry_id}")
+    assert issue is not None
+    manager = repairs_flow_manager(hass)
+    assert manager is not None
+    result = await manager.async_init(DOMAIN, data={"issue_id": issue.issue_id})
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "confirm"
+    result = await manager.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    (flow,) = [
+        flow
+        for flow in hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+        if flow["context"]["source"] == SOURCE_REAUTH
+    ]
+    v2.press()
+    await hass.config_entries.flow.async_configure(flow["flow_id"], {})
+    result = await wait_for_pairing(hass, flow["flow_id"])
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+
+
+async def test_v1_entry_moves_to_v2_keeping_every_entity(
+    hass: HomeAssistant, device: FakeHomeWizardV2, homewizard: FakeHomeWizard
+) -> None:
+    homewizard.device["serial"] = device.serial
+    homewizard.device["firmware_version"] = "6.00"  # a P1 meter with API v2
+    entry = await async_setup_local(hass, homewizard)
+    registry = er.async_get(hass)
+    before = {
+        entity.unique_id: entity.entity_id
+        for entity in er.async_entries_for_config_entry(registry, entry.entry_id)
+    }
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"api_v2_available_{entry.entry_id}")
+    assert issue is not None
+    assert issue.data == {"entry_id": entry.entry_id, CONF_HOST: "127.0.0.1"}  # port 443
+
+    # the device announces its v2: the issue takes the address it announces, nothing else
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=zeroconf_v2(device)
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert entry.data[CONF_HOST] == homewizard.host
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"api_v2_available_{entry.entry_id}")
+    assert issue is not None
+    assert issue.data[CONF_HOST] == device.host
+
+    await move_to_v2(hass, entry, device)
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.data[CONF_API_VERSION] == 2
+    assert entry.data[CONF_HOST] == device.host
+    after = {
+        entity.unique_id: entity.entity_id
+        for entity in er.async_entries_for_config_entry(registry, entry.entry_id)
+    }
+    assert after.items() >= before.items()  # same ids, so the same statistics
+    assert hass.states.get(before[f"{device.serial}_power_w"]).state == "-543"
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue.issue_id) is None
+    assert homewizard.request_count["/api/v1/data"] > 0
+
+
+async def test_v1_switched_off_leads_to_the_move(
+    hass: HomeAssistant,
+    homewizard: FakeHomeWizard,
+    freezer: FrozenDateTimeFactory,
+    socket_enabled: None,
+) -> None:
+    homewizard.device["firmware_version"] = "6.00"
+    entry = await async_setup_local(hass, homewizard)
+    issue_id = f"api_v2_available_{entry.entry_id}"
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_key == "api_v2_available"
+    assert issue.severity is ir.IssueSeverity.WARNING
+    homewizard.api_enabled = False  # api_v1_enabled false answers as a switched-off API
+    await async_poll(hass, freezer)
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_key == "api_v1_disabled"
+    assert issue.severity is ir.IssueSeverity.ERROR
+    assert issue.data == {"entry_id": entry.entry_id, CONF_HOST: "127.0.0.1"}
+
+
+async def test_old_firmware_is_not_offered_v2(
+    hass: HomeAssistant, homewizard: FakeHomeWizard, freezer: FrozenDateTimeFactory
+) -> None:
+    entry = await async_setup_local(hass, homewizard)  # P1 firmware 4.19
+    homewizard.api_enabled = False
+    await async_poll(hass, freezer)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, f"api_v2_available_{entry.entry_id}") is None
+
+
+@pytest.mark.parametrize(
+    ("product_type", "firmware", "supported"),
+    [
+        ("HWE-P1", "5.18", False),
+        ("HWE-P1", "6.0201", True),
+        ("HWE-KWH3", "5.00", True),
+        ("HWE-SKT", "9.00", False),
+        ("HWE-BAT", None, True),
+        ("HWE-P1", "x", False),
+    ],
+)
+def test_which_devices_move_to_v2(product_type: str, firmware: str | None, supported: bool) -> None:
+    assert supports_api_v2(product_type, firmware) is supported
+
+
+def test_v2_address_of_a_v1_host() -> None:
+    assert v2_host("192.168.1.20") == "192.168.1.20"
+    assert v2_host("p1.local:8080") == "p1.local"
+    assert v2_host("[fe80::1]:80") == "[fe80::1]"
+
+
+async def test_repair_of_a_removed_entry_aborts(hass: HomeAssistant) -> None:
+    flow = await async_create_fix_flow(hass, "api_v2_available_gone", None)
+    flow.hass = hass
+    result = await flow.async_step_init()
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "entry_removed"

@@ -11,14 +11,15 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Final
 
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigFlow, ConfigFlowResult
 from homeassistant.const import CONF_HOST
-from homeassistant.helpers import instance_id
+from homeassistant.helpers import instance_id, issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 
 from .api.homewizard import MODEL_NAMES, CannotConnect, HomeWizardDevice, HomeWizardError
 from .api.homewizard_v2 import (
+    V2_FIRMWARE,
     ButtonNotPressed,
     HomeWizardV2Client,
     NoStorage,
@@ -32,15 +33,13 @@ from .const import (
     CONF_SERIAL,
     CONF_SOURCE,
     CONF_TOKEN,
+    DOMAIN,
     LOGGER,
     SOURCE_LOCAL,
 )
+from .repairs import async_offer_api_v2, issue_id
 
 ZEROCONF_V2: Final = "_homewizard._tcp.local."
-# Devices set up with API v2; the others stay on v1 until their v2 is released.
-V2_PRODUCTS: Final = frozenset(
-    {"HWE-P1", "HWE-KWH1", "HWE-KWH3", "SDM230-wifi", "SDM630-wifi", "HWE-BAT"}
-)
 # Users report that the device takes the request only for about a second after the press (the
 # vendor says 30): asking every half second never misses such a window, and is the fastest rate
 # HomeWizard advises for its local API.
@@ -83,7 +82,7 @@ class PairingFlow(ConfigFlow):
         device_name = properties.get("id")
         if not serial or not product_type or not device_name:
             return self.async_abort(reason="invalid_discovery_parameters")
-        if product_type not in V2_PRODUCTS:
+        if product_type not in V2_FIRMWARE:
             return self.async_abort(reason="api_v2_not_supported")
         host = discovery_info.host
         if ":" in host:  # an IPv6 address
@@ -91,6 +90,11 @@ class PairingFlow(ConfigFlow):
         if discovery_info.port not in (None, 443):
             host = f"{host}:{discovery_info.port}"
         await self.async_set_unique_id(serial)
+        known = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, serial)
+        if known is not None and known.data.get(CONF_API_VERSION) != 2:
+            # An entry on API v1: offer the move to v2, at the address v2 announces.
+            async_offer_api_v2(self.hass, known, host)
+            return self.async_abort(reason="already_configured")
         self._abort_if_unique_id_configured(updates={CONF_HOST: host})
         model = MODEL_NAMES.get(product_type, product_type)
         self._target = PairingTarget(host, device_name, product_type, model)
@@ -112,11 +116,12 @@ class PairingFlow(ConfigFlow):
     async def async_step_reauth_pair(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """The device refuses the stored token: pair again."""
+        """Pair again: the device refuses the stored token, or the entry moves from v1 to v2."""
         entry = self._get_reauth_entry()
         product_type = entry.data[CONF_PRODUCT_TYPE]
         self._target = PairingTarget(
-            entry.data[CONF_HOST],
+            # the move from v1 (the repair) names the address of API v2
+            self.init_data.get(CONF_HOST, entry.data[CONF_HOST]),
             server_hostname(product_type, entry.data[CONF_SERIAL]),
             product_type,
             entry.title,
@@ -222,8 +227,10 @@ class PairingFlow(ConfigFlow):
             LOGGER.debug("Reading %s after pairing failed: %s", self._target.host, err)
             return self.async_abort(reason="cannot_connect")
         data = self._v2_entry_data(device)
-        if self.source == "reauth":
-            return self.async_update_reload_and_abort(self._get_reauth_entry(), data=data)
+        if self.source == SOURCE_REAUTH:
+            entry = self._get_reauth_entry()
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id(entry))
+            return self.async_update_reload_and_abort(entry, data=data)
         await self.async_set_unique_id(device.serial, raise_on_progress=False)
         self._abort_if_unique_id_configured(updates=data)
         return self.async_create_entry(title=device.product_name or device.model_name, data=data)

@@ -15,8 +15,20 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
 
-from .api.homewizard import ApiDisabled, HomeWizardClient, HomeWizardError, WrongDevice
-from .api.homewizard_v2 import HomeWizardV2Client, Unauthorized, server_hostname, shared_ssl_context
+from .api.homewizard import (
+    ApiDisabled,
+    HomeWizardClient,
+    HomeWizardDevice,
+    HomeWizardError,
+    WrongDevice,
+)
+from .api.homewizard_v2 import (
+    HomeWizardV2Client,
+    Unauthorized,
+    server_hostname,
+    shared_ssl_context,
+    supports_api_v2,
+)
 from .const import (
     CONF_API_VERSION,
     CONF_PRODUCT_TYPE,
@@ -34,6 +46,7 @@ from .coordinator import (
     MeterHubData,
     quiet_while_stopping,
 )
+from .repairs import async_offer_api_v2
 
 
 class LocalCoordinator(MeterHubCoordinator):
@@ -62,6 +75,23 @@ class LocalCoordinator(MeterHubCoordinator):
         self._reauth_may_be_open = True
         # A refresh asked for while a slow device is still answering waits for it.
         self._poll_lock = asyncio.Lock()
+        # The device as last read, and how the move to API v2 was offered: None not yet, False
+        # as available, True as needed (v1 switched off). A v2 entry needs no offer.
+        self._device: HomeWizardDevice | None = None
+        self._v2_offer: bool | None = True if isinstance(client, HomeWizardV2Client) else None
+
+    def _offer_api_v2(self, *, v1_disabled: bool) -> None:
+        """Offer the move of a v1 entry to API v2 when its device has v2 (again once v1 is off)."""
+        device = self._device
+        if (
+            self._v2_offer is True
+            or (self._v2_offer is False and not v1_disabled)
+            or device is None
+            or not supports_api_v2(device.product_type, device.firmware_version)
+        ):
+            return
+        self._v2_offer = v1_disabled
+        async_offer_api_v2(self.hass, self.config_entry, v1_disabled=v1_disabled)
 
     @quiet_while_stopping
     async def _async_update_data(self) -> MeterHubData:
@@ -86,6 +116,8 @@ class LocalCoordinator(MeterHubCoordinator):
                     translation_domain=DOMAIN, translation_key="token_refused"
                 ) from err
             except ApiDisabled as err:
+                # API v1 switched off on a device that has v2: the user is led to the move.
+                self._offer_api_v2(v1_disabled=True)
                 if not self.api_disabled:
                     # Tell the user how to switch the local API back on.
                     self.api_disabled = True
@@ -101,6 +133,8 @@ class LocalCoordinator(MeterHubCoordinator):
                     translation_placeholders={"error": str(err)},
                 ) from err
         self.api_disabled = False
+        self._device = device
+        self._offer_api_v2(v1_disabled=False)
         if self._reauth_may_be_open:
             self._reauth_may_be_open = False
             for flow in self.config_entry.async_get_active_flows(self.hass, {SOURCE_REAUTH}):

@@ -75,6 +75,16 @@ CERTIFICATE_TYPES: Final = {
     "HWE-WTR": "watermeter",
     "HWE-BAT": "battery",
 }
+# Devices set up with API v2, and the firmware from which they have it (``None``: always); the
+# others stay on v1 until HomeWizard releases their v2.
+V2_FIRMWARE: Final[dict[str, int | None]] = {
+    "HWE-P1": 6,
+    "HWE-KWH1": 5,
+    "HWE-KWH3": 5,
+    "SDM230-wifi": 5,
+    "SDM630-wifi": 5,
+    "HWE-BAT": None,
+}
 # Devices that control Plug-In Batteries (``/api/batteries``, API 2.1.0 and later).
 BATTERY_CONTROLLERS: Final = frozenset(
     {"HWE-P1", "HWE-KWH1", "HWE-KWH3", "SDM230-wifi", "SDM630-wifi"}
@@ -112,6 +122,22 @@ def server_hostname(product_type: str, serial: str) -> str:
     if certificate_type is None:
         raise NotHomeWizard(f"no API v2 for product type {loggable(product_type, 40)}")
     return f"appliance/{certificate_type}/{serial}"
+
+
+def supports_api_v2(product_type: str, firmware_version: str | None) -> bool:
+    """Whether a device of ``product_type`` with that firmware speaks API v2."""
+    if product_type not in V2_FIRMWARE:
+        return False
+    first = V2_FIRMWARE[product_type]
+    major = (firmware_version or "").partition(".")[0]
+    return first is None or (major.isdigit() and int(major) >= first)
+
+
+def v2_host(host: str) -> str:
+    """The address of API v2 (port 443) of the device that has API v1 at ``host``."""
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.partition(":")[0]
 
 
 def create_ssl_context(cafile: Path = CA_CERT) -> ssl.SSLContext:
