@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 import logging
 import ssl
@@ -26,7 +26,6 @@ from custom_components.meter_hub.api.homewizard_v2 import (
     NoStorage,
     Unauthorized,
     UntrustedDevice,
-    create_ssl_context,
     iso_time,
     parse_batteries,
     parse_measurement,
@@ -44,19 +43,6 @@ AMS = ZoneInfo("Europe/Amsterdam")
 USER = "local/home-assistant"
 
 type StartFake = Callable[..., Awaitable[FakeHomeWizardV2]]
-
-
-@pytest.fixture(scope="module")
-def authority() -> Iterator[SimulatorAuthority]:
-    ca = SimulatorAuthority()
-    yield ca
-    ca.cleanup()
-
-
-@pytest.fixture
-def trust(authority: SimulatorAuthority) -> ssl.SSLContext:
-    """The test seam: a client context that trusts the simulator's CA."""
-    return create_ssl_context(authority.ca_file)
 
 
 @pytest.fixture
@@ -398,6 +384,7 @@ async def test_the_shipped_ca_is_loaded_once_off_the_loop() -> None:
     assert CA_CERT.parent.name == "api"
 
 
+@pytest.mark.usefixtures("refused_handshakes")
 async def test_the_product_context_does_not_trust_the_simulator(
     start_fake: StartFake, session: aiohttp.ClientSession
 ) -> None:
@@ -409,6 +396,7 @@ async def test_the_product_context_does_not_trust_the_simulator(
     assert fake.users == {}
 
 
+@pytest.mark.usefixtures("refused_handshakes")
 async def test_another_device_at_the_address_fails_the_certificate_name(
     start_fake: StartFake, session: aiohttp.ClientSession, trust: ssl.SSLContext
 ) -> None:

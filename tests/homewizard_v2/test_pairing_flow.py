@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from ipaddress import ip_address
 import time
-from typing import Any
 from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
@@ -25,11 +24,7 @@ from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.meter_hub.api.homewizard_v2 import (
-    create_ssl_context,
-    supports_api_v2,
-    v2_host,
-)
+from custom_components.meter_hub.api.homewizard_v2 import supports_api_v2, v2_host
 from custom_components.meter_hub.const import (
     CONF_API_VERSION,
     CONF_PRODUCT_TYPE,
@@ -44,32 +39,15 @@ from custom_components.meter_hub.repairs import async_create_fix_flow
 from simulator.homewizard import FakeHomeWizard
 from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
-
-from .conftest import async_poll, async_setup_local
+from tests.conftest import async_poll, async_setup_local
 
 FAST = 0.02  # seconds between pairing requests in these tests
 
 
-@pytest.fixture(scope="module")
-def authority() -> Iterator[SimulatorAuthority]:
-    ca = SimulatorAuthority()
-    yield ca
-    ca.cleanup()
-
-
 @pytest.fixture(autouse=True)
-def trust_the_simulator(authority: SimulatorAuthority) -> Iterator[None]:
-    """The test seam: the integration trusts the simulator's CA; pairing asks every 20 ms."""
-    context = create_ssl_context(authority.ca_file)
-
-    async def simulator_context() -> Any:
-        return context
-
+def fast_pairing(integration_trusts_the_simulator: None) -> Iterator[None]:
+    """Pairing asks every 20 ms and gives up after a second."""
     with (
-        patch("custom_components.meter_hub.flow_pairing.shared_ssl_context", simulator_context),
-        patch(
-            "custom_components.meter_hub.local_coordinator.shared_ssl_context", simulator_context
-        ),
         patch("custom_components.meter_hub.flow_pairing.PAIRING_INTERVAL", FAST),
         patch("custom_components.meter_hub.flow_pairing.PAIRING_TIME", 1.0),
     ):
@@ -198,6 +176,7 @@ async def test_no_storage_is_explained_then_retried(
     assert_v2_entry(await wait_for_pairing(hass, result["flow_id"]), device)
 
 
+@pytest.mark.usefixtures("refused_handshakes")
 async def test_another_device_at_the_address_is_refused(
     hass: HomeAssistant, authority: SimulatorAuthority, socket_enabled: None
 ) -> None:

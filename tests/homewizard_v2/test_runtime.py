@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 import json
 import logging
-from typing import Any
-from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.sensor import SensorDeviceClass, SensorStateClass
@@ -21,7 +19,6 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.meter_hub.api.homewizard_v2 import create_ssl_context
 from custom_components.meter_hub.const import (
     CONF_API_VERSION,
     CONF_PRODUCT_TYPE,
@@ -33,31 +30,12 @@ from custom_components.meter_hub.const import (
 )
 from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
-
-from .conftest import async_poll
+from tests.conftest import async_poll
 
 USER = "local/home-assistant"
 
 
-@pytest.fixture(scope="module")
-def authority() -> Iterator[SimulatorAuthority]:
-    ca = SimulatorAuthority()
-    yield ca
-    ca.cleanup()
-
-
-@pytest.fixture(autouse=True)
-def trust_the_simulator(authority: SimulatorAuthority) -> Iterator[None]:
-    """The test seam: the integration's SSL context trusts the simulator's CA."""
-    context = create_ssl_context(authority.ca_file)
-
-    async def simulator_context() -> Any:
-        return context
-
-    with patch(
-        "custom_components.meter_hub.local_coordinator.shared_ssl_context", simulator_context
-    ):
-        yield
+pytestmark = pytest.mark.usefixtures("integration_trusts_the_simulator")
 
 
 @pytest.fixture
@@ -164,19 +142,26 @@ async def test_plug_in_battery(
     assert registry.async_get(charge_id).device_id is not None
 
 
+async def test_diagnostics_never_show_the_token(
+    hass: HomeAssistant, device: FakeHomeWizardV2, hass_client: ClientSessionGenerator
+) -> None:
+    token = device.users[USER]
+    entry = await setup_v2(hass, device)
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert token not in json.dumps(diagnostics)
+    assert diagnostics["source"]["data"]["system"]["uptime_s"] == 356
+
+
 async def test_revoked_token_fails_the_poll_without_showing_it(
     hass: HomeAssistant,
     device: FakeHomeWizardV2,
-    hass_client: ClientSessionGenerator,
     freezer: FrozenDateTimeFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     token = device.users[USER]
     entry = await setup_v2(hass, device)
-    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
-    assert token not in json.dumps(diagnostics)
-    assert diagnostics["source"]["data"]["system"]["uptime_s"] == 356
+    assert entry.state is ConfigEntryState.LOADED
     device.revoke(USER)
     await async_poll(hass, freezer)
     power = hass.states.get(entity_id(hass, "sensor", f"{device.serial}_power_w"))
