@@ -58,6 +58,16 @@ BUTTON_HINTS: Final = {
 }
 
 
+def discovered_host(discovery_info: ZeroconfServiceInfo, *, default_port: int) -> str:
+    """``host`` or ``host:port`` (IPv6 in brackets) of a discovered service."""
+    host = discovery_info.host
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    if discovery_info.port not in (None, default_port):
+        host = f"{host}:{discovery_info.port}"
+    return host
+
+
 @dataclass(frozen=True, slots=True)
 class PairingTarget:
     """The device being paired: where it is and the name its certificate carries."""
@@ -84,11 +94,7 @@ class PairingFlow(ConfigFlow):
             return self.async_abort(reason="invalid_discovery_parameters")
         if product_type not in V2_FIRMWARE:
             return self.async_abort(reason="api_v2_not_supported")
-        host = discovery_info.host
-        if ":" in host:  # an IPv6 address
-            host = f"[{host}]"
-        if discovery_info.port not in (None, 443):
-            host = f"{host}:{discovery_info.port}"
+        host = discovered_host(discovery_info, default_port=443)
         await self.async_set_unique_id(serial)
         known = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, serial)
         if known is not None and known.data.get(CONF_API_VERSION) != 2:

@@ -21,13 +21,11 @@ from yarl import URL
 
 from .model import (
     MAX_ID_LENGTH,
-    PHASES,
     TARIFFS,
     ExternalMeter,
     MeterInfo,
     Reading,
     Value,
-    phase_key,
     tariff_key,
     vendor_identifier,
     vendor_text,
@@ -42,10 +40,10 @@ from .transport import (
     read_body,
 )
 from .vendor_values import (
-    ELECTRICAL_CHECKS,
     MAX_NUMBER,
     Check,
     count_number,
+    electrical_fields,
     in_range,
     percent_number,
     signed_number,
@@ -224,13 +222,7 @@ def _build_fields() -> dict[str, tuple[str, Check]]:
                 unsigned_number,
             )
     # The device sends "active_" + canonical key, per phase "active_" + phase key.
-    for quantity, check in ELECTRICAL_CHECKS.items():
-        fields[f"active_{quantity}"] = (quantity, check)
-        for phase in PHASES:
-            fields[f"active_{phase_key(quantity, phase)}"] = (phase_key(quantity, phase), check)
-    for quantity in ("voltage_sag_count", "voltage_swell_count"):
-        for phase in PHASES:
-            fields[phase_key(quantity, phase)] = (phase_key(quantity, phase), count_number)
+    fields.update(electrical_fields("active_"))
     return fields
 
 

@@ -38,20 +38,18 @@ from .homewizard import (
 from .model import (
     BATTERY_MODES,
     MAX_ID_LENGTH,
-    PHASES,
     TARIFFS,
     ExternalMeter,
     Reading,
     Value,
-    phase_key,
     tariff_key,
     vendor_text,
 )
 from .transport import ACCEPT_ENCODING, BodyError, diagnostic_copy, loggable, parse_json, read_body
 from .vendor_values import (
-    ELECTRICAL_CHECKS,
     Check,
     count_number,
+    electrical_fields,
     percent_number,
     signed_number,
     smart_meter_id,
@@ -187,12 +185,7 @@ def _build_measurement_fields() -> dict[str, tuple[str, Check]]:
         total = f"energy_{direction}_kwh"
         for key in (total, *(tariff_key(total, tariff) for tariff in TARIFFS)):
             fields[key] = (key, unsigned_number)
-    for quantity, check in ELECTRICAL_CHECKS.items():
-        for key in (quantity, *(phase_key(quantity, phase) for phase in PHASES)):
-            fields[key] = (key, check)
-    for quantity in ("voltage_sag_count", "voltage_swell_count"):
-        for phase in PHASES:
-            fields[phase_key(quantity, phase)] = (phase_key(quantity, phase), count_number)
+    fields.update(electrical_fields(""))
     return fields
 
 

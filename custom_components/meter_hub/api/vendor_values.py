@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from .model import TARIFFS, Value, vendor_text
+from .model import PHASES, TARIFFS, Value, phase_key, vendor_text
 
 type Check = Callable[[object], Value | None]
 
@@ -87,3 +87,20 @@ ELECTRICAL_CHECKS: Final[dict[str, Check]] = {
     "apparent_current_a": signed_number,
     "reactive_current_a": signed_number,
 }
+
+
+def electrical_fields(prefix: str) -> dict[str, tuple[str, Check]]:
+    """Vendor key -> (canonical key, check) of every electrical quantity and voltage event.
+
+    The quantities of ``ELECTRICAL_CHECKS`` as a total and per phase, named ``prefix`` + their
+    canonical key (v1 says ``active_power_l1_w``, v2 ``power_l1_w``); the voltage sags and swells
+    per phase, named as their canonical key in both.
+    """
+    fields: dict[str, tuple[str, Check]] = {}
+    for quantity, check in ELECTRICAL_CHECKS.items():
+        for key in (quantity, *(phase_key(quantity, phase) for phase in PHASES)):
+            fields[prefix + key] = (key, check)
+    for quantity in ("voltage_sag_count", "voltage_swell_count"):
+        for phase in PHASES:
+            fields[phase_key(quantity, phase)] = (phase_key(quantity, phase), count_number)
+    return fields
