@@ -5,6 +5,9 @@ Each profile is a folder of ``payloads/homewizard_v2/<profile>/`` with the bodie
 certificate is issued by a ``SimulatorAuthority`` for ``appliance/<type>/<serial>``, as the
 HomeWizard CA does for real devices.
 
+API v1 stays on the same device, as the vendor describes: pass the device's v1 fake as ``v1``,
+and ``api_v1_enabled`` of ``/api/system`` (``PUT`` sets it) switches it.
+
 The button: ``press()`` (or ``POST /_sim/press`` with ``start(control=True)``) opens the window in
 which ``POST /api/user`` creates a user; outside it the device answers 403
 ``user:creation-not-enabled``. ``max_users`` bounds the user store (403 ``user:no-storage``),
@@ -24,7 +27,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from .homewizard import LISTEN_HOST
+from .homewizard import LISTEN_HOST, FakeHomeWizard
 from .tls import SimulatorAuthority
 
 PAYLOADS: Final = Path(__file__).parent / "payloads" / "homewizard_v2"
@@ -96,8 +99,9 @@ class FakeHomeWizardV2:
         max_users: int = 10,
         button_window: float = BUTTON_WINDOW,
         common_name: str | None = None,
+        v1: FakeHomeWizard | None = None,
     ) -> None:
-        """Serve a copy of ``profile`` with a certificate of ``authority``."""
+        """Serve a copy of ``profile`` with a certificate of ``authority``; ``v1`` is its API v1."""
         source = PROFILES_V2[profile]
         self.profile = profile
         self.device: dict[str, Any] = copy.deepcopy(source.device)
@@ -112,6 +116,7 @@ class FakeHomeWizardV2:
         self.server_hostname: Final = (
             f"appliance/{CERTIFICATE_TYPES[self.device['product_type']]}/{self.device['serial']}"
         )
+        self.v1 = v1
         self._authority = authority
         self._common_name = common_name or self.server_hostname
         self._pressed_at: float | None = None
@@ -182,6 +187,10 @@ class FakeHomeWizardV2:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if token not in self.users.values():
             return _error(401, "user:unauthorized")
+        if path == "/api/system" and request.method == "PUT":
+            return await self._set_system(request)
+        if self.v1 is not None:
+            self.system["api_v1_enabled"] = self.v1.api_enabled
         bodies = {
             "/api": self.device,
             "/api/measurement": self.measurement,
@@ -192,6 +201,23 @@ class FakeHomeWizardV2:
         if body is None or request.method != "GET":
             return _error(404, "request:not-found")
         return web.json_response(body)
+
+    async def _set_system(self, request: web.Request) -> web.Response:
+        """``PUT /api/system``: the switches a user may set (API v1 only where there is one)."""
+        try:
+            changes = await request.json()
+        except ValueError:
+            return _error(400, "request:invalid-json")
+        writable = {"cloud_enabled", "status_led_brightness_pct"}
+        if self.v1 is not None:
+            writable.add("api_v1_enabled")
+        if not isinstance(changes, dict) or not changes.keys() & writable:
+            return _error(400, "json:no-parameters-recognized")
+        for key in changes.keys() & writable:
+            self.system[key] = changes[key]
+        if self.v1 is not None:
+            self.v1.api_enabled = bool(self.system["api_v1_enabled"])
+        return web.json_response(self.system)
 
     async def _create_user(self, request: web.Request) -> web.Response:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.components.repairs import RepairsFlow
+from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_HOST
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResult
@@ -75,6 +76,9 @@ class MoveToApiV2Flow(RepairsFlow):
         if entry is None:
             return self.async_abort(reason="entry_removed")
         if user_input is not None:
+            # A reauth of API v1 (switch the local API on) gives way to the pairing with v2.
+            for flow in entry.async_get_active_flows(self.hass, {SOURCE_REAUTH}):
+                self.hass.config_entries.flow.async_abort(flow["flow_id"])
             entry.async_start_reauth(self.hass, data={CONF_API_VERSION: 2, CONF_HOST: self._host})
             return self.async_create_entry(data={})
         return self.async_show_form(

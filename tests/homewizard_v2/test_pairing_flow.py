@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from ipaddress import ip_address
+import ssl
 import time
 from unittest.mock import patch
 
+import aiohttp
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.repairs import repairs_flow_manager
 from homeassistant.config_entries import SOURCE_REAUTH, SOURCE_ZEROCONF, ConfigEntryState
@@ -24,7 +26,11 @@ from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.meter_hub.api.homewizard_v2 import supports_api_v2, v2_host
+from custom_components.meter_hub.api.homewizard_v2 import (
+    HomeWizardV2Client,
+    supports_api_v2,
+    v2_host,
+)
 from custom_components.meter_hub.const import (
     CONF_API_VERSION,
     CONF_PRODUCT_TYPE,
@@ -406,3 +412,60 @@ async def test_repair_of_a_removed_entry_aborts(hass: HomeAssistant) -> None:
     result = await flow.async_step_init()
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "entry_removed"
+
+
+async def test_device_that_switched_v1_off_moves_to_v2(
+    hass: HomeAssistant,
+    authority: SimulatorAuthority,
+    homewizard: FakeHomeWizard,
+    trust: ssl.SSLContext,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """One device, both APIs: ``api_v1_enabled`` false (set over v2) leads to the move."""
+    homewizard.device["firmware_version"] = "6.00"
+    device = FakeHomeWizardV2(authority, "HWE-P1", v1=homewizard)
+    homewizard.device["serial"] = device.serial
+    await device.start()
+    try:
+        entry = await async_setup_local(hass, homewizard)
+        device.users["local/app"] = token = "0123456789ABCDEF0123456789ABCDEF"
+        async with aiohttp.ClientSession() as session:
+            async with session.put(
+                f"https://{device.host}/api/system",
+                json={"api_v1_enabled": False},
+                headers={"Authorization": f"Bearer {token}", "X-Api-Version": "2"},
+                ssl=trust,
+                server_hostname=device.server_hostname,
+            ) as response:
+                assert response.status == 200
+            client = HomeWizardV2Client(
+                session,
+                device.host,
+                device_name=device.server_hostname,
+                ssl_context=trust,
+                token=token,
+            )
+            _, reading = await client.measurement(device.serial)
+        assert reading.values["api_v1_enabled"] is False
+        await async_poll(hass, freezer)
+        assert hass.states.get("sensor.p1_meter_power").state == "unavailable"
+        issue = ir.async_get(hass).async_get_issue(DOMAIN, f"api_v2_available_{entry.entry_id}")
+        assert issue is not None
+        assert issue.translation_key == "api_v1_disabled"
+        # the simulator's v2 is on another port of 127.0.0.1; a real device has both on one address
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            issue.issue_id,
+            is_fixable=True,
+            severity=issue.severity,
+            translation_key=issue.translation_key,
+            translation_placeholders=issue.translation_placeholders,
+            data={"entry_id": entry.entry_id, CONF_HOST: device.host},
+        )
+        await move_to_v2(hass, entry, device)
+        assert entry.data[CONF_API_VERSION] == 2
+        assert hass.states.get("sensor.p1_meter_power").state == "-543"
+        assert hass.states.get("binary_sensor.p1_meter_local_api_v1").state == "off"
+    finally:
+        await device.stop()
