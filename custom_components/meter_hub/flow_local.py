@@ -74,6 +74,12 @@ class LocalFlow(ConfigFlow):
             },
         )
 
+    async def _async_local_device_found(
+        self, host: str, device: HomeWizardDevice
+    ) -> ConfigFlowResult:
+        """The device at the host the user entered answers API v1: add it (v2: see pairing)."""
+        return self._async_create_local_entry(host, device)
+
     async def async_step_local(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Add a HomeWizard device by its IP address or host name."""
         errors: dict[str, str] = {}
@@ -82,7 +88,7 @@ class LocalFlow(ConfigFlow):
             if device is not None:
                 await self.async_set_unique_id(device.serial, raise_on_progress=False)
                 self._abort_if_unique_id_configured(updates={CONF_HOST: host})
-                return self._async_create_local_entry(host, device)
+                return await self._async_local_device_found(host, device)
             errors["base"] = error or "unknown"
         return self.async_show_form(
             step_id="local",

@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Final
 
-from homeassistant.config_entries import SOURCE_REAUTH, ConfigFlow, ConfigFlowResult
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigFlowResult
 from homeassistant.const import CONF_HOST
 from homeassistant.helpers import instance_id, issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
@@ -26,6 +26,8 @@ from .api.homewizard_v2 import (
     UntrustedDevice,
     server_hostname,
     shared_ssl_context,
+    supports_api_v2,
+    v2_host,
 )
 from .const import (
     CONF_API_VERSION,
@@ -37,6 +39,7 @@ from .const import (
     LOGGER,
     SOURCE_LOCAL,
 )
+from .flow_local import LocalFlow
 from .repairs import async_offer_api_v2, issue_id
 
 ZEROCONF_V2: Final = "_homewizard._tcp.local."
@@ -78,8 +81,8 @@ class PairingTarget:
     title: str
 
 
-class PairingFlow(ConfigFlow):
-    """The HomeWizard API v2 part of the config flow."""
+class PairingFlow(LocalFlow):
+    """The HomeWizard API v2 part of the config flow, on top of the v1 part."""
 
     _target: PairingTarget
     _token: str
@@ -105,6 +108,20 @@ class PairingFlow(ConfigFlow):
         model = MODEL_NAMES.get(product_type, product_type)
         self._target = PairingTarget(host, device_name, product_type, model)
         self.context["title_placeholders"] = {"name": model, "serial": serial}
+        return await self.async_step_pair_confirm()
+
+    async def _async_local_device_found(
+        self, host: str, device: HomeWizardDevice
+    ) -> ConfigFlowResult:
+        """A device entered by its address that has API v2 is paired (v1 is frozen)."""
+        if not supports_api_v2(device.product_type, device.firmware_version):
+            return await super()._async_local_device_found(host, device)
+        self._target = PairingTarget(
+            v2_host(host),
+            server_hostname(device.product_type, device.serial),
+            device.product_type,
+            device.model_name,
+        )
         return await self.async_step_pair_confirm()
 
     async def async_step_pair_confirm(

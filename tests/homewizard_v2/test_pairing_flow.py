@@ -16,7 +16,12 @@ from unittest.mock import patch
 import aiohttp
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.repairs import repairs_flow_manager
-from homeassistant.config_entries import SOURCE_REAUTH, SOURCE_ZEROCONF, ConfigEntryState
+from homeassistant.config_entries import (
+    SOURCE_REAUTH,
+    SOURCE_USER,
+    SOURCE_ZEROCONF,
+    ConfigEntryState,
+)
 from homeassistant.const import CONF_HOST
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResult, FlowResultType
@@ -469,3 +474,25 @@ async def test_device_that_switched_v1_off_moves_to_v2(
         assert hass.states.get("binary_sensor.p1_meter_local_api_v1").state == "off"
     finally:
         await device.stop()
+
+
+async def test_device_entered_by_address_with_v2_is_paired(
+    hass: HomeAssistant, device: FakeHomeWizardV2, homewizard: FakeHomeWizard
+) -> None:
+    """The host form reads API v1; a device that has v2 goes on to the pairing."""
+    homewizard.device["serial"] = device.serial
+    homewizard.device["firmware_version"] = "6.00"
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "local"}
+    )
+    # the simulator's v2 is on another port of 127.0.0.1; a real device has both on one address
+    with patch("custom_components.meter_hub.flow_pairing.v2_host", return_value=device.host):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_HOST: homewizard.host}
+        )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "pair_confirm"
+    device.press()
+    await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert_v2_entry(await wait_for_pairing(hass, result["flow_id"]), device)
