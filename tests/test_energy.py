@@ -101,6 +101,7 @@ async def async_validate_energy(
     gas: Sequence[str] = (),
     water: Sequence[str] = (),
     devices: Sequence[str] = (),
+    batteries: Sequence[tuple[str, str]] = (),
 ) -> dict[str, list[list[dict[str, Any]]]]:
     """Save energy preferences with these entity ids; return Home Assistant's validation.
 
@@ -119,6 +120,11 @@ async def async_validate_energy(
     price = {"stat_cost": None, "entity_energy_price": None, "number_energy_price": None}
     sources += [{"type": "gas", "stat_energy_from": stat, **price} for stat in gas]
     sources += [{"type": "water", "stat_energy_from": stat, **price} for stat in water]
+    # a battery: (energy out of it, energy into it)
+    sources += [
+        {"type": "battery", "stat_energy_from": stat_from, "stat_energy_to": stat_to}
+        for stat_from, stat_to in batteries
+    ]
     manager = await energy_data.async_get_manager(hass)
     await manager.async_update(
         {

@@ -859,6 +859,8 @@ def test_per_phase_voltage_current_power_and_energy_stay_enabled() -> None:
         "reactive_current_a",
         "meter_id",
         "water_offset_m3",
+        "smart_meter_measured_at",
+        "uptime_s",
     }
 
 

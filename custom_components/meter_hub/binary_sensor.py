@@ -1,4 +1,7 @@
-"""Binary sensors: whether a meter that uploads to a cloud is still uploading."""
+"""Binary sensors: cloud uploads still arriving, and the on/off values of a reading.
+
+The on/off values are settings of a HomeWizard device and of the batteries it controls.
+"""
 
 from __future__ import annotations
 
@@ -30,24 +33,54 @@ UPLOADING = BinarySensorEntityDescription(
 )
 
 
+SWITCH_STATES: dict[str, BinarySensorEntityDescription] = {
+    description.key: description
+    for description in (
+        BinarySensorEntityDescription(
+            key="cloud_enabled",
+            translation_key="cloud_enabled",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        BinarySensorEntityDescription(
+            key="api_v1_enabled",
+            translation_key="api_v1_enabled",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        BinarySensorEntityDescription(
+            key="battery_charge_allowed", translation_key="battery_charge_allowed"
+        ),
+        BinarySensorEntityDescription(
+            key="battery_discharge_allowed", translation_key="battery_discharge_allowed"
+        ),
+        BinarySensorEntityDescription(
+            key="battery_charge_to_full", translation_key="battery_charge_to_full"
+        ),
+    )
+}
+
+
 async def async_setup_entry(
     hass: HomeAssistant,
     entry: MeterHubConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """A connectivity sensor for every meter that uploads (or reports when it last uploaded)."""
+    """Binary sensors of every meter: uploads (if it uploads) and each on/off value it reports."""
     coordinator = entry.runtime_data
-    created: set[str] = set()
+    created: set[tuple[str, str]] = set()
 
     @callback
     def add_new_sensors() -> None:
-        new = [
-            UploadingSensor(coordinator, serial)
-            for serial, meter in coordinator.data.items()
-            if serial not in created
-            and (coordinator.tracks_uploads or "measured_at" in meter.reading.values)
-        ]
-        created.update(sensor.serial for sensor in new)
+        new: list[MeterBinarySensor] = []
+        for serial, meter in coordinator.data.items():
+            if (serial, UPLOADING.key) not in created and (
+                coordinator.tracks_uploads or "measured_at" in meter.reading.values
+            ):
+                new.append(UploadingSensor(coordinator, serial))
+                created.add((serial, UPLOADING.key))
+            for key in sorted(meter.reading.values.keys() & SWITCH_STATES.keys()):
+                if (serial, key) not in created:
+                    new.append(SwitchStateSensor(coordinator, serial, SWITCH_STATES[key]))
+                    created.add((serial, key))
         if new:
             async_add_entities(new)
 
@@ -55,16 +88,28 @@ async def async_setup_entry(
     entry.async_on_unload(coordinator.async_add_listener(add_new_sensors))
 
 
-class UploadingSensor(MeterHubEntity, BinarySensorEntity):
-    """On while the meter's last upload is recent."""
+class MeterBinarySensor(MeterHubEntity, BinarySensorEntity):
+    """A binary sensor of a meter, on the meter's device."""
 
-    entity_description = UPLOADING
+    def __init__(
+        self,
+        coordinator: MeterHubCoordinator,
+        serial: str,
+        description: BinarySensorEntityDescription,
+    ) -> None:
+        """Create the sensor of ``description.key`` on meter ``serial``."""
+        super().__init__(coordinator, serial)
+        self.entity_description = description
+        self._attr_unique_id = f"{serial}_{description.key}"
+        self._attr_device_info = meter_device_info(coordinator.data[serial].info)
+
+
+class UploadingSensor(MeterBinarySensor):
+    """On while the meter's last upload is recent."""
 
     def __init__(self, coordinator: MeterHubCoordinator, serial: str) -> None:
         """Create the sensor of meter ``serial``."""
-        super().__init__(coordinator, serial)
-        self._attr_unique_id = f"{serial}_{UPLOADING.key}"
-        self._attr_device_info = meter_device_info(coordinator.data[serial].info)
+        super().__init__(coordinator, serial, UPLOADING)
 
     @property
     def is_on(self) -> bool | None:
@@ -77,3 +122,19 @@ class UploadingSensor(MeterHubEntity, BinarySensorEntity):
         if not isinstance(measured_at, datetime):
             return False if self.coordinator.tracks_uploads else None
         return dt_util.utcnow() - measured_at < UPLOAD_OVERDUE
+
+
+class SwitchStateSensor(MeterBinarySensor):
+    """An on/off value of a meter's reading."""
+
+    @property
+    def available(self) -> bool:
+        """Available while the source answers and this value is reported."""
+        return super().available and self.is_on is not None
+
+    @property
+    def is_on(self) -> bool | None:
+        """The reported value."""
+        meter = self.coordinator.data.get(self.serial)
+        value = meter.reading.values.get(self.entity_description.key) if meter else None
+        return value if isinstance(value, bool) else None

@@ -23,6 +23,8 @@ CONF_REFRESH_TOKEN: Final = "refresh_token"  # noqa: S105 - a key name, not a se
 RUNTIME_DATA_KEYS: Final = frozenset({CONF_TOKEN, CONF_REFRESH_TOKEN})
 CONF_PRODUCT_TYPE: Final = "product_type"
 CONF_SERIAL: Final = "serial"
+# HomeWizard: 2 for an entry on the local API v2 (HTTPS, token in CONF_TOKEN); absent for v1.
+CONF_API_VERSION: Final = "api_version"
 
 # Options
 CONF_SCAN_INTERVAL: Final = "scan_interval"

@@ -112,6 +112,12 @@ class LocalFlow(ConfigFlow):
             },
         )
 
+    async def _async_local_device_found(
+        self, host: str, device: HomeWizardDevice
+    ) -> ConfigFlowResult:
+        """The device at the host the user entered answers API v1: add it (v2: see pairing)."""
+        return self._async_create_local_entry(host, device)
+
     async def async_step_local(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Add a HomeWizard device by its IP address or host name."""
         errors: dict[str, str] = {}
@@ -123,7 +129,7 @@ class LocalFlow(ConfigFlow):
                     # the user pointed at it: the probe proved it is the device
                     async_update_entry_data(self.hass, entry, {CONF_HOST: host})
                     return self.async_abort(reason="already_configured")
-                return self._async_create_local_entry(host, device)
+                return await self._async_local_device_found(host, device)
             errors["base"] = error or "unknown"
         return self.async_show_form(
             step_id="local",

@@ -9,13 +9,36 @@ from typing import Any
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_HOST
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
 
-from .api.homewizard import ApiDisabled, HomeWizardClient, HomeWizardError, WrongDevice
+from .api.homewizard import (
+    ApiDisabled,
+    HomeWizardClient,
+    HomeWizardDevice,
+    HomeWizardError,
+    WrongDevice,
+)
+from .api.homewizard_v2 import (
+    HomeWizardV2Client,
+    Unauthorized,
+    server_hostname,
+    shared_ssl_context,
+    supports_api_v2,
+)
 from .compat import async_delete_reauth_issue
-from .const import CONF_SCAN_INTERVAL, CONF_SERIAL, DOMAIN, LOCAL_COUNTER_RESET, LOCAL_SCAN_INTERVAL
+from .const import (
+    CONF_API_VERSION,
+    CONF_PRODUCT_TYPE,
+    CONF_SCAN_INTERVAL,
+    CONF_SERIAL,
+    CONF_TOKEN,
+    DOMAIN,
+    LOCAL_COUNTER_RESET,
+    LOCAL_SCAN_INTERVAL,
+)
 from .coordinator import (
     MeterData,
     MeterHubConfigEntry,
@@ -23,17 +46,21 @@ from .coordinator import (
     MeterHubData,
     quiet_while_stopping,
 )
+from .repairs import async_offer_api_v2
 
 
 class LocalCoordinator(MeterHubCoordinator):
-    """Polls ``/api`` and ``/api/v1/data`` of one HomeWizard device, one poll at a time."""
+    """Polls one HomeWizard device (API v1 or v2), one poll at a time."""
 
     counter_reset_rule = LOCAL_COUNTER_RESET
     # An external meter (gas, water) not reported for this long is gone: its device is removed.
     device_gone_after = timedelta(hours=1)
 
     def __init__(
-        self, hass: HomeAssistant, entry: MeterHubConfigEntry, client: HomeWizardClient
+        self,
+        hass: HomeAssistant,
+        entry: MeterHubConfigEntry,
+        client: HomeWizardClient | HomeWizardV2Client,
     ) -> None:
         """Set up polling of ``client`` at the interval the user chose."""
         interval = timedelta(
@@ -48,6 +75,23 @@ class LocalCoordinator(MeterHubCoordinator):
         self._reauth_may_be_open = True
         # A refresh asked for while a slow device is still answering waits for it.
         self._poll_lock = asyncio.Lock()
+        # The device as last read, and how the move to API v2 was offered: None not yet, False
+        # as available, True as needed (v1 switched off). A v2 entry needs no offer.
+        self._device: HomeWizardDevice | None = None
+        self._v2_offer: bool | None = True if isinstance(client, HomeWizardV2Client) else None
+
+    def _offer_api_v2(self, *, v1_disabled: bool) -> None:
+        """Offer the move of a v1 entry to API v2 when its device has v2 (again once v1 is off)."""
+        device = self._device
+        if (
+            self._v2_offer is True
+            or (self._v2_offer is False and not v1_disabled)
+            or device is None
+            or not supports_api_v2(device.product_type, device.firmware_version)
+        ):
+            return
+        self._v2_offer = v1_disabled
+        async_offer_api_v2(self.hass, self.config_entry, v1_disabled=v1_disabled)
 
     @quiet_while_stopping
     async def _async_update_data(self) -> MeterHubData:
@@ -66,7 +110,14 @@ class LocalCoordinator(MeterHubCoordinator):
                         "serial": err.serial,
                     },
                 ) from err
+            except Unauthorized as err:
+                # A user removed in the app, or a token replaced: pair again (reauth).
+                raise ConfigEntryAuthFailed(
+                    translation_domain=DOMAIN, translation_key="token_refused"
+                ) from err
             except ApiDisabled as err:
+                # API v1 switched off on a device that has v2: the user is led to the move.
+                self._offer_api_v2(v1_disabled=True)
                 if not self.api_disabled:
                     # Tell the user how to switch the local API back on.
                     self.api_disabled = True
@@ -82,6 +133,8 @@ class LocalCoordinator(MeterHubCoordinator):
                     translation_placeholders={"error": str(err)},
                 ) from err
         self.api_disabled = False
+        self._device = device
+        self._offer_api_v2(v1_disabled=False)
         if self._reauth_may_be_open:
             self._reauth_may_be_open = False
             for flow in self.config_entry.async_get_active_flows(self.hass, {SOURCE_REAUTH}):
@@ -101,7 +154,18 @@ async def async_create_local_coordinator(
     hass: HomeAssistant, entry: MeterHubConfigEntry
 ) -> LocalCoordinator:
     """Build the client and coordinator of a local entry."""
-    client = HomeWizardClient(
-        async_get_clientsession(hass), entry.data[CONF_HOST], tz=dt_util.get_default_time_zone()
-    )
+    session, host = async_get_clientsession(hass), entry.data[CONF_HOST]
+    tz = dt_util.get_default_time_zone()
+    client: HomeWizardClient | HomeWizardV2Client
+    if entry.data.get(CONF_API_VERSION) == 2:
+        client = HomeWizardV2Client(
+            session,
+            host,
+            device_name=server_hostname(entry.data[CONF_PRODUCT_TYPE], entry.data[CONF_SERIAL]),
+            token=entry.data[CONF_TOKEN],
+            ssl_context=await shared_ssl_context(),
+            tz=tz,
+        )
+    else:
+        client = HomeWizardClient(session, host, tz=tz)
     return LocalCoordinator(hass, entry, client)

@@ -21,6 +21,7 @@ from homeassistant.components.sensor import (
 )
 from homeassistant.const import (
     PERCENTAGE,
+    SIGNAL_STRENGTH_DECIBELS,
     EntityCategory,
     UnitOfApparentPower,
     UnitOfElectricCurrent,
@@ -29,6 +30,7 @@ from homeassistant.const import (
     UnitOfFrequency,
     UnitOfPower,
     UnitOfReactivePower,
+    UnitOfTime,
     UnitOfVolume,
     UnitOfVolumeFlowRate,
 )
@@ -38,6 +40,7 @@ from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
 from .api.model import (
+    BATTERY_MODES,
     MAX_EXTERNAL_METERS,
     MAX_ID_LENGTH,
     PHASES,
@@ -346,6 +349,76 @@ SENSORS: dict[str, MeterHubSensorEntityDescription] = {
             translation_key="measured_at",
             device_class=SensorDeviceClass.TIMESTAMP,
             entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        MeterHubSensorEntityDescription(
+            key="smart_meter_measured_at",
+            translation_key="smart_meter_measured_at",
+            device_class=SensorDeviceClass.TIMESTAMP,
+            entity_category=EntityCategory.DIAGNOSTIC,
+            entity_registry_enabled_default=False,
+        ),
+        MeterHubSensorEntityDescription(
+            key="wifi_rssi_db",
+            translation_key="wifi_rssi",
+            device_class=SensorDeviceClass.SIGNAL_STRENGTH,
+            native_unit_of_measurement=SIGNAL_STRENGTH_DECIBELS,
+            state_class=SensorStateClass.MEASUREMENT,
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        MeterHubSensorEntityDescription(
+            key="uptime_s",
+            translation_key="uptime",
+            device_class=SensorDeviceClass.DURATION,
+            native_unit_of_measurement=UnitOfTime.SECONDS,
+            entity_category=EntityCategory.DIAGNOSTIC,
+            entity_registry_enabled_default=False,
+        ),
+        MeterHubSensorEntityDescription(
+            key="status_led_brightness_pct",
+            translation_key="status_led_brightness",
+            native_unit_of_measurement=PERCENTAGE,
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        MeterHubSensorEntityDescription(
+            key="state_of_charge_pct",
+            translation_key="state_of_charge",
+            device_class=SensorDeviceClass.BATTERY,
+            native_unit_of_measurement=PERCENTAGE,
+            state_class=SensorStateClass.MEASUREMENT,
+        ),
+        MeterHubSensorEntityDescription(
+            key="battery_cycles",
+            translation_key="battery_cycles",
+            state_class=SensorStateClass.TOTAL_INCREASING,
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        MeterHubSensorEntityDescription(
+            key="battery_mode",
+            translation_key="battery_mode",
+            device_class=SensorDeviceClass.ENUM,
+            options=list(BATTERY_MODES),
+        ),
+        MeterHubSensorEntityDescription(
+            key="battery_count",
+            translation_key="battery_count",
+            entity_category=EntityCategory.DIAGNOSTIC,
+        ),
+        *(
+            MeterHubSensorEntityDescription(
+                key=f"battery_group_{quantity}_w",
+                translation_key=f"battery_group_{quantity}",
+                device_class=SensorDeviceClass.POWER,
+                native_unit_of_measurement=UnitOfPower.WATT,
+                state_class=SensorStateClass.MEASUREMENT,
+                suggested_display_precision=0,
+                entity_category=category,
+            )
+            for quantity, category in (
+                ("power", None),
+                ("target_power", None),
+                ("max_consumption", EntityCategory.DIAGNOSTIC),
+                ("max_production", EntityCategory.DIAGNOSTIC),
+            )
         ),
     )
 }

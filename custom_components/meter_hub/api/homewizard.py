@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from functools import partial
 import ipaddress
 import re
 from typing import Any, Final
@@ -20,13 +21,11 @@ from yarl import URL
 
 from .model import (
     MAX_ID_LENGTH,
-    PHASES,
     TARIFFS,
     ExternalMeter,
     MeterInfo,
     Reading,
     Value,
-    phase_key,
     tariff_key,
     vendor_identifier,
     vendor_text,
@@ -40,6 +39,19 @@ from .transport import (
     parse_json,
     read_body,
 )
+from .vendor_values import (
+    MAX_NUMBER,
+    Check,
+    count_number,
+    electrical_fields,
+    in_range,
+    percent_number,
+    signed_number,
+    smart_meter_id,
+    tariff_number,
+    text_value,
+    unsigned_number,
+)
 
 MANUFACTURER: Final = "HomeWizard"
 
@@ -52,6 +64,7 @@ MODEL_NAMES: Final = {
     "SDM230-wifi": "kWh Meter 1-phase (SDM230)",
     "SDM630-wifi": "kWh Meter 3-phase (SDM630)",
     "HWE-DSP": "Energy Display",
+    "HWE-BAT": "Plug-In Battery",
 }
 
 # Products with a single register that they report as tariff 1: their T1 is the total.
@@ -167,57 +180,6 @@ def _normalise_address(host: str) -> str:
 
 # --- parsing ------------------------------------------------------------------------------------
 
-type _Check = Callable[[object], Value | None]
-
-# Bound on any number: a larger value is a glitch (or 1e308), never a real reading.
-_MAX: Final = 1e9
-
-
-def _in_range(raw: object, low: float, high: float) -> int | float | None:
-    # bool is an int; NaN and ±Infinity fail the comparison
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        return None
-    return raw if low <= raw <= high else None
-
-
-def _signed(raw: object) -> Value | None:
-    return _in_range(raw, -_MAX, _MAX)
-
-
-def _unsigned(raw: object) -> Value | None:
-    return _in_range(raw, 0, _MAX)
-
-
-def _factor(raw: object) -> Value | None:
-    return _in_range(raw, -1, 1)
-
-
-def _percent(raw: object) -> Value | None:
-    return _in_range(raw, 0, 100)
-
-
-def _count(raw: object) -> Value | None:
-    return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else None
-
-
-def _tariff(raw: object) -> Value | None:
-    return raw if not isinstance(raw, bool) and isinstance(raw, int) and raw in TARIFFS else None
-
-
-def _text(raw: object) -> Value | None:
-    return vendor_text(raw)
-
-
-def _meter_id(raw: object) -> Value | None:
-    """Return the smart meter id: hex-encoded ASCII on DSMR meters, decoded if printable."""
-    if (text := vendor_text(raw)) is None:
-        return None
-    try:
-        decoded = bytes.fromhex(text).decode("ascii")
-    except ValueError:
-        return text
-    return vendor_text(decoded) or text
-
 
 def _meter_time(raw: object, tz: tzinfo) -> datetime | None:
     """Convert a YYMMDDhhmmss number in the meter's local time to an aware datetime."""
@@ -234,50 +196,33 @@ def _meter_time(raw: object, tz: tzinfo) -> datetime | None:
         return None
 
 
-def _build_fields() -> dict[str, tuple[str, _Check]]:
+def _build_fields() -> dict[str, tuple[str, Check]]:
     """Map vendor key -> (canonical key, check) for every scalar data point of /api/v1/data."""
-    fields: dict[str, tuple[str, _Check]] = {
-        "wifi_ssid": ("wifi_ssid", _text),
-        "wifi_strength": ("wifi_strength", _percent),
-        "smr_version": ("dsmr_version", _count),
-        "meter_model": ("meter_model", _text),
-        "unique_id": ("meter_id", _meter_id),
-        "active_tariff": ("active_tariff", _tariff),
-        "any_power_fail_count": ("any_power_fail_count", _count),
-        "long_power_fail_count": ("long_power_fail_count", _count),
-        "active_power_average_w": ("average_power_w", _signed),
-        "montly_power_peak_w": ("monthly_peak_power_w", _signed),  # sic, as the API spells it
-        "active_liter_lpm": ("water_flow_lpm", _unsigned),
-        "total_liter_m3": ("water_total_m3", _unsigned),
-        "total_liter_offset_m3": ("water_offset_m3", _signed),
+    fields: dict[str, tuple[str, Check]] = {
+        "wifi_ssid": ("wifi_ssid", text_value),
+        "wifi_strength": ("wifi_strength", percent_number),
+        "smr_version": ("dsmr_version", count_number),
+        "meter_model": ("meter_model", text_value),
+        "unique_id": ("meter_id", smart_meter_id),
+        "active_tariff": ("active_tariff", tariff_number),
+        "any_power_fail_count": ("any_power_fail_count", count_number),
+        "long_power_fail_count": ("long_power_fail_count", count_number),
+        "active_power_average_w": ("average_power_w", signed_number),
+        "montly_power_peak_w": ("monthly_peak_power_w", signed_number),  # sic, as the API spells it
+        "active_liter_lpm": ("water_flow_lpm", unsigned_number),
+        "total_liter_m3": ("water_total_m3", unsigned_number),
+        "total_liter_offset_m3": ("water_offset_m3", signed_number),
     }
     for direction in ("import", "export"):
         total = f"energy_{direction}_kwh"
-        fields[f"total_power_{direction}_kwh"] = (total, _unsigned)
+        fields[f"total_power_{direction}_kwh"] = (total, unsigned_number)
         for tariff in TARIFFS:
             fields[f"total_power_{direction}_t{tariff}_kwh"] = (
                 tariff_key(total, tariff),
-                _unsigned,
+                unsigned_number,
             )
     # The device sends "active_" + canonical key, per phase "active_" + phase key.
-    electrical: dict[str, _Check] = {
-        "power_w": _signed,
-        "voltage_v": _signed,
-        "current_a": _signed,
-        "power_factor": _factor,
-        "frequency_hz": _signed,
-        "apparent_power_va": _signed,
-        "reactive_power_var": _signed,
-        "apparent_current_a": _signed,
-        "reactive_current_a": _signed,
-    }
-    for quantity, check in electrical.items():
-        fields[f"active_{quantity}"] = (quantity, check)
-        for phase in PHASES:
-            fields[f"active_{phase_key(quantity, phase)}"] = (phase_key(quantity, phase), check)
-    for quantity in ("voltage_sag_count", "voltage_swell_count"):
-        for phase in PHASES:
-            fields[phase_key(quantity, phase)] = (phase_key(quantity, phase), _count)
+    fields.update(electrical_fields("active_"))
     return fields
 
 
@@ -311,7 +256,7 @@ def parse_data(payload: object, *, product_type: str | None, tz: tzinfo) -> Read
     externals: dict[str, ExternalMeter] = {}
     if isinstance(entries := payload.get("external"), list):
         for entry in entries:
-            if meter := _external(entry, tz):
+            if meter := external_meter(entry, partial(_meter_time, tz=tz)):
                 externals[meter.key] = meter
     if "total_gas_m3" in payload and (legacy := _legacy_gas(payload, externals, tz)):
         externals[legacy.key] = legacy
@@ -328,22 +273,27 @@ def _identifier(raw: object) -> str | None:
     return vendor_identifier(raw, _MAX_EXTERNAL_ID_TEXT)
 
 
-def _external(entry: object, tz: tzinfo) -> ExternalMeter | None:
-    """Return one entry of ``external``; None when it lacks a valid id or type."""
+def external_meter(
+    entry: object, read_time: Callable[[object], datetime | None]
+) -> ExternalMeter | None:
+    """Return one entry of ``external`` (API v1 and v2); None when it lacks a valid id or type.
+
+    ``read_time`` reads the entry's timestamp (a number in v1, ISO 8601 text in v2).
+    """
     if not isinstance(entry, dict):
         return None
     meter_id = _identifier(entry.get("unique_id"))
     kind = vendor_text(entry.get("type"))
     if meter_id is None or kind is None:
         return None
-    value = _in_range(entry.get("value"), 0, _MAX)
+    value = in_range(entry.get("value"), 0, MAX_NUMBER)
     unit = vendor_text(entry.get("unit"))
     return ExternalMeter(
         meter_id=meter_id,
         kind=kind,
         value=None if value is None else float(value),
         unit=None if unit is None else _UNITS.get(unit, unit),
-        measured_at=_meter_time(entry.get("timestamp"), tz),
+        measured_at=read_time(entry.get("timestamp")),
     )
 
 
@@ -355,7 +305,7 @@ def _legacy_gas(
     The legacy fields repeat the first gas meter of ``external``: without an id to compare, any
     external gas meter is taken to be that one.
     """
-    value = _in_range(payload["total_gas_m3"], 0, _MAX)
+    value = in_range(payload["total_gas_m3"], 0, MAX_NUMBER)
     if value is None:
         return None
     # the doc spells the id both ways
@@ -385,6 +335,7 @@ class HomeWizardDevice:
     firmware_version: str | None
     api_version: str
     host: str
+    scheme: str = "http"
 
     @property
     def model_name(self) -> str:
@@ -400,7 +351,7 @@ class HomeWizardDevice:
             model=self.model_name,
             model_id=self.product_type,
             sw_version=self.firmware_version,
-            configuration_url=f"http://{self.host}",
+            configuration_url=f"{self.scheme}://{self.host}",
         )
 
 

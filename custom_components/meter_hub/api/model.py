@@ -18,6 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
+# bool is an int: switches (``cloud_enabled``) are kept as bool
 type Value = float | int | str | datetime
 
 PHASES: Final = (1, 2, 3)
@@ -99,6 +100,40 @@ SCALAR_KEYS: Final = (
     "wifi_strength",  # percent
     # when the meter itself took/uploaded the reading (cloud meters upload once a minute)
     "measured_at",
+    # when the smart meter sent the measurement to the P1 meter (its own clock; API v2)
+    "smart_meter_measured_at",
+    # device (API v2 system)
+    "wifi_rssi_db",
+    "uptime_s",
+    "cloud_enabled",  # bool
+    "status_led_brightness_pct",
+    "api_v1_enabled",  # bool
+    # a battery itself (Plug-In Battery)
+    "state_of_charge_pct",
+    "battery_cycles",
+    # the batteries a P1 or kWh meter controls (API v2 batteries), power signed as power_w
+    "battery_mode",
+    "battery_count",
+    "battery_group_power_w",
+    "battery_group_target_power_w",
+    "battery_group_max_consumption_w",
+    "battery_group_max_production_w",
+    "battery_charge_allowed",  # bool
+    "battery_discharge_allowed",  # bool
+    "battery_charge_to_full",  # bool
+)
+
+# The control modes of a group of batteries (``battery_mode``).
+BATTERY_MODES: Final = ("zero", "to_full", "standby", "predictive")
+# Keys whose value is a bool: binary sensors, not sensors.
+SWITCH_KEYS: Final = frozenset(
+    {
+        "cloud_enabled",
+        "api_v1_enabled",
+        "battery_charge_allowed",
+        "battery_discharge_allowed",
+        "battery_charge_to_full",
+    }
 )
 
 

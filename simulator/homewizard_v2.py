@@ -1,0 +1,235 @@
+"""A fake HomeWizard device speaking the local API v2 (HTTPS, token by button press) on 127.0.0.1.
+
+Each profile is a folder of ``payloads/homewizard_v2/<profile>/`` with the bodies of ``/api``
+(``device.json``), ``/api/measurement``, ``/api/system`` and, on meters, ``/api/batteries``. The
+certificate is issued by a ``SimulatorAuthority`` for ``appliance/<type>/<serial>``, as the
+HomeWizard CA does for real devices.
+
+API v1 stays on the same device, as the vendor describes: pass the device's v1 fake as ``v1``,
+and ``api_v1_enabled`` of ``/api/system`` (``PUT`` sets it) switches it.
+
+The button: ``press()`` (or ``POST /_sim/press`` with ``start(control=True)``) opens the window in
+which ``POST /api/user`` creates a user; outside it the device answers 403
+``user:creation-not-enabled``. ``max_users`` bounds the user store (403 ``user:no-storage``),
+``revoke()`` removes a user (its token then gets 401 ``user:unauthorized``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+import json
+from pathlib import Path
+import re
+import secrets
+import time
+from typing import Any, Final
+
+from aiohttp import web
+
+from .homewizard import LISTEN_HOST, FakeHomeWizard
+from .tls import SimulatorAuthority
+
+PAYLOADS: Final = Path(__file__).parent / "payloads" / "homewizard_v2"
+PRESS_PATH: Final = "/_sim/press"
+# How long after a press the device accepts ``POST /api/user``: 30 s, the vendor says.
+BUTTON_WINDOW: Final = 30.0
+# Product type -> the type in the certificate name (the vendor's legacy names).
+CERTIFICATE_TYPES: Final = {
+    "HWE-P1": "p1dongle",
+    "HWE-KWH1": "energymeter",
+    "HWE-KWH3": "energymeter",
+    "HWE-BAT": "battery",
+}
+_USER_NAME: Final = re.compile(r"local/[a-zA-Z0-9\-_/\\# ]{1,40}")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileV2:
+    """The bodies a v2 device of one kind serves (shared: copy before changing them)."""
+
+    name: str
+    device: dict[str, Any]
+    measurement: dict[str, Any]
+    system: dict[str, Any]
+    batteries: dict[str, Any] | None
+
+
+def _load_profiles() -> dict[str, ProfileV2]:
+    def read(path: Path) -> dict[str, Any]:
+        body: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return body
+
+    return {
+        folder.name: ProfileV2(
+            folder.name,
+            read(folder / "device.json"),
+            read(folder / "measurement.json"),
+            read(folder / "system.json"),
+            read(folder / "batteries.json") if (folder / "batteries.json").exists() else None,
+        )
+        for folder in sorted(PAYLOADS.iterdir())
+        if folder.is_dir()
+    }
+
+
+# Read once at import, outside any event loop.
+PROFILES_V2: Final = _load_profiles()
+
+
+def _error(status: int, code: str) -> web.Response:
+    return web.json_response({"error": code}, status=status)
+
+
+class FakeHomeWizardV2:
+    """One fake v2 device; its bodies and its user store are free to change.
+
+    ``device``, ``measurement``, ``system`` and ``batteries`` are the bodies it serves; ``users``
+    maps user names to tokens.
+    ``common_name`` overrides the certificate's name (a device that is not the one expected);
+    ``fail_with`` (status, body) is the answer to every request while set. ``request_count``
+    counts requests per path.
+    """
+
+    def __init__(
+        self,
+        authority: SimulatorAuthority,
+        profile: str = "HWE-P1",
+        *,
+        max_users: int = 10,
+        button_window: float = BUTTON_WINDOW,
+        common_name: str | None = None,
+        v1: FakeHomeWizard | None = None,
+    ) -> None:
+        """Serve a copy of ``profile`` with a certificate of ``authority``; ``v1`` is its API v1."""
+        source = PROFILES_V2[profile]
+        self.profile = profile
+        self.device: dict[str, Any] = copy.deepcopy(source.device)
+        self.measurement: dict[str, Any] = copy.deepcopy(source.measurement)
+        self.system: dict[str, Any] = copy.deepcopy(source.system)
+        self.batteries: dict[str, Any] | None = copy.deepcopy(source.batteries)
+        self.users: dict[str, str] = {}
+        self.max_users = max_users
+        self.button_window = button_window
+        self.request_count: dict[str, int] = {}
+        self.fail_with: tuple[int, bytes] | None = None
+        self.server_hostname: Final = (
+            f"appliance/{CERTIFICATE_TYPES[self.device['product_type']]}/{self.device['serial']}"
+        )
+        self.v1 = v1
+        self._authority = authority
+        self._common_name = common_name or self.server_hostname
+        self._pressed_at: float | None = None
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:<port>`` once started."""
+        return f"{LISTEN_HOST}:{self._port}"
+
+    @property
+    def serial(self) -> str:
+        """The device's serial."""
+        serial: str = self.device["serial"]
+        return serial
+
+    async def start(self, port: int = 0, *, control: bool = False) -> int:
+        """Listen with HTTPS on 127.0.0.1 (``port`` 0 picks a free one) and return the port.
+
+        ``control`` adds the simulator's button ``POST /_sim/press``.
+        """
+        app = web.Application()
+        if control:
+            app.router.add_post(PRESS_PATH, self._press)
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        await self._runner.setup()
+        ssl_context = self._authority.server_context(self._common_name)
+        await web.TCPSite(self._runner, LISTEN_HOST, port, ssl_context=ssl_context).start()
+        self._port = self._runner.addresses[0][1]
+        return self._port
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def press(self) -> None:
+        """Press the button: ``POST /api/user`` creates users for ``button_window`` seconds."""
+        self._pressed_at = time.monotonic()
+
+    def revoke(self, name: str) -> None:
+        """Remove user ``name`` (as the app does): its token is refused from now on."""
+        self.users.pop(name, None)
+
+    async def _press(self, _request: web.Request) -> web.Response:
+        self.press()
+        return web.Response(status=204)
+
+    def _button_window_open(self) -> bool:
+        return (
+            self._pressed_at is not None
+            and time.monotonic() - self._pressed_at <= self.button_window
+        )
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        self.request_count[path] = self.request_count.get(path, 0) + 1
+        if self.fail_with is not None:
+            status, body = self.fail_with
+            return web.Response(status=status, body=body, content_type="application/json")
+        if request.headers.get("X-Api-Version") != "2":
+            return _error(400, "request:api-version-not-supported")
+        if path == "/api/user" and request.method == "POST":
+            return await self._create_user(request)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token not in self.users.values():
+            return _error(401, "user:unauthorized")
+        if path == "/api/system" and request.method == "PUT":
+            return await self._set_system(request)
+        if self.v1 is not None:
+            self.system["api_v1_enabled"] = self.v1.api_enabled
+        bodies = {
+            "/api": self.device,
+            "/api/measurement": self.measurement,
+            "/api/system": self.system,
+            "/api/batteries": self.batteries,
+        }
+        body = bodies.get(path)
+        if body is None or request.method != "GET":
+            return _error(404, "request:not-found")
+        return web.json_response(body)
+
+    async def _set_system(self, request: web.Request) -> web.Response:
+        """``PUT /api/system``: the switches a user may set (API v1 only where there is one)."""
+        try:
+            changes = await request.json()
+        except ValueError:
+            return _error(400, "request:invalid-json")
+        writable = {"cloud_enabled", "status_led_brightness_pct"}
+        if self.v1 is not None:
+            writable.add("api_v1_enabled")
+        if not isinstance(changes, dict) or not changes.keys() & writable:
+            return _error(400, "json:no-parameters-recognized")
+        for key in changes.keys() & writable:
+            self.system[key] = changes[key]
+        if self.v1 is not None:
+            self.v1.api_enabled = bool(self.system["api_v1_enabled"])
+        return web.json_response(self.system)
+
+    async def _create_user(self, request: web.Request) -> web.Response:
+        try:
+            name = (await request.json()).get("name")
+        except ValueError:
+            return _error(400, "request:invalid-json")
+        if not isinstance(name, str) or not _USER_NAME.fullmatch(name):
+            return _error(400, "user:name-invalid")
+        if not self._button_window_open():
+            return _error(403, "user:creation-not-enabled")
+        if name not in self.users and len(self.users) >= self.max_users:
+            return _error(403, "user:no-storage")
+        # Reusing a name issues a new token and invalidates the old one.
+        self.users[name] = secrets.token_hex(16).upper()
+        return web.json_response({"name": name, "token": self.users[name]})

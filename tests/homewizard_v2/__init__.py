@@ -1,0 +1,1 @@
+"""Tests of HomeWizard API v2: client, pairing, runtime."""

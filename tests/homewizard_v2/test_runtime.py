@@ -1,0 +1,170 @@
+"""A HomeWizard entry on API v2, set up against the simulator's HTTPS devices."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+import json
+import logging
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.components.sensor import SensorDeviceClass, SensorStateClass
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import CONF_HOST, STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.meter_hub.const import (
+    CONF_API_VERSION,
+    CONF_PRODUCT_TYPE,
+    CONF_SERIAL,
+    CONF_SOURCE,
+    CONF_TOKEN,
+    DOMAIN,
+    SOURCE_LOCAL,
+)
+from simulator.homewizard_v2 import FakeHomeWizardV2
+from simulator.tls import SimulatorAuthority
+from tests.conftest import async_poll
+
+USER = "local/home-assistant"
+
+
+pytestmark = pytest.mark.usefixtures("integration_trusts_the_simulator")
+
+
+@pytest.fixture
+def device_profile() -> str:
+    return "HWE-P1"
+
+
+@pytest.fixture
+async def device(
+    socket_enabled: None, authority: SimulatorAuthority, device_profile: str
+) -> AsyncIterator[FakeHomeWizardV2]:
+    fake = FakeHomeWizardV2(authority, device_profile)
+    await fake.start()
+    fake.users[USER] = "0123456789ABCDEF0123456789ABCDEF"
+    yield fake
+    await fake.stop()
+
+
+async def setup_v2(hass: HomeAssistant, fake: FakeHomeWizardV2) -> MockConfigEntry:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title=fake.device["product_name"],
+        unique_id=fake.serial,
+        data={
+            CONF_SOURCE: SOURCE_LOCAL,
+            CONF_HOST: fake.host,
+            CONF_SERIAL: fake.serial,
+            CONF_PRODUCT_TYPE: fake.device["product_type"],
+            CONF_API_VERSION: 2,
+            CONF_TOKEN: fake.users[USER],
+        },
+    )
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+def entity_id(hass: HomeAssistant, domain: str, unique_id: str) -> str:
+    found = er.async_get(hass).async_get_entity_id(domain, DOMAIN, unique_id)
+    assert found is not None, unique_id
+    return found
+
+
+async def test_p1_meter_with_batteries(
+    hass: HomeAssistant,
+    device: FakeHomeWizardV2,
+    freezer: FrozenDateTimeFactory,
+    entity_registry_enabled_by_default: None,
+) -> None:
+    entry = await setup_v2(hass, device)
+    assert entry.state is ConfigEntryState.LOADED
+    serial = device.serial
+    # the same unique ids as on API v1, for the same quantities
+    assert hass.states.get(entity_id(hass, "sensor", f"{serial}_power_w")).state == "-543"
+    assert hass.states.get(entity_id(hass, "sensor", f"{serial}_energy_import_t1_kwh")).state == (
+        "10830.511"
+    )
+    mode = hass.states.get(entity_id(hass, "sensor", f"{serial}_battery_mode"))
+    assert mode.state == "zero"
+    battery_power = hass.states.get(entity_id(hass, "sensor", f"{serial}_battery_group_power_w"))
+    assert battery_power.state == "-404"
+    assert hass.states.get(entity_id(hass, "sensor", f"{serial}_wifi_rssi_db")).state == "-77"
+    assert hass.states.get(entity_id(hass, "sensor", f"{serial}_uptime_s")).state == "356"
+    switches = {
+        key: hass.states.get(entity_id(hass, "binary_sensor", f"{serial}_{key}")).state
+        for key in (
+            "cloud_enabled",
+            "api_v1_enabled",
+            "battery_charge_allowed",
+            "battery_discharge_allowed",
+            "battery_charge_to_full",
+        )
+    }
+    assert switches == {
+        "cloud_enabled": STATE_ON,
+        "api_v1_enabled": STATE_ON,
+        "battery_charge_allowed": STATE_ON,
+        "battery_discharge_allowed": STATE_ON,
+        "battery_charge_to_full": STATE_OFF,
+    }
+    # a switch the device stops reporting becomes unavailable
+    device.system.pop("api_v1_enabled")
+    await async_poll(hass, freezer)
+    state = hass.states.get(entity_id(hass, "binary_sensor", f"{serial}_api_v1_enabled"))
+    assert state.state == STATE_UNAVAILABLE
+
+
+@pytest.mark.parametrize("device_profile", ["HWE-BAT"])
+async def test_plug_in_battery(
+    hass: HomeAssistant, device: FakeHomeWizardV2, entity_registry_enabled_by_default: None
+) -> None:
+    await setup_v2(hass, device)
+    serial = device.serial
+    charge_id = entity_id(hass, "sensor", f"{serial}_state_of_charge_pct")
+    charge = hass.states.get(charge_id)
+    assert charge.state == "50"
+    assert charge.attributes["device_class"] == SensorDeviceClass.BATTERY
+    assert charge.attributes["state_class"] == SensorStateClass.MEASUREMENT
+    assert hass.states.get(entity_id(hass, "sensor", f"{serial}_battery_cycles")).state == "123"
+    assert hass.states.get(entity_id(hass, "sensor", f"{serial}_power_w")).state == "-404"
+    assert "/api/batteries" not in device.request_count
+    registry = er.async_get(hass)
+    assert registry.async_get(charge_id).device_id is not None
+
+
+async def test_diagnostics_never_show_the_token(
+    hass: HomeAssistant, device: FakeHomeWizardV2, hass_client: ClientSessionGenerator
+) -> None:
+    token = device.users[USER]
+    entry = await setup_v2(hass, device)
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert token not in json.dumps(diagnostics)
+    assert diagnostics["source"]["data"]["system"]["uptime_s"] == 356
+
+
+async def test_revoked_token_fails_the_poll_without_showing_it(
+    hass: HomeAssistant,
+    device: FakeHomeWizardV2,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = device.users[USER]
+    entry = await setup_v2(hass, device)
+    assert entry.state is ConfigEntryState.LOADED
+    device.revoke(USER)
+    await async_poll(hass, freezer)
+    power = hass.states.get(entity_id(hass, "sensor", f"{device.serial}_power_w"))
+    assert power.state == STATE_UNAVAILABLE
+    assert "refuses the token" in caplog.text
+    assert token not in caplog.text
