@@ -15,7 +15,6 @@ from homeassistant.const import CONF_HOST
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import TextSelector
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
-from homeassistant.util import dt as dt_util
 
 from .api.homewizard import (
     ApiDisabled,
@@ -33,6 +32,7 @@ from .api.model import Reading
 from .compat import vol
 from .const import CONF_PRODUCT_TYPE, CONF_SERIAL, CONF_SOURCE, LOGGER, SOURCE_LOCAL
 from .entry_update import async_update_entry_data
+from .local_coordinator import async_entry_client
 
 HOST_SCHEMA = vol.Schema({vol.Required(CONF_HOST): TextSelector()})
 
@@ -62,6 +62,16 @@ def _implausible(reading: Reading, last: Reading | None) -> str | None:
         if key in before and value < before[key]:
             return f"{key} is {value}, lower than the last reading's {before[key]}"
     return None
+
+
+def discovered_host(discovery_info: ZeroconfServiceInfo, *, default_port: int) -> str:
+    """``host`` or ``host:port`` (IPv6 in brackets) of a discovered service."""
+    host = discovery_info.host
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    if discovery_info.port not in (None, default_port):
+        host = f"{host}:{discovery_info.port}"
+    return host
 
 
 class LocalFlow(ConfigFlow):
@@ -144,11 +154,7 @@ class LocalFlow(ConfigFlow):
         product_type = properties.get("product_type")
         if not serial or not product_type:
             return self.async_abort(reason="invalid_discovery_parameters")
-        host = discovery_info.host
-        if ":" in host:  # an IPv6 address
-            host = f"[{host}]"
-        if discovery_info.port not in (None, 80):
-            host = f"{host}:{discovery_info.port}"
+        host = discovered_host(discovery_info, default_port=80)
         if entry := await self.async_set_unique_id(serial):
             return await self._async_known_device_announced(entry, host)
         self._discovered_host = host
@@ -201,9 +207,7 @@ class LocalFlow(ConfigFlow):
 
     async def _async_verify_address(self, entry: ConfigEntry, host: str) -> str | None:
         """Why ``host`` is not the device of ``entry`` (None: it is, with a plausible reading)."""
-        client = HomeWizardClient(
-            async_get_clientsession(self.hass), host, tz=dt_util.get_default_time_zone()
-        )
+        client = await async_entry_client(self.hass, entry, host)
         try:
             device, reading = await client.measurement(entry.data[CONF_SERIAL])
         except WrongDevice as err:

@@ -39,7 +39,7 @@ from .const import (
     LOGGER,
     SOURCE_LOCAL,
 )
-from .flow_local import LocalFlow
+from .flow_local import LocalFlow, discovered_host
 from .repairs import async_offer_api_v2, issue_id
 
 ZEROCONF_V2: Final = "_homewizard._tcp.local."
@@ -59,16 +59,6 @@ BUTTON_HINTS: Final = {
     "SDM630-wifi": "pair_kwh",
     "HWE-BAT": "pair_battery",
 }
-
-
-def discovered_host(discovery_info: ZeroconfServiceInfo, *, default_port: int) -> str:
-    """``host`` or ``host:port`` (IPv6 in brackets) of a discovered service."""
-    host = discovery_info.host
-    if ":" in host:  # an IPv6 address
-        host = f"[{host}]"
-    if discovery_info.port not in (None, default_port):
-        host = f"{host}:{discovery_info.port}"
-    return host
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +88,14 @@ class PairingFlow(LocalFlow):
         if product_type not in V2_FIRMWARE:
             return self.async_abort(reason="api_v2_not_supported")
         host = discovered_host(discovery_info, default_port=443)
-        await self.async_set_unique_id(serial)
-        known = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, serial)
+        known = await self.async_set_unique_id(serial)
         if known is not None and known.data.get(CONF_API_VERSION) != 2:
             # An entry on API v1: offer the move to v2, at the address v2 announces.
             async_offer_api_v2(self.hass, known, host)
             return self.async_abort(reason="already_configured")
-        self._abort_if_unique_id_configured(updates={CONF_HOST: host})
+        if known is not None:
+            # moved only once the address proves to be the device (its certificate, the token)
+            return await self._async_known_device_announced(known, host)
         model = MODEL_NAMES.get(product_type, product_type)
         self._target = PairingTarget(host, device_name, product_type, model)
         self.context["title_placeholders"] = {"name": model, "serial": serial}
@@ -130,7 +121,6 @@ class PairingFlow(LocalFlow):
         """Show the device; pairing starts when the user is ready to press its button."""
         if user_input is not None:
             return await self.async_step_pair()
-        self._set_confirm_only()
         return self.async_show_form(
             step_id="pair_confirm",
             description_placeholders={"name": self._target.title, "host": self._target.host},

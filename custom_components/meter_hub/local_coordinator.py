@@ -154,11 +154,17 @@ async def async_create_local_coordinator(
     hass: HomeAssistant, entry: MeterHubConfigEntry
 ) -> LocalCoordinator:
     """Build the client and coordinator of a local entry."""
-    session, host = async_get_clientsession(hass), entry.data[CONF_HOST]
-    tz = dt_util.get_default_time_zone()
-    client: HomeWizardClient | HomeWizardV2Client
+    return LocalCoordinator(hass, entry, await async_entry_client(hass, entry))
+
+
+async def async_entry_client(
+    hass: HomeAssistant, entry: MeterHubConfigEntry, host: str | None = None
+) -> HomeWizardClient | HomeWizardV2Client:
+    """The client of the device of a local entry, at its address or at ``host``."""
+    session, tz = async_get_clientsession(hass), dt_util.get_default_time_zone()
+    host = host or entry.data[CONF_HOST]
     if entry.data.get(CONF_API_VERSION) == 2:
-        client = HomeWizardV2Client(
+        return HomeWizardV2Client(
             session,
             host,
             device_name=server_hostname(entry.data[CONF_PRODUCT_TYPE], entry.data[CONF_SERIAL]),
@@ -166,6 +172,4 @@ async def async_create_local_coordinator(
             ssl_context=await shared_ssl_context(),
             tz=tz,
         )
-    else:
-        client = HomeWizardClient(session, host, tz=tz)
-    return LocalCoordinator(hass, entry, client)
+    return HomeWizardClient(session, host, tz=tz)

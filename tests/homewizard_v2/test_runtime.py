@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from ipaddress import ip_address
 import json
 import logging
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.sensor import SensorDeviceClass, SensorStateClass
-from homeassistant.config_entries import ConfigEntryState
+from homeassistant.config_entries import SOURCE_ZEROCONF, ConfigEntryState
 from homeassistant.const import CONF_HOST, STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
@@ -168,3 +171,58 @@ async def test_revoked_token_fails_the_poll_without_showing_it(
     assert power.state == STATE_UNAVAILABLE
     assert "refuses the token" in caplog.text
     assert token not in caplog.text
+
+
+async def _announce(hass: HomeAssistant, announcer: FakeHomeWizardV2, serial: str) -> str:
+    """``announcer`` announces the v2 service of ``serial``; the flow's abort reason."""
+    host, port = announcer.host.split(":")
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_ZEROCONF},
+        data=ZeroconfServiceInfo(
+            ip_address=ip_address(host),
+            ip_addresses=[ip_address(host)],
+            port=int(port),
+            hostname="p1meter.local.",
+            type="_homewizard._tcp.local.",
+            name="p1meter._homewizard._tcp.local.",
+            properties={
+                "api_version": "2.2.0",
+                "id": f"appliance/p1dongle/{serial}",
+                "product_type": "HWE-P1",
+                "serial": serial,
+            },
+        ),
+    )
+    assert result["type"] is FlowResultType.ABORT
+    return str(result["reason"])
+
+
+async def test_an_announcement_moves_a_v2_entry_only_to_the_device_itself(
+    hass: HomeAssistant, device: FakeHomeWizardV2, authority: SimulatorAuthority
+) -> None:
+    """A known serial at a new address: the address must prove to be the device (its
+    certificate and the token) before the entry moves; a spoofer changes nothing."""
+    entry = await setup_v2(hass, device)
+    home = entry.data[CONF_HOST]
+    # another device that announces our serial: its certificate names another device
+    spoofer = FakeHomeWizardV2(authority, "HWE-P1", common_name="appliance/p1dongle/5c2fafffffff")
+    await spoofer.start()
+    spoofer.users[USER] = device.users[USER]
+    try:
+        assert await _announce(hass, spoofer, device.serial) == "unverified_address"
+        assert entry.data[CONF_HOST] == home
+        assert spoofer.request_count.get("/api/measurement", 0) == 0
+    finally:
+        await spoofer.stop()
+    # the device itself at a new address (same certificate, same token): the entry moves
+    moved = FakeHomeWizardV2(authority, "HWE-P1")
+    await moved.start()
+    moved.users[USER] = device.users[USER]
+    try:
+        assert await _announce(hass, moved, device.serial) == "already_configured"
+        await hass.async_block_till_done()
+        assert entry.data[CONF_HOST] == moved.host
+        assert entry.state is ConfigEntryState.LOADED
+    finally:
+        await moved.stop()
