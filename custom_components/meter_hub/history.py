@@ -13,8 +13,13 @@ from the last state it knew, so they hold *stale* rows (the old counter, no chan
 
 Meter Hub knows when it missed data: a poll that succeeds longer after the previous one than two
 polling intervals opens a *gap* (the first setup is a gap of 7 days, a meter that appears later
-too). For each gap and meter, once the recorder has compiled the first hour after it (the
-*closing* row), the hours from the gap's start to the closing row are checked:
+too). The week before a meter's first poll is written at once: the recorder holds nothing of it,
+so the rows run from 0 (or the meter's last row, if it had statistics before) up to the last full
+hour, and the last row is repeated as a 5-minute row, which the recorder's own sum continues (it
+continues its latest 5-minute row). Its first compiled hour (the closing row) then only checks the
+seam: when the recorder compiled before the week was written, its rows are moved onto the week's
+sum. For other gaps, once the recorder has compiled the closing row, the hours from the gap's
+start to it are checked:
 
 * a row is kept when it exists and its counter is not behind the cloud's counter at the start of
   its own hour (a state polled during the hour never is);
