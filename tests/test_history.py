@@ -819,6 +819,26 @@ def test_plan_leaves_an_open_run_and_keeps_live_rows() -> None:
     assert needs_history([rows[0], StatRow(T0 + HOUR, 11.1, 1.1)], T0, T0 + 2 * HOUR)
 
 
+def test_plan_open_end_writes_the_run_the_recorder_continues() -> None:
+    series = SampleSeries(Sample(T0 + n * PERIOD, 10.0 + n * 0.1) for n in range(12 * 3 + 1))
+    # No rows at all (a new meter): from 0, every hour the history covers, none left open.
+    plan = plan_backfill([], series, T0, T0 + 2 * HOUR, 0.01, new_guard=_guard, open_end=True)
+    assert [(row.start, row.state) for row in plan.rows] == [
+        (T0 + n * HOUR, pytest.approx(11.2 + n * 1.2)) for n in range(3)
+    ]
+    assert [row.sum for row in plan.rows] == pytest.approx([1.2, 2.4, 3.6])
+    # The recorder's first hour, compiled from 0 before the week was written, is moved onto it;
+    # once moved (or when it continued the week), nothing.
+    week = plan.rows
+    assert history.seam_difference(
+        [*week, StatRow(T0 + 3 * HOUR, 15.0, 1.2)], T0 + 3 * HOUR, _guard
+    ) == pytest.approx(3.6 + (15.0 - 13.6) - 1.2)
+    assert history.seam_difference(
+        [*week, StatRow(T0 + 3 * HOUR, 15.0, 5.0)], T0 + 3 * HOUR, _guard
+    ) == pytest.approx(0.0)
+    assert history.seam_difference(week, T0 + 3 * HOUR, _guard) == 0.0
+
+
 @pytest.mark.parametrize("glitch", [1_015_234.567, 0.0, 5.0])
 def test_plan_books_no_glitched_sample(glitch: float) -> None:
     """One glitched 5-minute sample (a spike, or a dip), then the true counter again: the plan
