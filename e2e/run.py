@@ -144,6 +144,17 @@ class Run:
         self.page.screenshot(path=path)
         self.shots.append(path.name)
 
+    def wait_still(self, root: Locator, seconds: float = 15.0) -> None:
+        """Wait until ``root`` looks the same twice in a row (a chart's animation has ended)."""
+        deadline = time.monotonic() + seconds
+        last = root.screenshot()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if (now := root.screenshot()) == last:
+                return
+            last = now
+        raise StepFailed(f"{root} kept changing for {seconds:.0f} s")
+
     def deep_text(self, root: Locator | None = None) -> str:
         if root is None:
             return str(self.page.evaluate(DEEP_TEXT_JS))
@@ -366,6 +377,7 @@ class Run:
         )
         usage = page.locator("hui-energy-usage-graph-card").first
         expect(usage.locator("ha-chart-base")).to_be_visible()
+        self.wait_still(usage)
         if NO_DATA in self.deep_text():
             raise StepFailed(f"the energy dashboard says {NO_DATA!r} for yesterday")
         self.shot("energy-dashboard-yesterday")
