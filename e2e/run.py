@@ -12,7 +12,8 @@ drives headless Chromium (Debian's, through Playwright's ``executable_path``):
 3. the same for an IAMMETER cloud account: a wrong password first (the form must say so), then
    the right one; check every meter's device page;
 4. put the sensors into the energy dashboard (through the API) and look at the energy settings
-   and the dashboard;
+   and the dashboard, today and yesterday: yesterday must show consumption (the IAMMETER
+   meters' week before the setup, written at once), not the "no data" text;
 5. in Dutch: the user switches their language to Dutch (Home Assistant's own language follows),
    adds the simulated energy socket the same way (local API off, then on) and checks its device
    page: the dialog and the sensors must show nl.json's texts.
@@ -63,6 +64,8 @@ RAW_KEY = re.compile(
     r"|\bentity\.(sensor|binary_sensor)\.|\bdevice_automation\.|\bmeter_hub\.(config|entity)\b"
     r"|\bui\.(panel|dialogs|components|common)\.[a-z_]+\."
 )
+# What the energy dashboard shows for a period without statistics.
+NO_DATA = "There is no data to show"
 # A number with a unit, as Home Assistant formats a state: "15,234.628 kWh", "-2,795 W", "64%".
 # Dutch groups and decimals the other way round: "15.234,628 kWh".
 VALUE_WITH_UNIT = r"(^|\s)-?\d[\d,.]* ?{unit}(\s|$)"
@@ -192,6 +195,17 @@ class Run:
         path = self.out / f"{len(self.shots) + 1:02d}-{name}.png"
         self.page.screenshot(path=path)
         self.shots.append(path.name)
+
+    def wait_still(self, root: Locator, seconds: float = 15.0) -> None:
+        """Wait until ``root`` looks the same twice in a row (a chart's animation has ended)."""
+        deadline = time.monotonic() + seconds
+        last = root.screenshot()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if (now := root.screenshot()) == last:
+                return
+            last = now
+        raise StepFailed(f"{root} kept changing for {seconds:.0f} s")
 
     def deep_text(self, root: Locator | None = None) -> str:
         if root is None:
@@ -397,7 +411,12 @@ class Run:
         page.set_viewport_size({"width": 1280, "height": 1500})
         # Settings -> Dashboards -> Energy: the configured sources.
         page.goto(self.url + "/config/energy")
-        for source in ("P1 meter Energy import", "P1 meter Energy export", "Gas meter Gas"):
+        grid = next(m["sn"] for m in self.simulator["cloud"]["meters"] if m["net_metering"])
+        for source in (
+            f"IAMMETER {grid} Energy import",
+            f"IAMMETER {grid} Energy export",
+            "Gas meter Gas",
+        ):
             expect(page.get_by_text(source, exact=True).first).to_be_visible()
         expect(page.get_by_text("Water meter Water", exact=True).first).to_be_visible()
         self.shot("energy-settings")
@@ -407,6 +426,17 @@ class Run:
         expect(page.locator("hui-energy-distribution-card").first).to_be_visible()
         expect(page.locator("hui-energy-sources-table-card").first).to_contain_text("Grid")
         self.shot("energy-dashboard")
+        # Yesterday: the hours Home Assistant did not record itself, from the cloud's history.
+        page.locator("hui-energy-period-selector").first.get_by_label("Previous").click()
+        expect(page.locator("hui-energy-distribution-card").first).to_contain_text(
+            re.compile(r"[1-9][\d,]*(\.\d+)? kWh")
+        )
+        usage = page.locator("hui-energy-usage-graph-card").first
+        expect(usage.locator("ha-chart-base")).to_be_visible()
+        self.wait_still(usage)
+        if NO_DATA in self.deep_text():
+            raise StepFailed(f"the energy dashboard says {NO_DATA!r} for yesterday")
+        self.shot("energy-dashboard-yesterday")
         page.set_viewport_size(VIEWPORT)
 
     def speak_dutch(self) -> None:

@@ -232,6 +232,9 @@ class HomeAssistant:
         if form.get("type") != "form":
             raise DemoError(f"step {step!r} did not show a form: {form}")
         result = await self._expect("POST", path, user_input)
+        if result.get("type") == "form" and result.get("step_id") == "insecure_server":
+            # The simulator's cloud is plain http on 127.0.0.1: confirmed, as a user would.
+            result = await self._expect("POST", path, {})
         if result.get("type") == "abort" and result.get("reason") == "already_configured":
             log(f"{step} entry exists already")
             return result
@@ -255,11 +258,12 @@ class HomeAssistant:
     async def energy_sources(self, simulator: dict[str, Any] | None) -> dict[str, list[str]]:
         """The integration's counters by use: grid import/export, gas, water, solar, devices.
 
-        The grid is a HomeWizard P1 meter's import and export; gas and water are the counters of
-        those device classes. IAMMETER meters: with the simulator's description at hand, a meter
-        that exports is solar (its export counter), one with net metering measures the whole
-        place (left out), and the others are individual devices (their import counter, with
-        their power); without it, every other energy import counter is a device.
+        The grid is the IAMMETER meter with net metering (it measures the whole place, and the
+        cloud keeps its history), else a HomeWizard P1 meter's import and export; gas and water
+        are the counters of those device classes. IAMMETER meters: with the simulator's
+        description at hand, a meter that exports is solar (its export counter), and the others
+        are individual devices (their import counter, with their power); without it, every
+        other energy import counter is a device.
         """
         registry = await self.ws("config/entity_registry/list")
         devices = {d["id"]: d for d in await self.ws("config/device_registry/list")}
@@ -306,11 +310,38 @@ class HomeAssistant:
                 if key == "energy_export":
                     found["solar"].append(entity["entity_id"])
             elif meter is not None and meter["net_metering"]:
-                continue
+                # Before the P1 meter's (whose statistics start when it is added).
+                found[f"grid_{key.removeprefix('energy_')}"].insert(0, entity["entity_id"])
+                if key == "energy_import" and power.get(device_id):
+                    found["grid_power"].insert(0, power[device_id])
             elif key == "energy_import":
                 found["devices"].append(entity["entity_id"])
                 found["device_power"].append(power.get(device_id, ""))
+        for use in ("grid_import", "grid_export", "grid_power"):
+            del found[use][1:]  # one grid
         return found
+
+    async def wait_for_history(self, statistic_id: str) -> None:
+        """Wait until yesterday's hours of ``statistic_id`` are in the statistics (the backfill
+        of a new IAMMETER account); log how long after the account was added."""
+        entry = next(e for e in await self.entries() if e["title"].startswith("IAMMETER"))
+        start = time.time() - 2 * 86400
+
+        async def probe() -> int | None:
+            found = await self.ws(
+                "recorder/statistics_during_period",
+                start_time=time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(start)),
+                statistic_ids=[statistic_id],
+                period="hour",
+                types=["sum"],
+            )
+            return len(rows) if len(rows := found.get(statistic_id, [])) >= 24 else None
+
+        hours = await until(f"the last days of {statistic_id}", probe, self.timeout)
+        log(
+            f"statistics visible: {hours} hours of {statistic_id} since 2 days ago, "
+            f"{time.time() - entry['created_at']:.1f} s after the IAMMETER account was added"
+        )
 
     async def save_energy_prefs(self, found: dict[str, list[str]]) -> dict[str, Any]:
         """Energy preferences in the shape of the running Home Assistant's version."""
@@ -375,6 +406,8 @@ async def _energy(hass: HomeAssistant, simulator: dict[str, Any] | None) -> None
     for use, entity_ids in found.items():
         if use not in ("device_power", "grid_power"):
             log(f"energy dashboard, {use.replace('_', ' ')}: {', '.join(entity_ids) or '-'}")
+    if simulator is not None:  # the IAMMETER account: its last week is there from the start
+        await hass.wait_for_history(found["grid_import"][0])
 
 
 async def _run(args: argparse.Namespace) -> None:

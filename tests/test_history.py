@@ -289,34 +289,63 @@ def delta(rows: dict[datetime, StatRow], hour: datetime) -> float:
 # --- backfill ----------------------------------------------------------------------------------
 
 
-async def test_first_setup_backfills_the_week_before(harness: Harness) -> None:
-    """The week before the first setup is imported, and the live hours continue it exactly."""
-    await harness.setup()
+def check_week(cloud: FakeIamMeterCloud, serial: str, key: str, rows: list[StatRow]) -> None:
+    """The week's hours hold the meter's counter at their end, each the history's energy."""
+    check_continuous(rows)
+    first, hours = rows[0].start, by_start(rows)
+    assert rows[0].sum == pytest.approx(
+        cloud_counter(cloud, serial, key, first + HOUR) - cloud_counter(cloud, serial, key, first),
+        abs=0.001,
+    )
+    for hour in (first + n * HOUR for n in range(len(rows))):
+        assert hours[hour].state == cloud_counter(cloud, serial, key, hour + HOUR)
+        if hour > first:
+            assert delta(hours, hour) == pytest.approx(
+                cloud_counter(cloud, serial, key, hour + HOUR)
+                - cloud_counter(cloud, serial, key, hour),
+                abs=0.001,
+            )
+
+
+@pytest.mark.parametrize("restart", [False, True])
+async def test_first_setup_writes_the_week_before_at_once(harness: Harness, restart: bool) -> None:
+    """The week before the first setup is there right after it, and the live hours continue it
+    exactly; a restart right after the setup changes nothing."""
+    entry = await harness.setup()
     setup_hour = START.replace(minute=0)
-    # Nothing to close the week with yet: no history call before the recorder's first hour.
-    assert harness.calls("meterdatalist2") == 0
-    await harness.live(2 * HOUR)
     # Two calls per meter: 7 days at 5 minutes are more than one call's 2000 points.
+    assert harness.calls("meterdatalist2") == 4
+    week: dict[str, list[StatRow]] = {}
+    for serial, key in itertools.product((GRID_SN, SOLAR_SN), KEYS):
+        week[serial + key] = rows = await harness.rows(harness.entity_id(serial, key))
+        assert rows[0].start == setup_hour - 7 * DAY
+        assert rows[-1].start == setup_hour - HOUR
+        check_week(harness.cloud, serial, key, rows)
+    if restart:
+        assert await harness.hass.config_entries.async_reload(entry.entry_id)
+        await harness.settle()
+    # The recorder's first hour continues the week as it is compiled (not only once the
+    # backfill has looked at it, two minutes later).
+    await harness.live(setup_hour + HOUR + COMPILE_DELAY - dt_util.utcnow())
+    assert harness.manager.gaps
+    for serial, key in itertools.product((GRID_SN, SOLAR_SN), KEYS):
+        rows = await harness.rows(harness.entity_id(serial, key))
+        assert rows[-1].start == setup_hour
+        check_continuous(rows)
+    await harness.live(HOUR)
+    # The recorder's first hour needed no history: it continued the week.
     assert harness.calls("meterdatalist2") == 4
     assert harness.manager.gaps == []
 
-    for key in KEYS:
-        rows = await harness.rows(harness.entity_id(GRID_SN, key))
+    for serial, key in itertools.product((GRID_SN, SOLAR_SN), KEYS):
+        rows = await harness.rows(harness.entity_id(serial, key))
         check_continuous(rows)
         hours = by_start(rows)
-        first = rows[0].start
-        assert setup_hour - first == 7 * DAY
-        # The imported hours: the meter's counter at each hour's end, the sum from 0.
-        assert rows[0].sum == pytest.approx(
-            cloud_counter(harness.cloud, GRID_SN, key, first + HOUR)
-            - cloud_counter(harness.cloud, GRID_SN, key, first)
-        )
-        for hour in (first + n * HOUR for n in range(7 * 24)):
-            assert hours[hour].state == cloud_counter(harness.cloud, GRID_SN, key, hour + HOUR)
+        assert rows[: len(week[serial + key])] == week[serial + key]
         # The first live hour shows only its own energy: from the cloud's counter at its start to
         # the sensor's state at its end. The hour after is the recorder's own.
         assert delta(hours, setup_hour) == pytest.approx(
-            hours[setup_hour].state - cloud_counter(harness.cloud, GRID_SN, key, setup_hour)
+            hours[setup_hour].state - cloud_counter(harness.cloud, serial, key, setup_hour)
         )
         assert delta(hours, setup_hour + HOUR) == pytest.approx(
             hours[setup_hour + HOUR].state - hours[setup_hour].state
@@ -325,6 +354,29 @@ async def test_first_setup_backfills_the_week_before(harness: Harness) -> None:
     solar = by_start(await harness.rows(harness.entity_id(SOLAR_SN, "energy_export_kwh")))
     assert all(row.sum >= 0 for row in solar.values())
     assert delta(solar, setup_hour - DAY) > 1
+
+
+async def test_budget_refusal_defers_the_week(harness: Harness) -> None:
+    """No history call beyond the budget: the week waits until the budget allows it. The
+    recorder compiled its first periods (from 0) before the week was written: its first closed
+    hour is moved onto the week's sum."""
+    budget = await async_get_budget(harness.hass)
+    for _ in range(4):  # a whole hour's worth of history calls of the grid meter
+        await budget.async_spend(CallKind.METERDATALIST, GRID_SN)
+    await harness.setup()
+    assert {c.key for c in harness.cloud.calls if c.endpoint == "meterdatalist2"} == {SOLAR_SN}
+    assert [gap.serials - gap.written for gap in harness.manager.gaps] == [{GRID_SN}]
+    entity_id = harness.entity_id(GRID_SN, "energy_import_kwh")
+    assert await harness.rows(entity_id) == []
+    await harness.live(3 * HOUR)
+    assert harness.manager.gaps == []
+    rows = await harness.rows(entity_id)
+    check_continuous(rows)
+    setup_hour = START.replace(minute=0)
+    assert rows[0].start == setup_hour - 7 * DAY
+    check_week(
+        harness.cloud, GRID_SN, "energy_import_kwh", [r for r in rows if r.start < setup_hour]
+    )
 
 
 async def test_restart_replaces_the_stale_hours(harness: Harness) -> None:
@@ -463,28 +515,10 @@ async def test_importing_twice_changes_nothing(harness: Harness) -> None:
     assert {statistic_id: await harness.rows(statistic_id) for statistic_id in ids} == before
 
 
-async def test_budget_refusal_defers_the_backfill(harness: Harness) -> None:
-    """No history call beyond the budget: the backfill waits until the budget allows it."""
-    await harness.setup()
-    await harness.live(55 * timedelta(minutes=1))
-    budget = await async_get_budget(harness.hass)
-    for _ in range(4):  # a whole hour's worth of history calls of the grid meter
-        await budget.async_spend(CallKind.METERDATALIST, GRID_SN)
-    await harness.live(20 * timedelta(minutes=1))
-    grid_calls = [c for c in harness.cloud.calls if c.endpoint == "meterdatalist2"]
-    assert {call.key for call in grid_calls} == {SOLAR_SN}
-    assert [gap.serials for gap in harness.manager.gaps] == [{GRID_SN}]
-    entity_id = harness.entity_id(GRID_SN, "energy_import_kwh")
-    assert len(await harness.rows(entity_id)) <= 3
-    await harness.live(HOUR)
-    assert harness.manager.gaps == []
-    check_continuous(await harness.rows(entity_id))
-
-
 async def test_rate_limited_history_backs_off(harness: Harness) -> None:
-    await harness.setup()
     harness.cloud.inject_fault(1, endpoint="meterdatalist2")  # "returns nothing"
-    await harness.live(75 * timedelta(minutes=1))
+    await harness.setup()
+    await harness.live(20 * timedelta(minutes=1))
     budget = await async_get_budget(harness.hass)
     serial = harness.cloud.calls[-1].key if harness.cloud.calls else None
     refused = [
@@ -493,23 +527,25 @@ async def test_rate_limited_history_backs_off(harness: Harness) -> None:
         if budget.ledger.next_allowed(CallKind.METERDATALIST, serial) > dt_util.utcnow()
     ]
     assert len(refused) == 1, serial
-    assert len(harness.manager.gaps) == 1
-    await harness.live(HOUR)
+    assert [gap.serials - gap.written for gap in harness.manager.gaps] == [set(refused)]
+    await harness.live(2 * HOUR)
     assert harness.manager.gaps == []
+    for key in KEYS:
+        check_continuous(await harness.rows(harness.entity_id(refused[0], key)))
 
 
 async def test_broken_history_answer_is_retried(harness: Harness) -> None:
-    await harness.setup()
     harness.cloud.inject_fault(2, status=500, endpoint="meterdatalist2")
-    await harness.live(75 * timedelta(minutes=1))
-    assert len(harness.manager.gaps) == 1
-    await harness.live(40 * timedelta(minutes=1))
+    await harness.setup()
+    await harness.live(20 * timedelta(minutes=1))
+    assert [len(gap.serials - gap.written) for gap in harness.manager.gaps] == [2]
+    await harness.live(2 * HOUR)
     assert harness.manager.gaps == []
 
 
 async def test_backfill_gives_up_on_a_failing_cloud(harness: Harness) -> None:
-    await harness.setup()
     harness.cloud.inject_fault(20, status=500, endpoint="meterdatalist2")
+    await harness.setup()
     await harness.live(3 * HOUR)
     assert harness.manager.gaps == []
     # Three tries per meter, then only the live hours.
@@ -537,6 +573,11 @@ async def test_new_meter_and_removed_meter(harness: Harness) -> None:
     await harness.live(timedelta(minutes=11))
     manager = harness.manager
     assert [gap.serials for gap in manager.gaps] == [{"0E0E0E0E"}]
+    # Its week is there at once (the gap stays until the recorder's first hour joins it).
+    rows = await harness.rows(harness.entity_id("0E0E0E0E", "energy_import_kwh"))
+    assert len(rows) == 7 * 24
+    assert rows[-1].start == _hour_floor(dt_util.utcnow()) - HOUR
+    check_week(harness.cloud, "0E0E0E0E", "energy_import_kwh", rows)
     # The meter leaves the account before it was backfilled: its gap goes with it.
     account.meters.pop()
     await harness.live(20 * timedelta(minutes=1))
@@ -587,8 +628,9 @@ def place_rows(
 async def test_place_energy_as_external_statistics(harness: Harness) -> None:
     await harness.setup(**{CONF_PLACE_ID: PLACE})
     hass = harness.hass
-    # One call to learn the account's time zone, one by day, one by hour.
-    assert harness.calls("meterdata2") == 1
+    # The account's time zone came with the meters' history (no call of its own); one call by
+    # day, one by hour: the place's statistics are there right after the setup.
+    assert harness.calls("meterdata2") == 0
     assert harness.calls("energyhistory") == 2
     now = dt_util.utcnow()
     today = (now + OFFSET).date()
@@ -693,6 +735,7 @@ async def test_place_energy_errors(harness: Harness) -> None:
 async def test_place_energy_without_time_zone(harness: Harness) -> None:
     """The account's time zone cannot be learned yet: nothing is imported, tried again later."""
     harness.cloud.inject_fault(1, status=500, endpoint="meterdata2")
+    harness.cloud.inject_fault(2, status=500, endpoint="meterdatalist2")
     await harness.setup(**{CONF_PLACE_ID: PLACE})
     assert harness.calls("energyhistory") == 0
     await harness.live(35 * timedelta(minutes=1))
@@ -774,6 +817,26 @@ def test_plan_leaves_an_open_run_and_keeps_live_rows() -> None:
     assert not needs_history([*rows, *plan.rows], T0, T0 + 3 * HOUR)
     # A stale (repeated) row is a candidate too.
     assert needs_history([rows[0], StatRow(T0 + HOUR, 11.1, 1.1)], T0, T0 + 2 * HOUR)
+
+
+def test_plan_open_end_writes_the_run_the_recorder_continues() -> None:
+    series = SampleSeries(Sample(T0 + n * PERIOD, 10.0 + n * 0.1) for n in range(12 * 3 + 1))
+    # No rows at all (a new meter): from 0, every hour the history covers, none left open.
+    plan = plan_backfill([], series, T0, T0 + 2 * HOUR, 0.01, new_guard=_guard, open_end=True)
+    assert [(row.start, row.state) for row in plan.rows] == [
+        (T0 + n * HOUR, pytest.approx(11.2 + n * 1.2)) for n in range(3)
+    ]
+    assert [row.sum for row in plan.rows] == pytest.approx([1.2, 2.4, 3.6])
+    # The recorder's first hour, compiled from 0 before the week was written, is moved onto it;
+    # once moved (or when it continued the week), nothing.
+    week = plan.rows
+    assert history.seam_difference(
+        [*week, StatRow(T0 + 3 * HOUR, 15.0, 1.2)], T0 + 3 * HOUR, _guard
+    ) == pytest.approx(3.6 + (15.0 - 13.6) - 1.2)
+    assert history.seam_difference(
+        [*week, StatRow(T0 + 3 * HOUR, 15.0, 5.0)], T0 + 3 * HOUR, _guard
+    ) == pytest.approx(0.0)
+    assert history.seam_difference(week, T0 + 3 * HOUR, _guard) == 0.0
 
 
 @pytest.mark.parametrize("glitch", [1_015_234.567, 0.0, 5.0])

@@ -13,8 +13,13 @@ from the last state it knew, so they hold *stale* rows (the old counter, no chan
 
 Meter Hub knows when it missed data: a poll that succeeds longer after the previous one than two
 polling intervals opens a *gap* (the first setup is a gap of 7 days, a meter that appears later
-too). For each gap and meter, once the recorder has compiled the first hour after it (the
-*closing* row), the hours from the gap's start to the closing row are checked:
+too). The week before a meter's first poll is written at once: the recorder holds nothing of it,
+so the rows run from 0 (or the meter's last row, if it had statistics before) up to the last full
+hour, and the last row is repeated as a 5-minute row, which the recorder's own sum continues (it
+continues its latest 5-minute row). Its first compiled hour (the closing row) then only checks the
+seam: when the recorder compiled before the week was written, its rows are moved onto the week's
+sum. For other gaps, once the recorder has compiled the closing row, the hours from the gap's
+start to it are checked:
 
 * a row is kept when it exists and its counter is not behind the cloud's counter at the start of
   its own hour (a state polled during the hour never is);
@@ -51,8 +56,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from functools import partial
 import re
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
+from homeassistant.components.recorder.db_schema import StatisticsShortTerm
 from homeassistant.components.recorder.models import (
     StatisticData,
     StatisticMeanType,
@@ -61,11 +67,12 @@ from homeassistant.components.recorder.models import (
 from homeassistant.components.recorder.statistics import (
     async_add_external_statistics,
     async_import_statistics,
+    get_last_short_term_statistics,
     get_last_statistics,
     get_metadata,
     statistics_during_period,
 )
-from homeassistant.const import UnitOfEnergy
+from homeassistant.const import ATTR_UNIT_OF_MEASUREMENT, UnitOfEnergy
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
@@ -118,6 +125,8 @@ COVERAGE_SLACK: Final = timedelta(minutes=10)
 MISSING_SAMPLES: Final = timedelta(seconds=2 * HISTORY_INTERVAL_S)
 """Samples further apart than this have some missing between them."""
 TICK: Final = timedelta(minutes=5)
+SHORT_TERM_PERIOD: Final = timedelta(minutes=5)
+"""The recorder's short-term statistics period."""
 GAP_MARGIN: Final = timedelta(minutes=1)
 RETRY_AFTER_ERROR: Final = timedelta(minutes=30)
 MAX_FAILURES: Final = 3
@@ -266,14 +275,16 @@ def plan_backfill(
     tolerance: float,
     *,
     new_guard: Callable[[], CounterGuard],
+    open_end: bool = False,
 ) -> BackfillPlan:
     """Plan the rows to rewrite in ``[first, last]``; ``last`` holds the closing row.
 
     ``rows`` are the statistic's existing hourly rows (from before ``first`` too, to continue
     from); ``series`` is the meter's counter history in the statistic's unit; ``new_guard``
     makes the counter guard of the statistic. A run of missing or stale hours that no kept row
-    closes is left alone (the recorder has not caught up yet). A kept row's counter is taken
-    as of the end of its hour.
+    closes is left alone (the recorder has not caught up yet), unless ``open_end``: the hours
+    after ``last`` are the recorder's to come (a meter seen for the first time), which will
+    continue from the last row written. A kept row's counter is taken as of the end of its hour.
     """
 
     def track(level: float | None, at: datetime | None) -> CounterTrack:
@@ -331,7 +342,26 @@ def plan_backfill(
             ):
                 run_rows.append(StatRow(hour, counter.level, run_sum))
         hour = end
+    if open_end:
+        plan.rows.extend(run_rows)
     return plan
+
+
+def seam_difference(
+    rows: Sequence[StatRow], closing: datetime, new_guard: Callable[[], CounterGuard]
+) -> float:
+    """How far the closing row's sum is off the one that continues the row before it.
+
+    After a meter's week was written at once, the recorder's first hour continues it; it does
+    not when the recorder compiled its first period before the week was written (it then
+    counted from 0): the difference moves its rows up to the week's sum.
+    """
+    after = next((row for row in rows if row.start == closing), None)
+    before = max((row for row in rows if row.start < closing), key=lambda r: r.start, default=None)
+    if after is None or before is None:
+        return 0.0
+    counter = CounterTrack(new_guard(), before.state, before.start + HOUR)
+    return before.sum + counter.add(after.state, after.start + HOUR) - after.sum
 
 
 def site_statistic_id(place_id: str, suffix: str) -> str:
@@ -390,6 +420,15 @@ class AccountClock:
 # --- Home Assistant layer -------------------------------------------------------------------
 
 
+class _Target(NamedTuple):
+    """An energy sensor of a meter to backfill: its hourly rows, up to ``last``."""
+
+    key: str
+    entity_id: str
+    rows: list[StatRow]
+    last: datetime
+
+
 class _GiveUp(Exception):
     """The cloud keeps failing for this meter: drop the gap."""
 
@@ -409,6 +448,11 @@ class Gap:
     start: datetime
     end: datetime
     serials: set[str]
+    new: bool = False
+    """The week before a meter's first poll: written at once, as the recorder holds nothing
+    of it; the closing row then only checks the seam."""
+    written: set[str] = field(default_factory=set)
+    """The meters of a ``new`` gap whose week is written."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -416,6 +460,8 @@ class Gap:
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "serials": sorted(self.serials),
+            "new": self.new,
+            "written": sorted(self.written),
         }
 
     @classmethod
@@ -425,6 +471,8 @@ class Gap:
             datetime.fromisoformat(data["start"]),
             datetime.fromisoformat(data["end"]),
             set(data["serials"]),
+            bool(data.get("new", False)),
+            set(data.get("written", [])),
         )
 
 
@@ -536,12 +584,12 @@ class HistoryManager:
         )
         if self.last_poll is None:
             # First run: the week before, for every meter.
-            self.gaps.append(Gap(fetched_at - BACKFILL_WINDOW, fetched_at, set(serials)))
+            self.gaps.append(Gap(fetched_at - BACKFILL_WINDOW, fetched_at, set(serials), new=True))
         elif fetched_at - self.last_poll > 2 * interval + GAP_MARGIN:
             self.gaps.append(Gap(self.last_poll, fetched_at, set(serials)))
         if self.last_poll is not None and (new := serials - self.known):
             # A meter added to the account: its week before.
-            self.gaps.append(Gap(fetched_at - BACKFILL_WINDOW, fetched_at, new))
+            self.gaps.append(Gap(fetched_at - BACKFILL_WINDOW, fetched_at, new, new=True))
         if fetched_at != self.last_poll or serials != self.known:
             self.last_poll = max(fetched_at, self.last_poll or fetched_at)
             self.known = serials
@@ -614,70 +662,137 @@ class HistoryManager:
         """Backfill ``gap`` for one meter; False while the recorder has not closed it yet."""
         first = _hour_floor(max(gap.start, gap.end - BACKFILL_WINDOW))
         gap_end_hour = _hour_floor(gap.end)
-        registry = er.async_get(self.hass)
-        targets: list[tuple[str, str, list[StatRow], datetime]] = []
-        for key in ENERGY_KEYS:
-            entity_id = registry.async_get_entity_id("sensor", DOMAIN, f"{serial}_{key}")
-            if entity_id is None:
-                continue
-            rows = await self._async_rows(entity_id, first - ANCHOR_LOOKBACK, now)
-            closing = next((row.start for row in rows if row.start >= gap_end_hour), None)
+        if gap.new and serial not in gap.written:
+            # The recorder holds nothing of the week before: no closing row to wait for.
+            week = [
+                target._replace(last=gap_end_hour - HOUR)
+                for target in await self._async_energy_targets(serial, first, now)
+            ]
+            await self._async_backfill_targets(serial, first, now, week, open_end=True)
+            gap.written.add(serial)
+            return False
+        targets: list[_Target] = []
+        for target in await self._async_energy_targets(serial, first, now):
+            closing = next((row.start for row in target.rows if row.start >= gap_end_hour), None)
             if closing is None:
                 if now - gap.end < BACKFILL_WINDOW:
-                    LOGGER.debug("%s: waiting for the recorder's hour of %s", entity_id, gap.end)
+                    LOGGER.debug(
+                        "%s: waiting for the recorder's hour of %s", target.entity_id, gap.end
+                    )
                     return False
-                LOGGER.debug("No statistics of %s after the gap ending %s", entity_id, gap.end)
+                LOGGER.debug(
+                    "No statistics of %s after the gap ending %s", target.entity_id, gap.end
+                )
                 continue
-            if needs_history(rows, first, closing):
-                targets.append((key, entity_id, rows, closing))
-        if not targets:
-            return True
-        last = max(closing for *_, closing in targets)
-        history = await self._async_meter_history(serial, first, last, now)
-        for key, entity_id, rows, closing in targets:
-            await self._async_write_backfill(
-                key=key,
-                entity_id=entity_id,
-                rows=rows,
-                history=history,
-                first=first,
-                closing=closing,
-            )
+            if serial in gap.written:
+                await self._async_close_seam(target, closing)
+            elif needs_history(target.rows, first, closing):
+                targets.append(target._replace(last=closing))
+        await self._async_backfill_targets(serial, first, now, targets, open_end=False)
         return True
 
-    async def _async_write_backfill(
-        self,
-        *,
-        key: str,
-        entity_id: str,
-        rows: list[StatRow],
-        history: list[HistoryRow],
-        first: datetime,
-        closing: datetime,
+    async def _async_energy_targets(
+        self, serial: str, first: datetime, now: datetime
+    ) -> list[_Target]:
+        """The meter's energy sensors with their hourly rows (to continue from, before ``first``)."""
+        registry = er.async_get(self.hass)
+        targets: list[_Target] = []
+        for key in ENERGY_KEYS:
+            entity_id = registry.async_get_entity_id("sensor", DOMAIN, f"{serial}_{key}")
+            if entity_id is not None:
+                rows = await self._async_rows(entity_id, first - ANCHOR_LOOKBACK, now)
+                targets.append(_Target(key, entity_id, rows, now))
+        return targets
+
+    async def _async_backfill_targets(
+        self, serial: str, first: datetime, now: datetime, targets: list[_Target], *, open_end: bool
     ) -> None:
-        recorder = get_instance(self.hass)
-        metadata = await recorder.async_add_executor_job(
+        """Write the targets' hours up to each one's ``last`` from the meter's history.
+
+        ``open_end``: ``last`` is the last hour before the meter's first poll, which the
+        recorder's hours continue; else ``last`` is the closing row.
+        """
+        if not targets:
+            return
+        history = await self._async_meter_history(
+            serial, first, max(target.last for target in targets), now
+        )
+        for target in targets:
+            await self._async_write_backfill(target, history, first, open_end=open_end)
+
+    async def _async_statistic_meta(self, entity_id: str) -> StatisticMetaData | None:
+        """The statistic's metadata (before the recorder's first compile: the one it will give).
+
+        A sensor the recorder has not compiled yet gets the unit of its state, as the recorder
+        does.
+        """
+        metadata = await get_instance(self.hass).async_add_executor_job(
             partial(get_metadata, self.hass, statistic_ids={entity_id})
         )
-        if entity_id not in metadata:
+        if entity_id in metadata:
+            old_meta = metadata[entity_id][1]
+            unit = old_meta["unit_of_measurement"] or UnitOfEnergy.KILO_WATT_HOUR
+            unit_class = old_meta.get("unit_class", EnergyConverter.UNIT_CLASS)
+        elif (state := self.hass.states.get(entity_id)) is not None and (
+            state.attributes.get(ATTR_UNIT_OF_MEASUREMENT) in EnergyConverter.VALID_UNITS
+        ):
+            unit = state.attributes[ATTR_UNIT_OF_MEASUREMENT]
+            unit_class = EnergyConverter.UNIT_CLASS
+        else:
+            return None
+        meta: dict[str, Any] = {
+            "has_sum": True,
+            "mean_type": StatisticMeanType.NONE,
+            "name": None,
+            "source": "recorder",
+            "statistic_id": entity_id,
+            "unit_of_measurement": unit,
+        }
+        if HAS_UNIT_CLASS:
+            meta["unit_class"] = unit_class
+        return cast("StatisticMetaData", meta)
+
+    async def _async_close_seam(self, target: _Target, closing: datetime) -> None:
+        """Move the recorder's rows from ``closing`` on to continue the week written before."""
+        if (meta := await self._async_statistic_meta(target.entity_id)) is None:
             return
-        old_meta = metadata[entity_id][1]
-        unit = old_meta["unit_of_measurement"] or UnitOfEnergy.KILO_WATT_HOUR
+        unit = meta["unit_of_measurement"] or UnitOfEnergy.KILO_WATT_HOUR
+        bound = rise_bound(None, unit)
+        difference = seam_difference(
+            target.rows,
+            closing,
+            lambda: CounterGuard(target.entity_id, bound, HISTORY_COUNTER_RESET),
+        )
+        if abs(difference) > ADJUST_EPSILON:
+            LOGGER.debug("Moving %s from %s by %s", target.entity_id, closing, difference)
+            get_instance(self.hass).async_adjust_statistics(
+                target.entity_id, closing, difference, unit
+            )
+
+    async def _async_write_backfill(
+        self, target: _Target, history: list[HistoryRow], first: datetime, *, open_end: bool
+    ) -> None:
+        entity_id = target.entity_id
+        if (meta := await self._async_statistic_meta(entity_id)) is None:
+            return
+        recorder = get_instance(self.hass)
+        unit = meta["unit_of_measurement"] or UnitOfEnergy.KILO_WATT_HOUR
         convert = EnergyConverter.converter_factory(UnitOfEnergy.KILO_WATT_HOUR, unit)
         series = SampleSeries(
             Sample(row.measured_at, convert(float(value)))
             for row in history
-            if isinstance(value := row.reading.values.get(key), int | float)
+            if isinstance(value := row.reading.values.get(target.key), int | float)
         )
         tolerance = convert(STATE_TOLERANCE_KWH)
         bound = rise_bound(None, unit)
         plan = plan_backfill(
-            rows,
+            target.rows,
             series,
             first,
-            closing,
+            target.last,
             tolerance,
             new_guard=lambda: CounterGuard(entity_id, bound, HISTORY_COUNTER_RESET),
+            open_end=open_end,
         )
         if not plan.rows and not plan.adjustments:
             return
@@ -692,22 +807,34 @@ class HistoryManager:
         # below already hold their final sums.
         for start, difference in plan.adjustments:
             recorder.async_adjust_statistics(entity_id, start, difference, unit)
-        if plan.rows:
-            meta: dict[str, Any] = {
-                "has_sum": True,
-                "mean_type": StatisticMeanType.NONE,
-                "name": None,
-                "source": "recorder",
-                "statistic_id": entity_id,
-                "unit_of_measurement": unit,
-            }
-            if HAS_UNIT_CLASS:
-                meta["unit_class"] = old_meta.get("unit_class", EnergyConverter.UNIT_CLASS)
-            async_import_statistics(
-                self.hass,
-                cast("StatisticMetaData", meta),
-                [StatisticData(start=row.start, state=row.state, sum=row.sum) for row in plan.rows],
-            )
+        if not plan.rows:
+            return
+        async_import_statistics(
+            self.hass,
+            meta,
+            [StatisticData(start=row.start, state=row.state, sum=row.sum) for row in plan.rows],
+        )
+        if open_end:
+            await self._async_continue_from(entity_id, meta, plan.rows[-1])
+
+    async def _async_continue_from(
+        self, entity_id: str, meta: StatisticMetaData, row: StatRow
+    ) -> None:
+        """Make the recorder continue ``row``: it continues its latest 5-minute row.
+
+        The row is repeated as the 5-minute row at the end of its hour, unless the recorder
+        compiled a later one already (then the closing row's seam check moves its rows).
+        """
+        recorder = get_instance(self.hass)
+        start = row.start + HOUR - SHORT_TERM_PERIOD
+        latest = await recorder.async_add_executor_job(
+            get_last_short_term_statistics, self.hass, 1, entity_id, False, {"sum"}
+        )
+        if any(dt_util.utc_from_timestamp(r["start"]) >= start for r in latest.get(entity_id, [])):
+            return
+        recorder.async_import_statistics(
+            meta, [StatisticData(start=start, state=row.state, sum=row.sum)], StatisticsShortTerm
+        )
 
     async def _async_rows(self, statistic_id: str, start: datetime, end: datetime) -> list[StatRow]:
         """The hourly rows of ``statistic_id`` from ``start`` to ``end``."""
