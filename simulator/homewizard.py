@@ -236,7 +236,7 @@ class FakeHomeWizard:
             return web.Response(body=self.body, status=status, content_type="application/json")
         if request.path == "/api":
             return web.json_response(self.device, status=status)
-        if request.path != "/api/v1/data":
+        if request.path != "/api/v1/data" and status == 200:
             return await self._control_endpoint(request)
         if self.auto_advance:
             now = time.monotonic()
