@@ -445,7 +445,7 @@ class HomeWizardDevice:
             model_id=self.product_type,
             sw_version=self.firmware_version,
             configuration_url=f"http://{self.host}",
-            controls=frozenset(self.controls),
+            controls=tuple(sorted(self.controls)),
         )
 
     @property

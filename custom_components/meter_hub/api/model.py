@@ -193,7 +193,7 @@ class MeterInfo:
     sw_version: str | None = None
     configuration_url: str | None = None
     # What the device can be told to do (``api.controls.Control`` values).
-    controls: frozenset[str] = frozenset()
+    controls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
