@@ -135,6 +135,8 @@ class FakeHomeWizard:
             {"cloud_enabled": True} if product in _SYSTEM_PRODUCTS else None
         )
         self.identify_count = 0
+        # The socket's power readings from before it was switched off.
+        self._load_while_off: dict[str, float] = {}
         self.in_flight = 0
         self.max_in_flight = 0
         self.now = start
@@ -273,15 +275,19 @@ class FakeHomeWizard:
             if new["switch_lock"] and not new["power_on"]:
                 # A locked socket stays on: switching it off needs the lock off (state.mdx).
                 return _error(8, "Switch lock is on")
-            if not new["power_on"]:
-                self._zero_power()
+            if new["power_on"] != body["power_on"]:
+                self._switch_load(on=new["power_on"])
         body.update(change)
         return web.json_response(change)
 
-    def _zero_power(self) -> None:
-        for key in ("active_power_w", *_PHASE_POWER_KEYS):
-            if key in self.data:
-                self.data[key] = 0.0
+    def _switch_load(self, *, on: bool) -> None:
+        """Off: the socket measures nothing; on: the load draws what it drew before."""
+        keys = [key for key in ("active_power_w", *_PHASE_POWER_KEYS) if key in self.data]
+        if on:
+            self.data.update(self._load_while_off)
+            return
+        self._load_while_off = {key: self.data[key] for key in keys}
+        self.data.update(dict.fromkeys(keys, 0.0))
 
     # --- moving values ----------------------------------------------------------------------
 

@@ -83,6 +83,7 @@ async def test_socket_controls_write_and_read_back(
     assert _state(hass, watts) == "0.0"  # the refresh after the write read the device
     await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, power)
     assert _state(hass, power) == STATE_ON
+    assert _state(hass, watts) == "87.4"  # the load draws again
 
     await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, lock)
     assert fake.state["switch_lock"] is True
