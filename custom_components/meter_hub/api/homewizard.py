@@ -514,7 +514,7 @@ class HomeWizardClient:
 
     async def device(self) -> HomeWizardDevice:
         """Read ``/api`` and check that this is a HomeWizard device speaking API v1."""
-        body, connection = await self._get(self._device_url, NotHomeWizard)
+        body, connection = await self._request(self._device_url, NotHomeWizard)
         payload = await _object(self._device_url, body, NotHomeWizard)
         self._device_body = body
         # The identity must be valid text: it names the device in every registry.
@@ -553,7 +553,7 @@ class HomeWizardClient:
     async def data(self) -> Reading:
         """Read ``/api/v1/data`` (and ``/api`` once, to know how to read the totals)."""
         device = self._device or await self.device()
-        body, _ = await self._get(self._data_url, InvalidPayload)
+        body, _ = await self._request(self._data_url, InvalidPayload)
         return await self._reading(device, body)
 
     async def measurement(self, serial: str) -> tuple[HomeWizardDevice, Reading]:
@@ -568,7 +568,7 @@ class HomeWizardClient:
         that another device took over) is checked again, and its reading dropped if the serial is
         not ``serial``.
         """
-        body, connection = await self._get(self._data_url, InvalidPayload)
+        body, connection = await self._request(self._data_url, InvalidPayload)
         device = self._device
         if device is None or connection not in self._checked:
             device = await self.device()
@@ -608,13 +608,38 @@ class HomeWizardClient:
         await self._put(self._system_url, {"cloud_enabled": enabled})
 
     async def _read_object(self, url: URL) -> dict[str, Any]:
-        body, _ = await self._get(url, InvalidPayload, control=True)
+        body, _ = await self._request(url, InvalidPayload, control=True)
         return await _object(url, body, InvalidPayload)
 
     async def _put(self, url: URL, body: dict[str, Any] | None) -> None:
         """PUT ``body`` as JSON to ``url``; raise what the device's answer says went wrong."""
+        await self._request(url, InvalidPayload, control=True, method="PUT", body=body)
+
+    async def _reading(self, device: HomeWizardDevice, body: bytes) -> Reading:
+        payload = await _object(self._data_url, body, InvalidPayload)
+        reading = parse_data(payload, product_type=device.product_type, tz=self._tz)
+        self._data_body = body
+        return reading
+
+    async def _request(
+        self,
+        url: URL,
+        invalid: type[HomeWizardError],
+        *,
+        control: bool = False,
+        method: str = "GET",
+        body: dict[str, Any] | None = None,
+    ) -> tuple[bytes, object | None]:
+        """Send ``method`` to ``url``: the body of its HTTP 200 answer, and its connection.
+
+        ``body`` goes as JSON, if any. The answer's body is read capped (``MAX_BODY``); ``invalid`` is raised for one that is too large
+        or cannot be decoded. ``control``: see ``_raise_for``. Redirects are not followed.
+        """
         try:
-            async with self._session.put(
+            # aiohttp's own timeout bounds the whole request, body included (cheaper per poll
+            # than a second timer around it)
+            async with self._session.request(
+                method,
                 url,
                 json=body,
                 allow_redirects=False,
@@ -622,9 +647,10 @@ class HomeWizardClient:
                 headers=ACCEPT_ENCODING,
                 auto_decompress=False,
             ) as response:
+                connection = _connection_of(response)
                 status, answer = response.status, await read_body(response, MAX_BODY)
         except BodyError as err:
-            raise InvalidPayload(f"{url}: {err}") from None
+            raise invalid(f"{url}: {err}") from None
         except TimeoutError as err:
             raise CannotConnect(f"{url} did not answer within {self._timeout:g} s") from err
         except (aiohttp.ClientError, OSError) as err:
@@ -634,51 +660,8 @@ class HomeWizardClient:
                 payload = await parse_json(answer)
             except ValueError:
                 payload = None
-            _raise_for(status, payload, url, InvalidPayload, control=True)
-
-    async def _reading(self, device: HomeWizardDevice, body: bytes) -> Reading:
-        payload = await _object(self._data_url, body, InvalidPayload)
-        reading = parse_data(payload, product_type=device.product_type, tz=self._tz)
-        self._data_body = body
-        return reading
-
-    async def _get(
-        self,
-        url: URL,
-        invalid: type[HomeWizardError],
-        *,
-        control: bool = False,
-    ) -> tuple[bytes, object | None]:
-        """GET ``url``: the body of its HTTP 200 answer, and the connection it came over.
-
-        The body is read capped (``MAX_BODY``); ``invalid`` is raised for one that is too large
-        or cannot be decoded. ``control``: see ``_raise_for``. Redirects are not followed.
-        """
-        try:
-            # aiohttp's own timeout bounds the whole request, body included (cheaper per poll
-            # than a second timer around it)
-            async with self._session.get(
-                url,
-                allow_redirects=False,
-                timeout=self._client_timeout,
-                headers=ACCEPT_ENCODING,
-                auto_decompress=False,
-            ) as response:
-                connection = _connection_of(response)
-                status, body = response.status, await read_body(response, MAX_BODY)
-        except BodyError as err:
-            raise invalid(f"{url}: {err}") from None
-        except TimeoutError as err:
-            raise CannotConnect(f"{url} did not answer within {self._timeout:g} s") from err
-        except (aiohttp.ClientError, OSError) as err:
-            raise CannotConnect(f"cannot connect to {url}: {_describe(err)}") from err
-        if status != 200:
-            try:
-                payload = await parse_json(body)
-            except ValueError:
-                payload = None
             _raise_for(status, payload, url, invalid, control=control)
-        return body, connection
+        return answer, connection
 
 
 def _raise_for(
