@@ -165,14 +165,17 @@ async def test_requests_per_poll(
 async def test_device_without_control_endpoints(
     hass: HomeAssistant, make_fake: MakeFake, freezer: FrozenDateTimeFactory
 ) -> None:
-    """Firmware without /api/v1/system (404): no cloud switch, and it is not asked again."""
-    fake = await make_fake("HWE-P1")
-    fake.system = None
+    """Firmware without /api/v1/state or /api/v1/system (404): no such entities, asked once."""
+    fake = await make_fake("HWE-SKT")
+    fake.state = fake.system = None
     await async_setup_local(hass, fake)
-    assert _entity_id(hass, SWITCH_DOMAIN, fake, "cloud_enabled") is None
+    for platform, key in ((SWITCH_DOMAIN, "switch_on"), (SWITCH_DOMAIN, "cloud_enabled")):
+        assert _entity_id(hass, platform, fake, key) is None
+    assert _entity_id(hass, NUMBER_DOMAIN, fake, "brightness") is None
     assert _entity_id(hass, BUTTON_DOMAIN, fake, "identify") is not None
     await async_poll(hass, freezer, SETTINGS_INTERVAL.total_seconds() + 5)
     assert fake.request_count["/api/v1/system"] == 1
+    assert fake.request_count["/api/v1/state"] == 1
 
 
 def test_parse_state_and_system() -> None:
