@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 import ipaddress
 import re
-from typing import Any, Final
+from typing import Any, Final, Literal
 import weakref
 
 import aiohttp
@@ -627,7 +627,7 @@ class HomeWizardClient:
         invalid: type[HomeWizardError],
         *,
         control: bool = False,
-        method: str = "GET",
+        method: Literal["GET", "PUT"] = "GET",
         body: dict[str, Any] | None = None,
     ) -> tuple[bytes, object | None]:
         """Send ``method`` to ``url``: the body of its HTTP 200 answer, and its connection.
@@ -638,8 +638,8 @@ class HomeWizardClient:
         try:
             # aiohttp's own timeout bounds the whole request, body included (cheaper per poll
             # than a second timer around it)
-            async with self._session.request(
-                method,
+            send = self._session.put if method == "PUT" else self._session.get
+            async with send(
                 url,
                 json=body,
                 allow_redirects=False,
