@@ -16,7 +16,9 @@ drives headless Chromium (Debian's, through Playwright's ``executable_path``):
    meters' week before the setup, written at once), not the "no data" text;
 5. in Dutch: the user switches their language to Dutch (Home Assistant's own language follows),
    adds the simulated energy socket the same way (local API off, then on) and checks its device
-   page: the dialog and the sensors must show nl.json's texts.
+   page: the dialog and the sensors must show nl.json's texts;
+6. switch the socket off on its device page: its power drops to 0 W (read back from the
+   simulated socket, which measures nothing while off); switch it on again.
 
 No text on the flow dialogs or the device pages may be a raw translation key. Each step is
 screenshotted into ``--artifacts``; every wait is for a condition, with a deadline. The first
@@ -475,6 +477,37 @@ class Run:
         }
         self.check_device_page("Energy Socket", sensors, "nl-local")
 
+    def switch_socket(self) -> None:
+        """Off on the device page: the socket reports 0 W; then on again."""
+        self.open_device("Energy Socket")
+        page = self.page
+        power = (
+            page.locator("ha-device-entities-card")
+            .filter(has_text=self.ui["sensors"])
+            .locator("hui-sensor-entity-row")
+            .filter(has=page.get_by_text(self.text("entity.sensor.power.name"), exact=True))
+        )
+        # The controls card: the socket's own switch (the configuration card has a button too).
+        toggle = (
+            page.locator("ha-device-entities-card")
+            .filter(has=page.locator("hui-toggle-entity-row"))
+            .filter(has_not=page.locator("hui-button-entity-row"))
+            .locator("ha-entity-toggle")
+        )
+        expect(toggle, "the socket's switch").to_have_count(1)
+        switch = toggle.locator("ha-switch, ha-md-switch, [role=switch]").first
+        expect(switch).to_be_visible()
+        switch.click()
+        expect(power, "power of the switched-off socket").to_contain_text(
+            re.compile(r"(?<![\d.,])0([.,]0+)? ?W")
+        )
+        self.shot("nl-socket-off")
+        switch.click()
+        expect(power, "power of the socket switched on again").not_to_contain_text(
+            re.compile(r"(?<![\d.,])0([.,]0+)? ?W"), timeout=60_000
+        )
+        self.shot("nl-socket-on")
+
 
 def log(message: str) -> None:
     print(message, flush=True)
@@ -514,6 +547,7 @@ def main() -> int:
             ("Dutch: the user's language", run.speak_dutch),
             ("Dutch: add the energy socket (local API off, then on)", run.dutch_socket_flow),
             ("Dutch: device page", run.dutch_socket_device),
+            ("Dutch: switch the socket off and on", run.switch_socket),
         ]
         for name, step in steps:
             if failed:

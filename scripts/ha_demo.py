@@ -430,7 +430,9 @@ async def _run(args: argparse.Namespace) -> None:
                             "server": cloud["url"],
                         },
                     )
-                await hass.add_entry("local", {"host": simulator["devices"]["p1"]["host"]})
+                # The P1 meter, and the socket that can be switched from the dashboard.
+                for device in ("p1", "socket"):
+                    await hass.add_entry("local", {"host": simulator["devices"][device]["host"]})
                 await hass.wait_for_entries_loaded()
             if args.command in ("demo", "energy"):
                 await _energy(hass, args.simulator_status)

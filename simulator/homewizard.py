@@ -1,7 +1,9 @@
 """A fake HomeWizard device (local API v1) on 127.0.0.1, for tests, the demo and benchmarks.
 
 Each profile is a pair of JSON files in ``payloads/homewizard/<profile>/``: ``device.json`` (the
-``/api`` body) and ``data.json`` (the ``/api/v1/data`` body). Run ``python -m simulator.homewizard
+``/api`` body) and ``data.json`` (the ``/api/v1/data`` body). The devices the vendor documents them
+for also serve ``/api/v1/state`` (the socket), ``/api/v1/system`` and ``/api/v1/identify``, and
+take their writes: a socket switched off measures no power. Run ``python -m simulator.homewizard
 --profile HWE-P1 --profile HWE-KWH3`` to serve live devices whose readings move with the clock.
 """
 
@@ -47,6 +49,13 @@ _PHASE_POWER_KEYS: Final = ("active_power_l1_w", "active_power_l2_w", "active_po
 _MAX_FLOW_LPM: Final = 20.0
 # The simulator's switch (``start(control=True)``): GET shows, POST true/false sets ``api_enabled``.
 CONTROL_PATH: Final = "/_sim/api_enabled"
+# Products with /api/v1/system and /api/v1/identify (all but the Energy Display), and with
+# /api/v1/state (the socket).
+_SYSTEM_PRODUCTS: Final = frozenset(
+    {"HWE-P1", "HWE-SKT", "HWE-WTR", "HWE-KWH1", "HWE-KWH3", "SDM230-wifi", "SDM630-wifi"}
+)
+_STATE_PRODUCTS: Final = frozenset({"HWE-SKT"})
+_STATE_FIELDS: Final = {"power_on": bool, "switch_lock": bool, "brightness": int}
 _SWITCH_WORDS: Final = dict.fromkeys(("true", "on", "1", "yes"), True) | dict.fromkeys(
     ("false", "off", "0", "no"), False
 )
@@ -115,6 +124,19 @@ class FakeHomeWizard:
         self.keep_alive = True
         self.auto_advance = auto_advance
         self.request_count: Counter[str] = Counter()
+        product = self.device["product_type"]
+        # The socket's /api/v1/state and the /api/v1/system body (None: no such endpoint).
+        self.state: dict[str, Any] | None = (
+            {"power_on": True, "switch_lock": False, "brightness": 255}
+            if product in _STATE_PRODUCTS
+            else None
+        )
+        self.system: dict[str, Any] | None = (
+            {"cloud_enabled": True} if product in _SYSTEM_PRODUCTS else None
+        )
+        self.identify_count = 0
+        # The socket's power readings from before it was switched off.
+        self._load_while_off: dict[str, float] = {}
         self.in_flight = 0
         self.max_in_flight = 0
         self.now = start
@@ -142,6 +164,10 @@ class FakeHomeWizard:
         app = web.Application()
         app.router.add_get("/api", self._handle)
         app.router.add_get("/api/v1/data", self._handle)
+        for path in ("/api/v1/state", "/api/v1/system"):
+            app.router.add_get(path, self._handle)
+            app.router.add_put(path, self._handle)
+        app.router.add_put("/api/v1/identify", self._handle)
         if control:
             app.router.add_get(CONTROL_PATH, self._control)
             app.router.add_post(CONTROL_PATH, self._control)
@@ -212,11 +238,56 @@ class FakeHomeWizard:
             return web.Response(body=self.body, status=status, content_type="application/json")
         if request.path == "/api":
             return web.json_response(self.device, status=status)
+        if request.path != "/api/v1/data" and status == 200:
+            return await self._control_endpoint(request)
         if self.auto_advance:
             now = time.monotonic()
             self.advance(now - self._last_request)
             self._last_request = now
         return web.json_response(self.data, status=status)
+
+    async def _control_endpoint(self, request: web.Request) -> web.Response:
+        """``/api/v1/state``, ``/api/v1/system``, ``/api/v1/identify``: as the vendor documents them."""
+        if request.path == "/api/v1/identify":
+            if self.system is None:
+                raise web.HTTPNotFound
+            self.identify_count += 1
+            return web.json_response({"identify": "ok"})
+        body = self.state if request.path == "/api/v1/state" else self.system
+        if body is None:
+            raise web.HTTPNotFound
+        if request.method == "GET":
+            return web.json_response(body)
+        try:
+            change = await request.json()
+        except ValueError:
+            return _error(2, "Body contains invalid json")
+        fields = _STATE_FIELDS if body is self.state else {"cloud_enabled": bool}
+        if not isinstance(change, dict) or not change:
+            return _error(7, "Invalid value for parameter")
+        for key, value in change.items():
+            if key not in fields or type(value) is not fields[key]:
+                return _error(8 if key not in fields else 7, f"Invalid value for {key}")
+        new = body | change
+        if body is self.state:
+            if not 0 <= new["brightness"] <= 255:
+                return _error(7, "Invalid value for brightness")
+            if new["switch_lock"] and not new["power_on"]:
+                # A locked socket stays on: switching it off needs the lock off (state.mdx).
+                return _error(8, "Switch lock is on")
+            if new["power_on"] != body["power_on"]:
+                self._switch_load(on=new["power_on"])
+        body.update(change)
+        return web.json_response(change)
+
+    def _switch_load(self, *, on: bool) -> None:
+        """Off: the socket measures nothing; on: the load draws what it drew before."""
+        keys = [key for key in ("active_power_w", *_PHASE_POWER_KEYS) if key in self.data]
+        if on:
+            self.data.update(self._load_while_off)
+            return
+        self._load_while_off = {key: self.data[key] for key in keys}
+        self.data.update(dict.fromkeys(keys, 0.0))
 
     # --- moving values ----------------------------------------------------------------------
 
@@ -233,7 +304,7 @@ class FakeHomeWizard:
 
     def _walk_power(self, seconds: float) -> None:
         phases = [key for key in _PHASE_POWER_KEYS if key in self.data]
-        if not phases:
+        if not phases or (self.state is not None and not self.state["power_on"]):
             return
         low, high = _POWER_RANGE.get(self.device["product_type"], _DEFAULT_POWER_RANGE)
         if not any("export" in key for key in self.data):
@@ -278,6 +349,11 @@ class FakeHomeWizard:
         step = round(total, 3)
         self._carry[key] = total - step
         self.data[key] = round(self.data[key] + step, 3)
+
+
+def _error(code: int, description: str) -> web.Response:
+    """An error answer as the vendor documents it (error-handling.mdx)."""
+    return web.json_response({"error": {"id": code, "description": description}}, status=400)
 
 
 async def _serve(profiles: list[str], port: int, seed: int) -> None:

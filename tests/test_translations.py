@@ -114,6 +114,11 @@ async def test_entity_names_in_dutch(
         "Energie export",
         "Wi-Fi SSID",
         "Wi-Fi sterkte",
+        None,  # the switch: the socket's own name
+        "Schakelaarvergrendeling",
+        "Helderheid statuslampje",
+        "Cloudverbinding",
+        "Identificeren",
     }
 
 

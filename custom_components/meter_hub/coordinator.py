@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 import functools
@@ -16,6 +16,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
+from .api.controls import DeviceControls
 from .api.model import ExternalMeter, MeterInfo, Reading
 from .const import DOMAIN, LOGGER
 from .counter_guard import ResetRule
@@ -112,6 +113,13 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
                 hass, self._async_sync_devices, SWEEP_INTERVAL, cancel_on_shutdown=True
             )
         )
+
+    async def async_control(self, write: Callable[[DeviceControls], Awaitable[None]]) -> None:
+        """Send ``write`` to the device, then read its state back (never an optimistic guess).
+
+        Only sources whose meters name controls (``MeterInfo.controls``) have control entities.
+        """
+        raise NotImplementedError  # pragma: no cover - no control entities on such a source
 
     @abstractmethod
     def diagnostics(self) -> dict[str, Any]:

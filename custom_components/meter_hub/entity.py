@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .api.model import ExternalMeter, MeterInfo
+from .api.model import ExternalMeter, MeterInfo, Value
 from .compat import set_parent_device
 from .const import DOMAIN
-from .coordinator import MeterHubCoordinator, external_device_id
+from .coordinator import MeterData, MeterHubCoordinator, external_device_id
 
 # Models of the sub-devices of external meters, by the type their parent reports; their names
 # are translated (``device`` in strings.json).
@@ -68,3 +72,62 @@ class MeterHubEntity(CoordinatorEntity[MeterHubCoordinator]):
         """Attach the entity to the meter ``serial`` of ``coordinator``."""
         super().__init__(coordinator)
         self.serial = serial
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlDescription(EntityDescription):
+    """What every control entity's description has: when the device has it, when it can act."""
+
+    exists_fn: Callable[[MeterData], bool]
+    # Default: the control's state (its key) is in the reading.
+    available_fn: Callable[[dict[str, Value]], bool] | None = None
+
+
+def has_value(key: str) -> Callable[[MeterData], bool]:
+    """``exists_fn`` of a control whose state the device reports under ``key``."""
+    return lambda meter: key in meter.reading.values
+
+
+class MeterControlEntity(MeterHubEntity):
+    """A control of a meter's device (switch, number, button): writes go to the device."""
+
+    entity_description: ControlDescription
+
+    def __init__(
+        self, coordinator: MeterHubCoordinator, serial: str, description: ControlDescription
+    ) -> None:
+        """Attach the control ``description`` to the meter ``serial``."""
+        super().__init__(coordinator, serial)
+        self.entity_description = description
+        self._attr_unique_id = f"{serial}_{description.key}"
+        self._attr_device_info = meter_device_info(coordinator.data[serial].info)
+
+    @property
+    def values(self) -> dict[str, Value]:
+        """The meter's last reading (empty while it is gone)."""
+        meter = self.coordinator.data.get(self.serial)
+        return meter.reading.values if meter else {}
+
+    @property
+    def available(self) -> bool:
+        """Available while the device answers and reports the control's state."""
+        if not super().available or self.serial not in self.coordinator.data:
+            return False
+        available_fn = self.entity_description.available_fn
+        if available_fn is None:
+            return self.entity_description.key in self.values
+        return available_fn(self.values)
+
+
+def control_entities[D: ControlDescription, E: MeterControlEntity](
+    coordinator: MeterHubCoordinator,
+    descriptions: tuple[D, ...],
+    entity: Callable[[MeterHubCoordinator, str, D], E],
+) -> list[E]:
+    """The control entities of every meter of ``coordinator`` that has them."""
+    return [
+        entity(coordinator, serial, description)
+        for serial, meter in coordinator.data.items()
+        for description in descriptions
+        if description.exists_fn(meter)
+    ]

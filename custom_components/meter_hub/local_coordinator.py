@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+import dataclasses
 from datetime import timedelta
+import time
 from typing import Any
 
 from homeassistant.config_entries import SOURCE_REAUTH
@@ -14,11 +17,13 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
 
+from .api.controls import Control, DeviceControls
 from .api.homewizard import (
     ApiDisabled,
     HomeWizardClient,
     HomeWizardDevice,
     HomeWizardError,
+    Unsupported,
     WrongDevice,
 )
 from .api.homewizard_v2 import (
@@ -28,6 +33,7 @@ from .api.homewizard_v2 import (
     shared_ssl_context,
     supports_api_v2,
 )
+from .api.model import Reading, Value
 from .compat import async_delete_reauth_issue
 from .const import (
     CONF_API_VERSION,
@@ -47,6 +53,10 @@ from .coordinator import (
     quiet_while_stopping,
 )
 from .repairs import async_offer_api_v2
+
+# The system settings (the cloud connection) change only when someone changes them: read at the
+# first poll, after every write and then this often, not on every poll.
+SETTINGS_INTERVAL = timedelta(minutes=10)
 
 
 class LocalCoordinator(MeterHubCoordinator):
@@ -92,6 +102,10 @@ class LocalCoordinator(MeterHubCoordinator):
             return
         self._v2_offer = v1_disabled
         async_offer_api_v2(self.hass, self.config_entry, v1_disabled=v1_disabled)
+        # Endpoints of the controls that this device's firmware turned out not to have.
+        self._unsupported: set[Control] = set()
+        self._settings: dict[str, Value] = {}
+        self._settings_due = 0.0
 
     @quiet_while_stopping
     async def _async_update_data(self) -> MeterHubData:
@@ -101,6 +115,7 @@ class LocalCoordinator(MeterHubCoordinator):
                 # must never be booked on this one, not even once: the client checks the serial
                 # of every connection the readings come over.
                 device, reading = await self.client.measurement(self.config_entry.data[CONF_SERIAL])
+                reading = await self._with_controls(device, reading)
             except WrongDevice as err:
                 raise UpdateFailed(
                     translation_domain=DOMAIN,
@@ -141,6 +156,40 @@ class LocalCoordinator(MeterHubCoordinator):
                 self.hass.config_entries.flow.async_abort(flow["flow_id"])
             async_delete_reauth_issue(self.hass, self.config_entry)
         return {device.serial: MeterData(device.meter_info, reading)}
+
+    async def _with_controls(self, device: HomeWizardDevice, reading: Reading) -> Reading:
+        """Add the state of the device's controls: the socket's on every poll, the settings seldom.
+
+        Only the socket has ``/api/v1/state``; the other devices' polls stay one request.
+        """
+        if not isinstance(self.client, HomeWizardClient):
+            return reading
+        controls = device.controls - self._unsupported
+        values: dict[str, Value] = {}
+        if Control.POWER in controls:
+            try:
+                values.update(await self.client.state())
+            except Unsupported:
+                self._unsupported.update((Control.POWER, Control.SWITCH_LOCK, Control.BRIGHTNESS))
+        if Control.CLOUD in controls and time.monotonic() >= self._settings_due:
+            try:
+                self._settings = await self.client.system()
+            except Unsupported:
+                self._unsupported.add(Control.CLOUD)
+            self._settings_due = time.monotonic() + SETTINGS_INTERVAL.total_seconds()
+        values.update(self._settings)
+        if not values:
+            return reading
+        return dataclasses.replace(reading, values=reading.values | values)
+
+    async def async_control(self, write: Callable[[DeviceControls], Awaitable[None]]) -> None:
+        """Send ``write``, then poll at once, the settings included."""
+        if not isinstance(self.client, HomeWizardClient):
+            # no control entity exists on a v2 device (``HomeWizardDevice.controls``)
+            raise NotImplementedError("controls over HomeWizard API v2 are not built yet")
+        await write(self.client)
+        self._settings_due = 0.0
+        await self.async_refresh()
 
     def diagnostics(self) -> dict[str, Any]:
         """The last raw payloads of the device."""

@@ -1,4 +1,8 @@
-"""Client for the local HTTP API v1 of HomeWizard Energy devices (``/api``, ``/api/v1/data``).
+"""Client for the local HTTP API v1 of HomeWizard Energy devices.
+
+Reads ``/api`` and ``/api/v1/data`` (every device), ``/api/v1/state`` (the Energy Socket) and
+``/api/v1/system``; writes the state, the system settings and ``/api/v1/identify``
+(``api.controls.DeviceControls``).
 
 Pure asyncio and aiohttp, no Home Assistant imports. ``parse_data`` turns a ``/api/v1/data``
 payload into the normalised ``Reading`` of ``model.py``; it never raises on a bad field (the field
@@ -13,12 +17,13 @@ from datetime import UTC, datetime, tzinfo
 from functools import partial
 import ipaddress
 import re
-from typing import Any, Final
+from typing import Any, Final, Literal
 import weakref
 
 import aiohttp
 from yarl import URL
 
+from .controls import Control
 from .model import (
     MAX_ID_LENGTH,
     TARIFFS,
@@ -72,6 +77,20 @@ SINGLE_TARIFF_PRODUCTS: Final = frozenset(
     {"HWE-SKT", "HWE-KWH1", "HWE-KWH3", "SDM230-wifi", "SDM630-wifi"}
 )
 
+# What each product can be told to do (vendor docs: state.mdx, system.mdx, identify.mdx). Only
+# the socket has ``/api/v1/state``; the Energy Display has none of these endpoints.
+_SOCKET_CONTROLS: Final = frozenset({Control.POWER, Control.SWITCH_LOCK, Control.BRIGHTNESS})
+_SYSTEM_CONTROLS: Final = frozenset({Control.IDENTIFY, Control.CLOUD})
+PRODUCT_CONTROLS: Final[dict[str, frozenset[Control]]] = {
+    "HWE-SKT": _SOCKET_CONTROLS | _SYSTEM_CONTROLS,
+    **dict.fromkeys(
+        ("HWE-P1", "HWE-WTR", "HWE-KWH1", "HWE-KWH3", "SDM230-wifi", "SDM630-wifi"),
+        _SYSTEM_CONTROLS,
+    ),
+}
+# The socket's status light: 0..255 on the wire, percent in the reading.
+BRIGHTNESS_MAX: Final = 255
+
 API_DISABLED_ERROR_ID: Final = 202
 # Largest body read from a device, on the wire and decompressed. The largest real answer is a
 # P1 meter's /api/v1/data with external meters: 1.6 KB with a gas and a water meter, some 130
@@ -99,6 +118,14 @@ class NotHomeWizard(HomeWizardError):
 
 class InvalidPayload(HomeWizardError):
     """``/api/v1/data`` did not return a JSON object."""
+
+
+class Unsupported(HomeWizardError):
+    """The device has no such endpoint (HTTP 404): older firmware, or another product."""
+
+
+class Rejected(HomeWizardError):
+    """The device refused a write (HTTP 400: a value or combination it does not accept)."""
 
 
 class WrongDevice(HomeWizardError):
@@ -263,6 +290,23 @@ def parse_data(payload: object, *, product_type: str | None, tz: tzinfo) -> Read
     return Reading(values=values, externals=externals)
 
 
+def parse_state(payload: dict[str, Any]) -> dict[str, Value]:
+    """Normalise a ``/api/v1/state`` payload (the socket's relay, lock and status light)."""
+    values: dict[str, Value] = {}
+    for vendor, key in (("power_on", "switch_on"), ("switch_lock", "switch_lock")):
+        if isinstance(raw := payload.get(vendor), bool):
+            values[key] = raw
+    if (brightness := in_range(payload.get("brightness"), 0, BRIGHTNESS_MAX)) is not None:
+        values["brightness"] = round(brightness * 100 / BRIGHTNESS_MAX)
+    return values
+
+
+def parse_system(payload: dict[str, Any]) -> dict[str, Value]:
+    """Normalise a ``/api/v1/system`` payload (whether the device talks to the cloud)."""
+    raw = payload.get("cloud_enabled")
+    return {"cloud_enabled": raw} if isinstance(raw, bool) else {}
+
+
 # Longer text is no id at all. Ids up to it are parsed: the sensor platform ignores those longer
 # than ``MAX_ID_LENGTH`` and says so in the log.
 _MAX_EXTERNAL_ID_TEXT: Final = 1024
@@ -352,7 +396,15 @@ class HomeWizardDevice:
             model_id=self.product_type,
             sw_version=self.firmware_version,
             configuration_url=f"{self.scheme}://{self.host}",
+            controls=tuple(sorted(self.controls)),
         )
+
+    @property
+    def controls(self) -> frozenset[Control]:
+        """What the device can be told to do (over API v1; v2's controls are not built yet)."""
+        if self.api_version != "v1":
+            return frozenset()
+        return PRODUCT_CONTROLS.get(self.product_type, frozenset())
 
 
 def _connection_of(response: aiohttp.ClientResponse) -> object | None:
@@ -392,6 +444,9 @@ class HomeWizardClient:
         self._tz = tz
         self._device_url: Final = URL(f"http://{self.host}/api")
         self._data_url: Final = URL(f"http://{self.host}/api/v1/data")
+        self._state_url: Final = URL(f"http://{self.host}/api/v1/state")
+        self._system_url: Final = URL(f"http://{self.host}/api/v1/system")
+        self._identify_url: Final = URL(f"http://{self.host}/api/v1/identify")
         self._device: HomeWizardDevice | None = None
         # The connections known to lead to ``_device`` (the session's pool may hold several to
         # one device; closed ones drop out).
@@ -412,7 +467,7 @@ class HomeWizardClient:
 
     async def device(self) -> HomeWizardDevice:
         """Read ``/api`` and check that this is a HomeWizard device speaking API v1."""
-        body, connection = await self._get(self._device_url, NotHomeWizard)
+        body, connection = await self._request(self._device_url, NotHomeWizard)
         payload = await _object(self._device_url, body, NotHomeWizard)
         self._device_body = body
         # The identity must be valid text: it names the device in every registry.
@@ -451,7 +506,7 @@ class HomeWizardClient:
     async def data(self) -> Reading:
         """Read ``/api/v1/data`` (and ``/api`` once, to know how to read the totals)."""
         device = self._device or await self.device()
-        body, _ = await self._get(self._data_url, InvalidPayload)
+        body, _ = await self._request(self._data_url, InvalidPayload)
         return await self._reading(device, body)
 
     async def measurement(self, serial: str) -> tuple[HomeWizardDevice, Reading]:
@@ -466,7 +521,7 @@ class HomeWizardClient:
         that another device took over) is checked again, and its reading dropped if the serial is
         not ``serial``.
         """
-        body, connection = await self._get(self._data_url, InvalidPayload)
+        body, connection = await self._request(self._data_url, InvalidPayload)
         device = self._device
         if device is None or connection not in self._checked:
             device = await self.device()
@@ -477,30 +532,76 @@ class HomeWizardClient:
         # Only now, with the identity known, is the body parsed.
         return device, await self._reading(device, body)
 
+    async def state(self) -> dict[str, Value]:
+        """Read ``/api/v1/state`` (the Energy Socket only; ``Unsupported`` elsewhere)."""
+        return parse_state(await self._read_object(self._state_url))
+
+    async def system(self) -> dict[str, Value]:
+        """Read ``/api/v1/system`` (``Unsupported`` on devices and firmware without it)."""
+        return parse_system(await self._read_object(self._system_url))
+
+    async def set_power(self, on: bool) -> None:
+        """Switch the socket's relay."""
+        await self._put(self._state_url, {"power_on": on})
+
+    async def set_switch_lock(self, locked: bool) -> None:
+        """Lock the socket's relay on, or unlock it."""
+        await self._put(self._state_url, {"switch_lock": locked})
+
+    async def set_brightness(self, percent: int) -> None:
+        """Set the brightness of the socket's status light (percent)."""
+        await self._put(self._state_url, {"brightness": round(percent * BRIGHTNESS_MAX / 100)})
+
+    async def identify(self) -> None:
+        """Let the status light blink."""
+        await self._put(self._identify_url, None)
+
+    async def set_cloud(self, enabled: bool) -> None:
+        """Allow or forbid the device to talk to the HomeWizard cloud."""
+        await self._put(self._system_url, {"cloud_enabled": enabled})
+
+    async def _read_object(self, url: URL) -> dict[str, Any]:
+        body, _ = await self._request(url, InvalidPayload, control=True)
+        return await _object(url, body, InvalidPayload)
+
+    async def _put(self, url: URL, body: dict[str, Any] | None) -> None:
+        """PUT ``body`` as JSON to ``url``; raise what the device's answer says went wrong."""
+        await self._request(url, InvalidPayload, control=True, method="PUT", body=body)
+
     async def _reading(self, device: HomeWizardDevice, body: bytes) -> Reading:
         payload = await _object(self._data_url, body, InvalidPayload)
         reading = parse_data(payload, product_type=device.product_type, tz=self._tz)
         self._data_body = body
         return reading
 
-    async def _get(self, url: URL, invalid: type[HomeWizardError]) -> tuple[bytes, object | None]:
-        """GET ``url``: the body of its HTTP 200 answer, and the connection it came over.
+    async def _request(
+        self,
+        url: URL,
+        invalid: type[HomeWizardError],
+        *,
+        control: bool = False,
+        method: Literal["GET", "PUT"] = "GET",
+        body: dict[str, Any] | None = None,
+    ) -> tuple[bytes, object | None]:
+        """Send ``method`` to ``url``: the body of its HTTP 200 answer, and its connection.
 
-        The body is read capped (``MAX_BODY``); ``invalid`` is raised for one that is too large
-        or cannot be decoded. Redirects are not followed.
+        ``body`` goes as JSON, if any. The answer's body is read capped (``MAX_BODY``); ``invalid`` is raised for one that is too large
+        or cannot be decoded. ``control``: see ``_raise_for``. Redirects are not followed.
         """
         try:
             # aiohttp's own timeout bounds the whole request, body included (cheaper per poll
             # than a second timer around it)
-            async with self._session.get(
+            send = self._session.put if method == "PUT" else self._session.get
+            async with send(
                 url,
+                json=body,
                 allow_redirects=False,
                 timeout=self._client_timeout,
                 headers=ACCEPT_ENCODING,
                 auto_decompress=False,
             ) as response:
                 connection = _connection_of(response)
-                status, body = response.status, await read_body(response, MAX_BODY)
+                status, answer = response.status, await read_body(response, MAX_BODY)
         except BodyError as err:
             raise invalid(f"{url}: {err}") from None
         except TimeoutError as err:
@@ -509,15 +610,26 @@ class HomeWizardClient:
             raise CannotConnect(f"cannot connect to {url}: {_describe(err)}") from err
         if status != 200:
             try:
-                payload = await parse_json(body)
+                payload = await parse_json(answer)
             except ValueError:
                 payload = None
-            _raise_for(status, payload, url, invalid)
-        return body, connection
+            _raise_for(status, payload, url, invalid, control=control)
+        return answer, connection
 
 
-def _raise_for(status: int, payload: object, url: URL, invalid: type[HomeWizardError]) -> None:
-    """Raise the error of a payload that says the local API is off, or of an HTTP error."""
+def _raise_for(
+    status: int,
+    payload: object,
+    url: URL,
+    invalid: type[HomeWizardError],
+    *,
+    control: bool = False,
+) -> None:
+    """Raise the error of a payload that says the local API is off, or of an HTTP error.
+
+    ``control``: an endpoint of the controls, which a device may lack (404: ``Unsupported``)
+    and whose writes it may refuse (400: ``Rejected``).
+    """
     if status == 403 or (
         isinstance(payload, dict)
         and isinstance(problem := payload.get("error"), dict)
@@ -526,8 +638,19 @@ def _raise_for(status: int, payload: object, url: URL, invalid: type[HomeWizardE
         raise ApiDisabled(f"the local API of {url.host} is disabled: enable it in the app")
     if status == 404 and invalid is NotHomeWizard:
         raise NotHomeWizard(f"{url} does not exist: not a HomeWizard device with API v1")
+    if status == 404 and control:
+        raise Unsupported(f"{url} does not exist on this device")
+    if status == 400 and control:
+        raise Rejected(f"{url.path} refused the request: {_problem(payload)}")
     if status != 200:
         raise CannotConnect(f"{url} answered with HTTP status {status}")
+
+
+def _problem(payload: object) -> str:
+    """The device's description of an error (escaped and short), or "no reason given"."""
+    problem = payload.get("error") if isinstance(payload, dict) else None
+    text = vendor_text(problem.get("description")) if isinstance(problem, dict) else None
+    return "no reason given" if text is None else loggable(text, 80)
 
 
 async def _object(url: URL, body: bytes, invalid: type[HomeWizardError]) -> dict[str, Any]:

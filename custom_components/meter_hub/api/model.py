@@ -137,6 +137,15 @@ SWITCH_KEYS: Final = frozenset(
 )
 
 
+# The state of a device's controls (``api/controls.py``), read back after every write.
+CONTROL_KEYS: Final = (
+    "switch_on",  # bool: the relay of a switchable device is on
+    "switch_lock",  # bool: the relay is locked on
+    "brightness",  # status light brightness, percent 0..100
+    "cloud_enabled",  # bool: the device talks to its vendor's cloud
+)
+
+
 # Bounds on text from a vendor. Identifiers become parts of unique ids and device identifiers:
 # the longest real ones are a DSMR gas meter's 34 hex digits and a 12-digit serial, so 64 leaves
 # room. Other text (names, SSIDs of at most 32 bytes, firmware, the 96 hex digits of a DSMR
@@ -180,7 +189,7 @@ def exact_percent(fraction: float) -> float:
 
 def all_keys() -> frozenset[str]:
     """Every canonical key of ``Reading.values``."""
-    keys = set(SCALAR_KEYS)
+    keys = set(SCALAR_KEYS) | set(CONTROL_KEYS)
     keys.update(phase_key(q, p) for q in PHASE_QUANTITIES for p in PHASES)
     keys.update(tariff_key(q, t) for q in TARIFF_QUANTITIES for t in TARIFFS)
     return frozenset(keys)
@@ -218,6 +227,8 @@ class MeterInfo:
     name: str | None = None
     sw_version: str | None = None
     configuration_url: str | None = None
+    # What the device can be told to do (``api.controls.Control`` values).
+    controls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,57 @@
+"""Buttons: let a device's status light blink (identify)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from homeassistant.components.button import ButtonDeviceClass, ButtonEntity, ButtonEntityDescription
+from homeassistant.const import EntityCategory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .api.controls import Control, DeviceControls
+from .coordinator import MeterHubConfigEntry
+from .entity import ControlDescription, MeterControlEntity, control_entities
+from .helpers import device_write
+
+PARALLEL_UPDATES = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeterButtonDescription(ControlDescription, ButtonEntityDescription):
+    """A button: ``press_fn`` is what it tells the device."""
+
+    press_fn: Callable[[DeviceControls], Awaitable[None]]
+
+
+BUTTONS: tuple[MeterButtonDescription, ...] = (
+    MeterButtonDescription(
+        key="identify",
+        device_class=ButtonDeviceClass.IDENTIFY,
+        entity_category=EntityCategory.CONFIG,
+        exists_fn=lambda meter: Control.IDENTIFY in meter.info.controls,
+        available_fn=lambda values: True,
+        press_fn=lambda controls: controls.identify(),
+    ),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: MeterHubConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """The buttons of every device that has them."""
+    async_add_entities(control_entities(entry.runtime_data, BUTTONS, MeterButton))
+
+
+class MeterButton(MeterControlEntity, ButtonEntity):
+    """A button that tells the device to do something."""
+
+    entity_description: MeterButtonDescription
+
+    @device_write
+    async def async_press(self) -> None:
+        """Tell the device."""
+        await self.coordinator.async_control(self.entity_description.press_fn)
