@@ -17,6 +17,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
+from .api.controls import Control
 from .coordinator import MeterHubConfigEntry, MeterHubCoordinator
 from .entity import MeterHubEntity, meter_device_info
 
@@ -78,6 +79,9 @@ async def async_setup_entry(
                 new.append(UploadingSensor(coordinator, serial))
                 created.add((serial, UPLOADING.key))
             for key in sorted(meter.reading.values.keys() & SWITCH_STATES.keys()):
+                # a setting the device lets Home Assistant change is a switch instead
+                if key == "cloud_enabled" and Control.CLOUD in meter.info.controls:
+                    continue
                 if (serial, key) not in created:
                     new.append(SwitchStateSensor(coordinator, serial, SWITCH_STATES[key]))
                     created.add((serial, key))

@@ -89,6 +89,10 @@ class LocalCoordinator(MeterHubCoordinator):
         # as available, True as needed (v1 switched off). A v2 entry needs no offer.
         self._device: HomeWizardDevice | None = None
         self._v2_offer: bool | None = True if isinstance(client, HomeWizardV2Client) else None
+        # Endpoints of the controls that this device's firmware turned out not to have.
+        self._unsupported: set[Control] = set()
+        self._settings: dict[str, Value] = {}
+        self._settings_due = 0.0
 
     def _offer_api_v2(self, *, v1_disabled: bool) -> None:
         """Offer the move of a v1 entry to API v2 when its device has v2 (again once v1 is off)."""
@@ -102,10 +106,6 @@ class LocalCoordinator(MeterHubCoordinator):
             return
         self._v2_offer = v1_disabled
         async_offer_api_v2(self.hass, self.config_entry, v1_disabled=v1_disabled)
-        # Endpoints of the controls that this device's firmware turned out not to have.
-        self._unsupported: set[Control] = set()
-        self._settings: dict[str, Value] = {}
-        self._settings_due = 0.0
 
     @quiet_while_stopping
     async def _async_update_data(self) -> MeterHubData:

@@ -10,7 +10,7 @@ from homeassistant.const import PERCENTAGE, EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .api.controls import DeviceControls
+from .api.controls import Control, DeviceControls
 from .coordinator import MeterHubConfigEntry
 from .entity import ControlDescription, MeterControlEntity, control_entities, has_value
 from .helpers import device_write
@@ -34,7 +34,7 @@ NUMBERS: tuple[MeterNumberDescription, ...] = (
         native_min_value=0,
         native_max_value=100,
         native_step=1,
-        exists_fn=has_value("brightness"),
+        exists_fn=has_value("brightness", Control.BRIGHTNESS),
         set_fn=lambda controls, percent: controls.set_brightness(percent),
     ),
 )

@@ -33,7 +33,7 @@ from custom_components.meter_hub.api.homewizard_v2 import (
     server_hostname,
     shared_ssl_context,
 )
-from custom_components.meter_hub.api.model import SWITCH_KEYS, ExternalMeter, all_keys
+from custom_components.meter_hub.api.model import CONTROL_KEYS, SWITCH_KEYS, ExternalMeter, all_keys
 from custom_components.meter_hub.binary_sensor import SWITCH_STATES
 from custom_components.meter_hub.sensor import SENSORS
 from simulator.homewizard_v2 import PROFILES_V2, FakeHomeWizardV2
@@ -166,7 +166,8 @@ def test_every_canonical_key_has_an_entity_description() -> None:
     """A value without a description would reach no entity."""
     switches = set(SWITCH_STATES)
     assert switches == SWITCH_KEYS
-    assert all_keys() - switches <= set(SENSORS)
+    controls = set(CONTROL_KEYS)  # switch and number entities (``switch.py``, ``number.py``)
+    assert all_keys() - switches - controls <= set(SENSORS)
 
 
 # Every data point of the vendor's v2 pages (measurement: P1, kWh meters, battery; system;
