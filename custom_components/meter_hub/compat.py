@@ -22,6 +22,7 @@ __all__ = [
     "ENTRY_DONE",
     "HAS_UNIT_CLASS",
     "EntryResult",
+    "RepairsFlowResult",
     "async_delete_reauth_issue",
     "async_unload_platforms",
     "device_config_entry_ids",
@@ -38,6 +39,15 @@ try:
     import probatio as vol  # type: ignore[import-not-found, unused-ignore]
 except ImportError:
     import voluptuous as vol  # type: ignore[no-redef, unused-ignore]
+
+# --- repairs --------------------------------------------------------------------------------------
+# Home Assistant types the steps of a repairs flow with ``RepairsFlowResult`` since a release after
+# 2026.2 (2026.11 has it); older releases with the generic ``FlowResult``.
+# Drop when the minimum is >= 2026.11 (then import it from homeassistant.components.repairs).
+try:
+    from homeassistant.components.repairs import RepairsFlowResult  # type: ignore[attr-defined, unused-ignore]
+except ImportError:
+    from homeassistant.data_entry_flow import FlowResult as RepairsFlowResult  # type: ignore[assignment, unused-ignore]
 
 # --- statistics metadata --------------------------------------------------------------------------
 # Home Assistant 2025.10 added ``unit_class`` to the statistics metadata and deprecated leaving it

@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Final
 
-from homeassistant.config_entries import SOURCE_REAUTH, ConfigFlowResult
+from homeassistant.config_entries import SOURCE_IGNORE, SOURCE_REAUTH, ConfigFlowResult
 from homeassistant.const import CONF_HOST
 from homeassistant.helpers import instance_id, issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
@@ -39,6 +39,7 @@ from .const import (
     LOGGER,
     SOURCE_LOCAL,
 )
+from .entry_update import async_update_entry_data
 from .flow_local import LocalFlow, discovered_host
 from .repairs import async_offer_api_v2, issue_id
 
@@ -243,9 +244,14 @@ class PairingFlow(LocalFlow):
         if self.source == SOURCE_REAUTH:
             entry = self._get_reauth_entry()
             ir.async_delete_issue(self.hass, DOMAIN, issue_id(entry))
-            return self.async_update_reload_and_abort(entry, data=data)
-        await self.async_set_unique_id(device.serial, raise_on_progress=False)
-        self._abort_if_unique_id_configured(updates=data)
+            # one reload: the entry's update listener's when loaded (see entry_update)
+            async_update_entry_data(self.hass, entry, data, reload_unchanged=True)
+            return self.async_abort(reason="reauth_successful")
+        known = await self.async_set_unique_id(device.serial, raise_on_progress=False)
+        if known is not None and known.source != SOURCE_IGNORE:
+            # paired just now: its certificate and the new token prove it is the device
+            async_update_entry_data(self.hass, known, data)
+            return self.async_abort(reason="already_configured")
         return self.async_create_entry(title=device.product_name or device.model_name, data=data)
 
     def _v2_entry_data(self, device: HomeWizardDevice) -> dict[str, Any]:

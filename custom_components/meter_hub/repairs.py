@@ -13,10 +13,10 @@ from homeassistant.components.repairs import RepairsFlow
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import CONF_HOST
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.data_entry_flow import FlowResult
 from homeassistant.helpers import issue_registry as ir
 
 from .api.homewizard_v2 import v2_host
+from .compat import RepairsFlowResult
 from .const import CONF_API_VERSION, DOMAIN
 from .coordinator import MeterHubConfigEntry
 
@@ -66,11 +66,13 @@ class MoveToApiV2Flow(RepairsFlow):
         self._entry_id = entry_id
         self._host = host
 
-    async def async_step_init(self, user_input: dict[str, str] | None = None) -> FlowResult:
+    async def async_step_init(self, user_input: dict[str, str] | None = None) -> RepairsFlowResult:
         """Start with the confirmation."""
         return await self.async_step_confirm()
 
-    async def async_step_confirm(self, user_input: dict[str, str] | None = None) -> FlowResult:
+    async def async_step_confirm(
+        self, user_input: dict[str, str] | None = None
+    ) -> RepairsFlowResult:
         """Explain; on Submit, open the pairing."""
         entry = self.hass.config_entries.async_get_entry(self._entry_id)
         if entry is None:
