@@ -14,6 +14,7 @@ from custom_components.meter_hub.api.iammeter_local import (
     AuthRequired,
     CannotConnect,
     IamMeterLocalClient,
+    NoSerial,
     NotIamMeter,
     NotReady,
     TooManyRequests,
@@ -148,7 +149,7 @@ async def test_wem3162_answer_without_serial_is_no_device(
 ) -> None:
     """The WEM3162's older answer (lower-case data, no SN) is read but makes no device."""
     fake = await start_meter("WEM3162")
-    with pytest.raises(NotIamMeter, match="no serial"):
+    with pytest.raises(NoSerial):
         await IamMeterLocalClient(session, fake.host).monitor()
 
 

@@ -58,6 +58,10 @@ class NotIamMeter(IamMeterLocalError):
     """Something answers at the address, but not with an IAMMETER meter's monitor answer."""
 
 
+class NoSerial(NotIamMeter):
+    """A meter's answer without its serial (the WEM3162's older firmware): no device can be it."""
+
+
 class NotReady(IamMeterLocalError):
     """The meter answers but has no values yet (just after it started): no values, no device."""
 
@@ -126,7 +130,7 @@ def parse_monitor(payload: object) -> LocalMeter:
     serial = vendor_text(raw_serial, MAX_ID_LENGTH)
     if serial is None:
         # Its serial names the device in every registry: never a device without a valid one.
-        raise NotIamMeter("the answer has no serial (SN) that is valid text")
+        raise NoSerial("the answer has no serial (SN) that is valid text")
     try:
         shape, out = parse_values(values)
     except InvalidResponse as err:
@@ -185,7 +189,8 @@ class IamMeterLocalClient:
         """Talk to ``host`` (see ``normalise_host``) through the caller's ``session``."""
         self.host: Final = normalise_host(host)
         self._session = session
-        self._auth = auth
+        # the Admin Security credentials, sent only when set (a flow sets those the user typed)
+        self.auth = auth
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._paths = list(MONITOR_PATHS)
         self._blocked_until: float | None = None
@@ -219,6 +224,8 @@ class IamMeterLocalClient:
             if wait is not None:
                 self._blocked_until = _loop_time() + wait.total_seconds()
             raise TooManyRequests(f"{self.host}{path}: too many requests (HTTP 429)", wait)
+        if status == 404:
+            raise NotIamMeter(f"{self.host} has no monitor path (HTTP 404)")
         if status not in (200, 400):
             raise CannotConnect(f"{self.host}{path}: HTTP {status}")
         try:
@@ -239,7 +246,7 @@ class IamMeterLocalClient:
                 allow_redirects=False,
                 timeout=self._timeout,
                 headers=ACCEPT_ENCODING,
-                auth=self._auth,
+                auth=self.auth,
                 auto_decompress=False,
             ) as response:
                 if 300 <= response.status < 400:

@@ -1,0 +1,162 @@
+"""Config flow steps of an IAMMETER meter on the local network.
+
+The local step takes one address: when no HomeWizard device answers there, an IAMMETER meter
+may. A meter that asks for its Admin Security credentials gets a form (and a reauth when they
+change); its 429 is obeyed, the client sends nothing before its ``Retry-After`` has passed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from homeassistant.config_entries import SOURCE_IGNORE, ConfigFlowResult
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.selector import TextSelector, TextSelectorConfig, TextSelectorType
+
+from .api.iammeter_local import (
+    AuthRequired,
+    CannotConnect,
+    IamMeterLocalClient,
+    LocalMeter,
+    NoSerial,
+    NotIamMeter,
+    NotReady,
+    TooManyRequests,
+)
+from .compat import vol
+from .const import CONF_SERIAL, CONF_SOURCE, CONF_VENDOR, DOMAIN, SOURCE_LOCAL, VENDOR_IAMMETER
+from .entry_update import async_update_entry_data
+from .flow_local import LocalFlow
+from .iammeter_local_coordinator import iammeter_local_client
+
+# Admin Security has one user; the vendor's tools and clients call it "admin".
+DEFAULT_USERNAME = "admin"
+CREDENTIALS_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_USERNAME, default=DEFAULT_USERNAME): TextSelector(),
+        vol.Required(CONF_PASSWORD): TextSelector(
+            TextSelectorConfig(type=TextSelectorType.PASSWORD)
+        ),
+    }
+)
+
+
+class IamMeterLocalFlow(LocalFlow):
+    """The IAMMETER half of the local device step, and its credentials and reauth steps."""
+
+    _iammeter_client: IamMeterLocalClient
+
+    async def _async_not_homewizard(self, host: str, error: str) -> ConfigFlowResult | str:
+        """No HomeWizard device at ``host`` (``error``): add the IAMMETER meter that answers."""
+        self._iammeter_client = iammeter_local_client(self.hass, host, {})
+        result = await self._async_read_iammeter()
+        if result == "not_iammeter":
+            return error
+        if result == "invalid_auth":
+            return await self.async_step_iammeter_auth()
+        if isinstance(result, LocalMeter):
+            return await self._async_create_iammeter_entry(result)
+        return result
+
+    async def _async_read_iammeter(self) -> LocalMeter | str:
+        """The meter the flow's client reads, or the error key of why it cannot."""
+        try:
+            return await self._iammeter_client.monitor()
+        except AuthRequired:
+            return "invalid_auth"
+        except NotReady:
+            return "iammeter_not_ready"
+        except TooManyRequests:
+            return "iammeter_rate_limited"
+        except NoSerial:
+            return "iammeter_no_serial"
+        except NotIamMeter:
+            return "not_iammeter"
+        except CannotConnect:
+            return "cannot_connect"
+
+    async def _async_create_iammeter_entry(self, meter: LocalMeter) -> ConfigFlowResult:
+        """Add the meter, unless it has an entry (moved there) or its cloud account has it."""
+        if (entry := await self.async_set_unique_id(meter.serial, raise_on_progress=False)) and (
+            entry.source == SOURCE_IGNORE
+        ):
+            return self.async_abort(reason="already_configured")
+        client = self._iammeter_client
+        credentials = {}
+        if client.auth is not None:
+            credentials = {CONF_USERNAME: client.auth.login, CONF_PASSWORD: client.auth.password}
+        device = dr.async_get(self.hass).async_get_device(identifiers={(DOMAIN, meter.serial)})
+        for entry in self._async_current_entries(include_ignore=False):
+            if entry.data.get(CONF_VENDOR) == VENDOR_IAMMETER and entry.unique_id == meter.serial:
+                # the user pointed at it: the answer named the meter
+                async_update_entry_data(self.hass, entry, {CONF_HOST: client.host, **credentials})
+                return self.async_abort(reason="already_configured")
+            if device is not None and entry.entry_id in device.config_entries:
+                # Its cloud account has it: a second set of entities would count its energy twice.
+                return self.async_abort(
+                    reason="meter_in_cloud_account",
+                    description_placeholders={"serial": meter.serial, "account": entry.title},
+                )
+        return self.async_create_entry(
+            title=f"IAMMETER {meter.model or meter.serial}",
+            data={
+                CONF_SOURCE: SOURCE_LOCAL,
+                CONF_VENDOR: VENDOR_IAMMETER,
+                CONF_HOST: client.host,
+                CONF_SERIAL: meter.serial,
+                **credentials,
+            },
+        )
+
+    async def async_step_iammeter_auth(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """The meter asks for its Admin Security credentials."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            self._iammeter_client.auth = aiohttp.BasicAuth(
+                user_input[CONF_USERNAME], user_input[CONF_PASSWORD]
+            )
+            result = await self._async_read_iammeter()
+            if isinstance(result, LocalMeter):
+                return await self._async_create_iammeter_entry(result)
+            errors["base"] = result
+        return self.async_show_form(
+            step_id="iammeter_auth",
+            data_schema=self.add_suggested_values_to_schema(
+                CREDENTIALS_SCHEMA, {CONF_USERNAME: DEFAULT_USERNAME}
+            ),
+            description_placeholders={"host": self._iammeter_client.host},
+            errors=errors,
+        )
+
+    async def async_step_reauth_iammeter(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """The meter refuses the stored credentials (or asks for some): ask for the new ones."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            self._iammeter_client = iammeter_local_client(
+                self.hass, entry.data[CONF_HOST], user_input
+            )
+            result = await self._async_read_iammeter()
+            if isinstance(result, LocalMeter) and result.serial != entry.unique_id:
+                return self.async_abort(
+                    reason="wrong_device", description_placeholders={"serial": result.serial}
+                )
+            if isinstance(result, LocalMeter):
+                return self.async_update_reload_and_abort(
+                    entry, data_updates={**user_input}, reason="reauth_successful"
+                )
+            errors["base"] = result
+        return self.async_show_form(
+            step_id="reauth_iammeter",
+            data_schema=self.add_suggested_values_to_schema(
+                CREDENTIALS_SCHEMA, {CONF_USERNAME: entry.data.get(CONF_USERNAME, DEFAULT_USERNAME)}
+            ),
+            description_placeholders={"name": entry.title, "host": entry.data[CONF_HOST]},
+            errors=errors,
+        )

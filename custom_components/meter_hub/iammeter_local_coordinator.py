@@ -1,0 +1,97 @@
+"""Coordinator of an IAMMETER meter on the local network."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.update_coordinator import UpdateFailed
+
+from .api.iammeter_local import (
+    AuthRequired,
+    IamMeterLocalClient,
+    IamMeterLocalError,
+    LocalMeter,
+    WrongMeter,
+)
+from .const import (
+    CONF_SCAN_INTERVAL,
+    CONF_SERIAL,
+    DOMAIN,
+    IAMMETER_LOCAL_SCAN_INTERVAL,
+    LOCAL_COUNTER_RESET,
+)
+from .coordinator import (
+    MeterData,
+    MeterHubConfigEntry,
+    MeterHubCoordinator,
+    MeterHubData,
+    quiet_while_stopping,
+)
+
+
+def iammeter_local_client(
+    hass: HomeAssistant, host: str, data: dict[str, Any]
+) -> IamMeterLocalClient:
+    """The client of the meter at ``host``, with the credentials in ``data`` if there are any."""
+    auth = None
+    if CONF_PASSWORD in data:
+        auth = aiohttp.BasicAuth(data[CONF_USERNAME], data[CONF_PASSWORD])
+    return IamMeterLocalClient(async_get_clientsession(hass), host, auth=auth)
+
+
+class IamMeterLocalCoordinator(MeterHubCoordinator):
+    """Polls one IAMMETER meter; its answer names the meter, so no reading of another is kept."""
+
+    counter_reset_rule = LOCAL_COUNTER_RESET
+    device_gone_after = timedelta(hours=1)
+
+    def __init__(self, hass: HomeAssistant, entry: MeterHubConfigEntry) -> None:
+        """Set up polling of the entry's meter at the interval the user chose."""
+        interval = timedelta(
+            seconds=entry.options.get(
+                CONF_SCAN_INTERVAL, IAMMETER_LOCAL_SCAN_INTERVAL.total_seconds()
+            )
+        )
+        super().__init__(hass, entry, entry.title, interval)
+        self.client = iammeter_local_client(hass, entry.data[CONF_HOST], dict(entry.data))
+        self._last: LocalMeter | None = None
+
+    @quiet_while_stopping
+    async def _async_update_data(self) -> MeterHubData:
+        try:
+            meter = await self.client.monitor(self.config_entry.data[CONF_SERIAL])
+        except WrongMeter as err:
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="wrong_device",
+                translation_placeholders={
+                    "host": self.config_entry.data[CONF_HOST],
+                    "serial": err.serial,
+                },
+            ) from err
+        except AuthRequired as err:
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key="iammeter_credentials"
+            ) from err
+        except IamMeterLocalError as err:
+            # Not ready (just started), 429 (the client waits its Retry-After), unreachable.
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="communication_error",
+                translation_placeholders={"error": str(err)},
+            ) from err
+        self._last = meter
+        return {meter.serial: MeterData(meter.meter_info(self.client.host), meter.reading)}
+
+    def diagnostics(self) -> dict[str, Any]:
+        """What the last answer said of the meter (its values are in the meters' part)."""
+        meter = self._last
+        if meter is None:
+            return {}
+        return {"shape": meter.shape, "model": meter.model, "firmware": meter.firmware}
