@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
+from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResult, FlowResultType
@@ -239,3 +239,32 @@ async def test_options_default_to_one_second(hass: HomeAssistant, start_meter: S
     result = await hass.config_entries.options.async_init(entry.entry_id)
     schema = result["data_schema"].schema
     assert {str(key): key.default() for key in schema} == {CONF_SCAN_INTERVAL: 1}
+
+
+async def test_reconfigure_to_the_same_meter_only(
+    hass: HomeAssistant, start_meter: StartMeter
+) -> None:
+    first = await start_meter("WEM3080")
+    entry = (await _add(hass, first))["result"]
+    other = await start_meter("WEM3080", serial="0THER000")
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_RECONFIGURE, "entry_id": entry.entry_id}
+    )
+    assert result["step_id"] == "reconfigure_iammeter"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_HOST: other.host}
+    )
+    assert result["reason"] == "wrong_device"
+    moved = await start_meter("WEM3080")
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_RECONFIGURE, "entry_id": entry.entry_id}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_HOST: "http://x/y"}
+    )
+    assert result["errors"] == {"base": "invalid_host"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_HOST: moved.host}
+    )
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data[CONF_HOST] == moved.host

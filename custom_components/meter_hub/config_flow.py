@@ -55,7 +55,10 @@ class MeterHubConfigFlow(PairingFlow, IamMeterLocalFlow, CloudFlow, domain=DOMAI
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Change how an existing entry is reached."""
-        if self._get_reconfigure_entry().data[CONF_SOURCE] == SOURCE_LOCAL:
+        data = self._get_reconfigure_entry().data
+        if data.get(CONF_VENDOR) == VENDOR_IAMMETER:
+            return await self.async_step_reconfigure_iammeter()
+        if data[CONF_SOURCE] == SOURCE_LOCAL:
             return await self.async_step_reconfigure_local()
         return await self.async_step_reconfigure_cloud()
 

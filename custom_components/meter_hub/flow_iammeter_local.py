@@ -15,6 +15,7 @@ from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.selector import TextSelector, TextSelectorConfig, TextSelectorType
 
+from .api.homewizard import InvalidHost
 from .api.iammeter_local import (
     AuthRequired,
     CannotConnect,
@@ -28,7 +29,7 @@ from .api.iammeter_local import (
 from .compat import vol
 from .const import CONF_SERIAL, CONF_SOURCE, CONF_VENDOR, DOMAIN, SOURCE_LOCAL, VENDOR_IAMMETER
 from .entry_update import async_update_entry_data
-from .flow_local import LocalFlow
+from .flow_local import HOST_SCHEMA, LocalFlow
 from .iammeter_local_coordinator import iammeter_local_client
 
 # Admin Security has one user; the vendor's tools and clients call it "admin".
@@ -158,5 +159,40 @@ class IamMeterLocalFlow(LocalFlow):
                 CREDENTIALS_SCHEMA, {CONF_USERNAME: entry.data.get(CONF_USERNAME, DEFAULT_USERNAME)}
             ),
             description_placeholders={"name": entry.title, "host": entry.data[CONF_HOST]},
+            errors=errors,
+        )
+
+    async def async_step_reconfigure_iammeter(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the address of an IAMMETER meter; the same meter must answer there."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                self._iammeter_client = iammeter_local_client(
+                    self.hass, user_input[CONF_HOST], dict(entry.data)
+                )
+            except InvalidHost:
+                result: LocalMeter | str = "invalid_host"
+            else:
+                result = await self._async_read_iammeter()
+            if isinstance(result, LocalMeter) and result.serial != entry.unique_id:
+                return self.async_abort(
+                    reason="wrong_device", description_placeholders={"serial": result.serial}
+                )
+            if isinstance(result, LocalMeter):
+                return self.async_update_reload_and_abort(
+                    entry,
+                    data_updates={CONF_HOST: self._iammeter_client.host},
+                    reason="reconfigure_successful",
+                )
+            errors["base"] = "cannot_connect" if result == "not_iammeter" else result
+        return self.async_show_form(
+            step_id="reconfigure_iammeter",
+            data_schema=self.add_suggested_values_to_schema(
+                HOST_SCHEMA, user_input or {CONF_HOST: entry.data[CONF_HOST]}
+            ),
+            description_placeholders={"name": entry.title},
             errors=errors,
         )
