@@ -1,0 +1,127 @@
+"""IAMMETER meters on the local network at run time: outages, reboots, a replaced meter, glitches.
+
+Every poll talks HTTP to a fake meter on 127.0.0.1; nothing of the integration is mocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import CONF_HOST, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.meter_hub.const import (
+    CONF_SERIAL,
+    CONF_SOURCE,
+    CONF_VENDOR,
+    DOMAIN,
+    SOURCE_LOCAL,
+    VENDOR_IAMMETER,
+)
+from simulator.iammeter_local import FakeIamMeter
+
+from .conftest import async_poll, meter_device
+
+
+@pytest.fixture
+async def meter(socket_enabled: None) -> AsyncIterator[FakeIamMeter]:
+    fake = FakeIamMeter("WEM3080T-NEM")
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def entry(hass: HomeAssistant, meter: FakeIamMeter) -> MockConfigEntry:
+    config_entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="IAMMETER WEM3080T",
+        unique_id=meter.serial,
+        data={
+            CONF_SOURCE: SOURCE_LOCAL,
+            CONF_VENDOR: VENDOR_IAMMETER,
+            CONF_HOST: meter.host,
+            CONF_SERIAL: meter.serial,
+        },
+    )
+    config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(config_entry.entry_id)
+    await hass.async_block_till_done()
+    return config_entry
+
+
+def _state(hass: HomeAssistant, key: str, serial: str = "5DB50BF4") -> str:
+    entity_id = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{serial}_{key}")
+    assert entity_id is not None, key
+    state = hass.states.get(entity_id)
+    assert state is not None, entity_id
+    return state.state
+
+
+async def test_outage_and_return(
+    hass: HomeAssistant,
+    meter: FakeIamMeter,
+    entry: MockConfigEntry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    port = int(meter.host.rpartition(":")[2])
+    await meter.stop()
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, "power_w") == STATE_UNAVAILABLE
+    assert _state(hass, "energy_import_kwh") == STATE_UNAVAILABLE
+    await meter.start(port)
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, "energy_import_kwh") == "2975.0"
+
+
+async def test_reboot_not_ready_makes_no_device(
+    hass: HomeAssistant,
+    meter: FakeIamMeter,
+    entry: MockConfigEntry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """After a reboot the meter answers with null values and serial "null": no values, no device."""
+    meter.not_ready_polls = 2
+    for _ in range(2):
+        await async_poll(hass, freezer, 1)
+        assert _state(hass, "power_w") == STATE_UNAVAILABLE
+    assert meter_device(hass, "null") is None
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, "power_w") == "1260.0"
+
+
+async def test_meter_replaced_at_the_same_address(
+    hass: HomeAssistant,
+    meter: FakeIamMeter,
+    entry: MockConfigEntry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """Another meter's readings are never booked on this one, nor does it get a device."""
+    meter.serial = "NEWMETER"
+    meter.net_import = 5.0
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, "energy_import_kwh") == STATE_UNAVAILABLE
+    assert meter_device(hass, "NEWMETER") is None
+    meter.serial = "5DB50BF4"
+    meter.net_import = 2975.0
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, "energy_import_kwh") == "2975.0"
+
+
+async def test_counter_glitch_is_held(
+    hass: HomeAssistant,
+    meter: FakeIamMeter,
+    entry: MockConfigEntry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """One reading far above what the meter can have measured is not published."""
+    meter.net_import = 1_000_000.0
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, "energy_import_kwh") != "1000000.0"
+    meter.net_import = 2975.001
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, "energy_import_kwh") == "2975.001"
