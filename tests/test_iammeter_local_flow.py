@@ -9,11 +9,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigEntryState
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    SOURCE_SSDP,
+    SOURCE_USER,
+    ConfigEntryState,
+)
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResult, FlowResultType
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.service_info.ssdp import SsdpServiceInfo
 import pytest
 
 from custom_components.meter_hub.const import (
@@ -268,3 +274,75 @@ async def test_reconfigure_to_the_same_meter_only(
     )
     assert result["reason"] == "reconfigure_successful"
     assert entry.data[CONF_HOST] == moved.host
+
+
+def _ssdp(host: str) -> SsdpServiceInfo:
+    """What Home Assistant's SSDP hands the flow for an IAMMETER meter's announcement."""
+    return SsdpServiceInfo(
+        ssdp_usn="uuid:iammeter::upnp:rootdevice",
+        ssdp_st="upnp:rootdevice",
+        ssdp_location=f"http://{host}/description.xml",
+        upnp={
+            "manufacturer": "IAMMETER",
+            "deviceType": "urn:schemas-micasaverde-com:service:EnergyMetering:1",
+        },
+    )
+
+
+async def test_ssdp_discovery_is_confirmed_then_added(
+    hass: HomeAssistant, start_meter: StartMeter
+) -> None:
+    fake = await start_meter("WEM3080T-NEM")
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_SSDP}, data=_ssdp(fake.host)
+    )
+    assert result["step_id"] == "iammeter_discovery_confirm"
+    assert result["description_placeholders"] == {
+        "model": "WEM3080T",
+        "serial": fake.serial,
+        "host": fake.host,
+    }
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_HOST] == fake.host
+
+
+async def test_ssdp_moves_a_known_meter_only_when_it_proves_to_be_it(
+    hass: HomeAssistant, start_meter: StartMeter
+) -> None:
+    first = await start_meter("WEM3080")
+    entry = (await _add(hass, first))["result"]
+    spoof = await start_meter("WEM3080")
+    spoof.imported[0] = 1.0  # its counter is below the meter's: not the meter
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_SSDP}, data=_ssdp(spoof.host)
+    )
+    assert result["reason"] == "already_configured"
+    assert entry.data[CONF_HOST] == first.host
+    moved = await start_meter("WEM3080")
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_SSDP}, data=_ssdp(moved.host)
+    )
+    assert result["reason"] == "already_configured"
+    assert entry.data[CONF_HOST] == moved.host
+
+
+@pytest.mark.parametrize("location", [None, "http://[bad/x"])
+async def test_ssdp_without_a_usable_location(hass: HomeAssistant, location: str | None) -> None:
+    info = _ssdp("127.0.0.1")
+    info.ssdp_location = location
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_SSDP}, data=info
+    )
+    assert result["reason"] == "invalid_discovery_parameters"
+
+
+async def test_ssdp_of_a_meter_not_readable_changes_nothing(
+    hass: HomeAssistant, start_meter: StartMeter
+) -> None:
+    fake = await start_meter("WEM3080")
+    fake.not_ready_polls = 1
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_SSDP}, data=_ssdp(fake.host)
+    )
+    assert result["reason"] == "cannot_connect"

@@ -10,10 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-from homeassistant.config_entries import SOURCE_IGNORE, ConfigFlowResult
+from homeassistant.config_entries import (
+    SOURCE_IGNORE,
+    ConfigEntry,
+    ConfigEntryState,
+    ConfigFlowResult,
+)
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.selector import TextSelector, TextSelectorConfig, TextSelectorType
+from homeassistant.helpers.service_info.ssdp import SsdpServiceInfo
+from yarl import URL
 
 from .api.homewizard import InvalidHost
 from .api.iammeter_local import (
@@ -27,9 +34,17 @@ from .api.iammeter_local import (
     TooManyRequests,
 )
 from .compat import vol
-from .const import CONF_SERIAL, CONF_SOURCE, CONF_VENDOR, DOMAIN, SOURCE_LOCAL, VENDOR_IAMMETER
+from .const import (
+    CONF_SERIAL,
+    CONF_SOURCE,
+    CONF_VENDOR,
+    DOMAIN,
+    LOGGER,
+    SOURCE_LOCAL,
+    VENDOR_IAMMETER,
+)
 from .entry_update import async_update_entry_data
-from .flow_local import HOST_SCHEMA, LocalFlow
+from .flow_local import HOST_SCHEMA, LocalFlow, implausible
 from .iammeter_local_coordinator import iammeter_local_client
 
 # Admin Security has one user; the vendor's tools and clients call it "admin".
@@ -48,6 +63,7 @@ class IamMeterLocalFlow(LocalFlow):
     """The IAMMETER half of the local device step, and its credentials and reauth steps."""
 
     _iammeter_client: IamMeterLocalClient
+    _iammeter_meter: LocalMeter
 
     async def _async_not_homewizard(self, host: str, error: str) -> ConfigFlowResult | str:
         """No HomeWizard device at ``host`` (``error``): add the IAMMETER meter that answers."""
@@ -108,6 +124,69 @@ class IamMeterLocalFlow(LocalFlow):
                 CONF_HOST: client.host,
                 CONF_SERIAL: meter.serial,
                 **credentials,
+            },
+        )
+
+    async def async_step_ssdp(self, discovery_info: SsdpServiceInfo) -> ConfigFlowResult:
+        """An IAMMETER meter announced itself: read it at the announced address.
+
+        Its answer names it (SN), so a known meter's entry moves only to an address where that
+        meter answered; an announcement nobody can read there changes nothing.
+        """
+        try:
+            location = URL(discovery_info.ssdp_location or "")
+            host = str(location.origin()).removeprefix("http://")
+            self._iammeter_client = iammeter_local_client(self.hass, host, {})
+        except (InvalidHost, ValueError):
+            # no location, not http, or not a URL (the announcement is anyone's to send)
+            return self.async_abort(reason="invalid_discovery_parameters")
+        result = await self._async_read_iammeter()
+        if not isinstance(result, LocalMeter):
+            # Not readable now (not ready, credentials, gone): the next announcement tries again.
+            return self.async_abort(reason="cannot_connect")
+        self._iammeter_meter = result
+        await self.async_set_unique_id(result.serial)
+        for entry in self._async_current_entries(include_ignore=True):
+            if entry.unique_id == result.serial:
+                if entry.source != SOURCE_IGNORE and not self._iammeter_implausible(entry, result):
+                    async_update_entry_data(
+                        self.hass, entry, {CONF_HOST: self._iammeter_client.host}
+                    )
+                return self.async_abort(reason="already_configured")
+        self.context["title_placeholders"] = {
+            "name": f"IAMMETER {result.model or ''}".strip(),
+            "serial": result.serial,
+        }
+        return await self.async_step_iammeter_discovery_confirm()
+
+    def _iammeter_implausible(self, entry: ConfigEntry, meter: LocalMeter) -> bool:
+        """Whether ``meter``'s counters are below the entry's last reading (then it is not it)."""
+        last = None
+        if entry.state is ConfigEntryState.LOADED and entry.runtime_data.data:
+            known = entry.runtime_data.data.get(meter.serial)
+            last = known.reading if known is not None else None
+        problem = implausible(meter.reading, last)
+        if problem is not None:
+            LOGGER.debug(
+                "%s was announced at an address that did not prove to be it (%s)",
+                entry.title,
+                problem,
+            )
+        return problem is not None
+
+    async def async_step_iammeter_discovery_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask before adding a discovered meter."""
+        if user_input is not None:
+            return await self._async_create_iammeter_entry(self._iammeter_meter)
+        meter = self._iammeter_meter
+        return self.async_show_form(
+            step_id="iammeter_discovery_confirm",
+            description_placeholders={
+                "model": meter.model or meter.meter_info(self._iammeter_client.host).model or "",
+                "serial": meter.serial,
+                "host": self._iammeter_client.host,
             },
         )
 

@@ -46,7 +46,7 @@ def _counters(reading: Reading) -> dict[str, float]:
     }
 
 
-def _implausible(reading: Reading, last: Reading | None) -> str | None:
+def implausible(reading: Reading, last: Reading | None) -> str | None:
     """Why ``reading`` cannot be the next reading of the meter that read ``last`` (None: it can).
 
     The same meter at a new address counts on: none of its counters may be lower than the last
@@ -229,7 +229,7 @@ class LocalFlow(ConfigFlow):
         if entry.state is ConfigEntryState.LOADED and entry.runtime_data.data:
             meter = entry.runtime_data.data.get(device.serial)
             last = meter.reading if meter is not None else None
-        return _implausible(reading, last)
+        return implausible(reading, last)
 
     async def async_step_discovery_confirm(
         self, user_input: dict[str, Any] | None = None
