@@ -104,13 +104,16 @@ class IamMeterLocalFlow(LocalFlow):
         credentials = {}
         if client.auth is not None:
             credentials = {CONF_USERNAME: client.auth.login, CONF_PASSWORD: client.auth.password}
-        device = dr.async_get(self.hass).async_get_device(identifiers={(DOMAIN, meter.serial)})
+        devices = dr.async_get(self.hass)
         for entry in self._async_current_entries(include_ignore=False):
             if entry.data.get(CONF_VENDOR) == VENDOR_IAMMETER and entry.unique_id == meter.serial:
                 # the user pointed at it: the answer named the meter
                 async_update_entry_data(self.hass, entry, {CONF_HOST: client.host, **credentials})
                 return self.async_abort(reason="already_configured")
-            if device is not None and entry.entry_id in device.config_entries:
+            if any(
+                (DOMAIN, meter.serial) in device.identifiers
+                for device in dr.async_entries_for_config_entry(devices, entry.entry_id)
+            ):
                 # Its cloud account has it: a second set of entities would count its energy twice.
                 return self.async_abort(
                     reason="meter_in_cloud_account",
