@@ -13,6 +13,7 @@ from custom_components.meter_hub.api.iammeter import MeterShape
 from custom_components.meter_hub.api.iammeter_local import (
     AuthRequired,
     CannotConnect,
+    Credentials,
     IamMeterLocalClient,
     NoSerial,
     NotIamMeter,
@@ -235,8 +236,10 @@ async def test_admin_security_401_then_credentials(
     with pytest.raises(AuthRequired) as err:
         await IamMeterLocalClient(session, fake.host).monitor()
     assert "s3cret" not in str(err.value)
-    auth = aiohttp.BasicAuth("admin", "s3cret")
-    assert (await IamMeterLocalClient(session, fake.host, auth=auth).monitor()).serial
+    credentials = Credentials("admin", "s3cret")
+    assert "s3cret" not in repr(credentials)
+    client = IamMeterLocalClient(session, fake.host, credentials=credentials)
+    assert (await client.monitor()).serial
 
 
 async def test_429_retry_after_is_obeyed(
@@ -245,7 +248,7 @@ async def test_429_retry_after_is_obeyed(
     """After 429 the client sends nothing until Retry-After has passed."""
     fake = await start_meter("WEM3080")
     fake.password = "s3cret"
-    client = IamMeterLocalClient(session, fake.host, auth=aiohttp.BasicAuth("admin", "wrong"))
+    client = IamMeterLocalClient(session, fake.host, credentials=Credentials("admin", "wrong"))
     for _ in range(FAILURES_BEFORE_429):
         with pytest.raises(AuthRequired):
             await client.monitor()

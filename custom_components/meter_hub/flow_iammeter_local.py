@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 from homeassistant.config_entries import (
     SOURCE_IGNORE,
     ConfigEntry,
@@ -26,6 +25,7 @@ from .api.homewizard import InvalidHost
 from .api.iammeter_local import (
     AuthRequired,
     CannotConnect,
+    Credentials,
     IamMeterLocalClient,
     LocalMeter,
     NoSerial,
@@ -102,8 +102,8 @@ class IamMeterLocalFlow(LocalFlow):
             return self.async_abort(reason="already_configured")
         client = self._iammeter_client
         credentials = {}
-        if client.auth is not None:
-            credentials = {CONF_USERNAME: client.auth.login, CONF_PASSWORD: client.auth.password}
+        if (known := client.credentials) is not None:
+            credentials = {CONF_USERNAME: known.username, CONF_PASSWORD: known.password}
         devices = dr.async_get(self.hass)
         for entry in self._async_current_entries(include_ignore=False):
             if entry.data.get(CONF_VENDOR) == VENDOR_IAMMETER and entry.unique_id == meter.serial:
@@ -199,7 +199,7 @@ class IamMeterLocalFlow(LocalFlow):
         """The meter asks for its Admin Security credentials."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            self._iammeter_client.auth = aiohttp.BasicAuth(
+            self._iammeter_client.credentials = Credentials(
                 user_input[CONF_USERNAME], user_input[CONF_PASSWORD]
             )
             result = await self._async_read_iammeter()

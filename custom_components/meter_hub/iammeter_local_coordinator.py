@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import aiohttp
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
@@ -14,6 +13,7 @@ from homeassistant.helpers.update_coordinator import UpdateFailed
 
 from .api.iammeter_local import (
     AuthRequired,
+    Credentials,
     IamMeterLocalClient,
     IamMeterLocalError,
     LocalMeter,
@@ -39,10 +39,10 @@ def iammeter_local_client(
     hass: HomeAssistant, host: str, data: dict[str, Any]
 ) -> IamMeterLocalClient:
     """The client of the meter at ``host``, with the credentials in ``data`` if there are any."""
-    auth = None
+    credentials = None
     if CONF_PASSWORD in data:
-        auth = aiohttp.BasicAuth(data[CONF_USERNAME], data[CONF_PASSWORD])
-    return IamMeterLocalClient(async_get_clientsession(hass), host, auth=auth)
+        credentials = Credentials(data[CONF_USERNAME], data[CONF_PASSWORD])
+    return IamMeterLocalClient(async_get_clientsession(hass), host, credentials=credentials)
 
 
 class IamMeterLocalCoordinator(MeterHubCoordinator):

@@ -10,7 +10,8 @@ request to vouch for it. The vendor's documents are in ../shared/vendor-docs/iam
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import base64
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
 
@@ -86,6 +87,20 @@ class WrongMeter(IamMeterLocalError):
         """Name the meter that answers instead."""
         super().__init__(f"another meter ({loggable(serial, 40)}) answers at {host}")
         self.serial = serial
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The Admin Security user and password (the password never in a repr)."""
+
+    username: str
+    password: str = field(repr=False)
+
+    @property
+    def header(self) -> str:
+        """The ``Authorization`` header of HTTP Basic Auth."""
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
+        return f"Basic {token}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +189,7 @@ def _reactive(ea: object) -> dict[str, float]:
 class IamMeterLocalClient:
     """One IAMMETER meter on the local network.
 
-    ``auth`` is sent only when given (a meter whose monitor paths answer 401 despite the
+    ``credentials`` are sent only when given (a meter whose monitor paths answer 401 despite the
     vendor's "public"); after a 429 no request goes out before its ``Retry-After`` has passed.
     """
 
@@ -183,14 +198,14 @@ class IamMeterLocalClient:
         session: aiohttp.ClientSession,
         host: str,
         *,
-        auth: aiohttp.BasicAuth | None = None,
+        credentials: Credentials | None = None,
         timeout: float = 10,
     ) -> None:
         """Talk to ``host`` (see ``normalise_host``) through the caller's ``session``."""
         self.host: Final = normalise_host(host)
         self._session = session
         # the Admin Security credentials, sent only when set (a flow sets those the user typed)
-        self.auth = auth
+        self.credentials = credentials
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._paths = list(MONITOR_PATHS)
         self._blocked_until: float | None = None
@@ -238,6 +253,11 @@ class IamMeterLocalClient:
             raise NotIamMeter(f"{self.host}{path}: HTTP 400")
         return meter
 
+    def _headers(self) -> dict[str, str]:
+        if self.credentials is None:
+            return ACCEPT_ENCODING
+        return {**ACCEPT_ENCODING, "Authorization": self.credentials.header}
+
     async def _get(self, path: str) -> tuple[int, str | None, bytes]:
         """GET ``path``: status, ``Retry-After`` and body (read capped; redirects refused)."""
         try:
@@ -245,8 +265,7 @@ class IamMeterLocalClient:
                 URL(f"http://{self.host}{path}"),
                 allow_redirects=False,
                 timeout=self._timeout,
-                headers=ACCEPT_ENCODING,
-                auth=self.auth,
+                headers=self._headers(),
                 auto_decompress=False,
             ) as response:
                 if 300 <= response.status < 400:
