@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -24,30 +24,15 @@ from custom_components.meter_hub.api.iammeter_local import (
 )
 from custom_components.meter_hub.api.model import all_keys
 from simulator.hostile import gzip_bomb
-from simulator.iammeter_local import FAILURES_BEFORE_429, RETRY_AFTER_S, FakeIamMeter
+from simulator.iammeter_local import FAILURES_BEFORE_429, RETRY_AFTER_S
 
-type StartMeter = Callable[..., Awaitable[FakeIamMeter]]
+from .conftest import StartMeter
 
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client_session:
         yield client_session
-
-
-@pytest.fixture
-async def start_meter(socket_enabled: None) -> AsyncIterator[StartMeter]:
-    meters: list[FakeIamMeter] = []
-
-    async def start(shape: str = "WEM3080T", **kwargs: Any) -> FakeIamMeter:
-        meter = FakeIamMeter(shape, **kwargs)
-        await meter.start()
-        meters.append(meter)
-        return meter
-
-    yield start
-    for meter in meters:
-        await meter.stop()
 
 
 # --- every documented shape ---------------------------------------------------------------------

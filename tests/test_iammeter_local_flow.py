@@ -5,9 +5,6 @@ Every flow and poll talks HTTP to a fake meter on 127.0.0.1; nothing of the inte
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
-
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
@@ -34,24 +31,7 @@ from custom_components.meter_hub.const import (
 from simulator.iammeter import FakeIamMeterCloud
 from simulator.iammeter_local import FAILURES_BEFORE_429, FakeIamMeter
 
-from .conftest import async_poll, async_setup_cloud, meter_device
-
-type StartMeter = Callable[..., Awaitable[FakeIamMeter]]
-
-
-@pytest.fixture
-async def start_meter(socket_enabled: None) -> AsyncIterator[StartMeter]:
-    meters: list[FakeIamMeter] = []
-
-    async def start(shape: str = "WEM3080T", **kwargs: Any) -> FakeIamMeter:
-        meter = FakeIamMeter(shape, **kwargs)
-        await meter.start()
-        meters.append(meter)
-        return meter
-
-    yield start
-    for meter in meters:
-        await meter.stop()
+from .conftest import StartMeter, async_poll, async_setup_cloud, meter_device
 
 
 async def _submit_host(hass: HomeAssistant, host: str) -> FlowResult:

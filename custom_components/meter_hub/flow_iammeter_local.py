@@ -215,6 +215,19 @@ class IamMeterLocalFlow(LocalFlow):
             errors=errors,
         )
 
+    async def _async_update_iammeter_entry(
+        self, entry: ConfigEntry, updates: dict[str, Any], reason: str
+    ) -> ConfigFlowResult | str:
+        """Update ``entry`` once its own meter answers the flow's client (else the error key)."""
+        result = await self._async_read_iammeter()
+        if not isinstance(result, LocalMeter):
+            return result
+        if result.serial != entry.unique_id:
+            return self.async_abort(
+                reason="wrong_device", description_placeholders={"serial": result.serial}
+            )
+        return self.async_update_reload_and_abort(entry, data_updates=updates, reason=reason)
+
     async def async_step_reauth_iammeter(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
@@ -225,16 +238,12 @@ class IamMeterLocalFlow(LocalFlow):
             self._iammeter_client = iammeter_local_client(
                 self.hass, entry.data[CONF_HOST], user_input
             )
-            result = await self._async_read_iammeter()
-            if isinstance(result, LocalMeter) and result.serial != entry.unique_id:
-                return self.async_abort(
-                    reason="wrong_device", description_placeholders={"serial": result.serial}
-                )
-            if isinstance(result, LocalMeter):
-                return self.async_update_reload_and_abort(
-                    entry, data_updates={**user_input}, reason="reauth_successful"
-                )
-            errors["base"] = result
+            outcome = await self._async_update_iammeter_entry(
+                entry, {**user_input}, "reauth_successful"
+            )
+            if not isinstance(outcome, str):
+                return outcome
+            errors["base"] = outcome
         return self.async_show_form(
             step_id="reauth_iammeter",
             data_schema=self.add_suggested_values_to_schema(
@@ -256,20 +265,14 @@ class IamMeterLocalFlow(LocalFlow):
                     self.hass, user_input[CONF_HOST], dict(entry.data)
                 )
             except InvalidHost:
-                result: LocalMeter | str = "invalid_host"
+                outcome: ConfigFlowResult | str = "invalid_host"
             else:
-                result = await self._async_read_iammeter()
-            if isinstance(result, LocalMeter) and result.serial != entry.unique_id:
-                return self.async_abort(
-                    reason="wrong_device", description_placeholders={"serial": result.serial}
+                outcome = await self._async_update_iammeter_entry(
+                    entry, {CONF_HOST: self._iammeter_client.host}, "reconfigure_successful"
                 )
-            if isinstance(result, LocalMeter):
-                return self.async_update_reload_and_abort(
-                    entry,
-                    data_updates={CONF_HOST: self._iammeter_client.host},
-                    reason="reconfigure_successful",
-                )
-            errors["base"] = "cannot_connect" if result == "not_iammeter" else result
+            if not isinstance(outcome, str):
+                return outcome
+            errors["base"] = "cannot_connect" if outcome == "not_iammeter" else outcome
         return self.async_show_form(
             step_id="reconfigure_iammeter",
             data_schema=self.add_suggested_values_to_schema(

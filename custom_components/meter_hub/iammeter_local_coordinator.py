@@ -32,6 +32,7 @@ from .coordinator import (
     MeterHubCoordinator,
     MeterHubData,
     quiet_while_stopping,
+    wrong_device_error,
 )
 
 
@@ -67,14 +68,7 @@ class IamMeterLocalCoordinator(MeterHubCoordinator):
         try:
             meter = await self.client.monitor(self.config_entry.data[CONF_SERIAL])
         except WrongMeter as err:
-            raise UpdateFailed(
-                translation_domain=DOMAIN,
-                translation_key="wrong_device",
-                translation_placeholders={
-                    "host": self.config_entry.data[CONF_HOST],
-                    "serial": err.serial,
-                },
-            ) from err
+            raise wrong_device_error(self.config_entry, err.serial) from err
         except AuthRequired as err:
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="iammeter_credentials"

@@ -45,6 +45,7 @@ from .coordinator import (
     MeterHubCoordinator,
     MeterHubData,
     quiet_while_stopping,
+    wrong_device_error,
 )
 from .repairs import async_offer_api_v2
 
@@ -102,14 +103,7 @@ class LocalCoordinator(MeterHubCoordinator):
                 # of every connection the readings come over.
                 device, reading = await self.client.measurement(self.config_entry.data[CONF_SERIAL])
             except WrongDevice as err:
-                raise UpdateFailed(
-                    translation_domain=DOMAIN,
-                    translation_key="wrong_device",
-                    translation_placeholders={
-                        "host": self.config_entry.data[CONF_HOST],
-                        "serial": err.serial,
-                    },
-                ) from err
+                raise wrong_device_error(self.config_entry, err.serial) from err
             except Unauthorized as err:
                 # A user removed in the app, or a token replaced: pair again (reauth).
                 raise ConfigEntryAuthFailed(
