@@ -55,6 +55,15 @@ def wrong_device_error(entry: ConfigEntry, serial: str) -> UpdateFailed:
     )
 
 
+def communication_error(err: Exception) -> UpdateFailed:
+    """The poll's error when a device cannot be read (``err`` says why, without secrets)."""
+    return UpdateFailed(
+        translation_domain=DOMAIN,
+        translation_key="communication_error",
+        translation_placeholders={"error": str(err)},
+    )
+
+
 def quiet_while_stopping[C: MeterHubCoordinator](
     update: Callable[[C], Coroutine[Any, Any, MeterHubData]],
 ) -> Callable[[C], Coroutine[Any, Any, MeterHubData]]:

@@ -9,7 +9,6 @@ from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
-from homeassistant.helpers.update_coordinator import UpdateFailed
 
 from .api.iammeter_local import (
     AuthRequired,
@@ -31,6 +30,7 @@ from .coordinator import (
     MeterHubConfigEntry,
     MeterHubCoordinator,
     MeterHubData,
+    communication_error,
     quiet_while_stopping,
     wrong_device_error,
 )
@@ -75,11 +75,7 @@ class IamMeterLocalCoordinator(MeterHubCoordinator):
             ) from err
         except IamMeterLocalError as err:
             # Not ready (just started), 429 (the client waits its Retry-After), unreachable.
-            raise UpdateFailed(
-                translation_domain=DOMAIN,
-                translation_key="communication_error",
-                translation_placeholders={"error": str(err)},
-            ) from err
+            raise communication_error(err) from err
         self._last = meter
         return {meter.serial: MeterData(meter.meter_info(self.client.host), meter.reading)}
 

@@ -44,6 +44,7 @@ from .coordinator import (
     MeterHubConfigEntry,
     MeterHubCoordinator,
     MeterHubData,
+    communication_error,
     quiet_while_stopping,
     wrong_device_error,
 )
@@ -121,11 +122,7 @@ class LocalCoordinator(MeterHubCoordinator):
                     translation_domain=DOMAIN, translation_key="api_disabled"
                 ) from err
             except HomeWizardError as err:
-                raise UpdateFailed(
-                    translation_domain=DOMAIN,
-                    translation_key="communication_error",
-                    translation_placeholders={"error": str(err)},
-                ) from err
+                raise communication_error(err) from err
         self.api_disabled = False
         self._device = device
         self._offer_api_v2(v1_disabled=False)
