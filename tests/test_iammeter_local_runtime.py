@@ -6,13 +6,18 @@ Every poll talks HTTP to a fake meter on 127.0.0.1; nothing of the integration i
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+import json
 
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.const import CONF_HOST, STATE_UNAVAILABLE
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.meter_hub.const import (
     CONF_SERIAL,
@@ -125,3 +130,37 @@ async def test_counter_glitch_is_held(
     meter.net_import = 2975.001
     await async_poll(hass, freezer, 1)
     assert _state(hass, "energy_import_kwh") == "2975.001"
+
+
+async def test_diagnostics_hide_the_password_and_serial(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    meter: FakeIamMeter,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    meter.password = "s3cret"
+    config_entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="IAMMETER WEM3080T",
+        unique_id=meter.serial,
+        data={
+            CONF_SOURCE: SOURCE_LOCAL,
+            CONF_VENDOR: VENDOR_IAMMETER,
+            CONF_HOST: meter.host,
+            CONF_SERIAL: meter.serial,
+            CONF_USERNAME: "admin",
+            CONF_PASSWORD: "s3cret",
+        },
+    )
+    config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(config_entry.entry_id)
+    await hass.async_block_till_done()
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, config_entry)
+    text = json.dumps(diagnostics)
+    assert "s3cret" not in text
+    assert meter.serial not in text
+    assert diagnostics["source"] == {
+        "shape": "three_phase_net",
+        "model": "WEM3080T",
+        "firmware": "i.91.065.3",
+    }

@@ -112,7 +112,6 @@ class LocalMeter:
     reading: Reading
     model: str | None = None
     firmware: str | None = None
-    mac: str | None = None
 
     def meter_info(self, host: str) -> MeterInfo:
         """The device this meter becomes: the model it names, else what its shape tells."""
@@ -161,7 +160,6 @@ def parse_monitor(payload: object) -> LocalMeter:
         reading=Reading(values=out, expected=tuple(k for k in METER_KEYS if k != "measured_at")),
         model=vendor_text(payload.get("model")),
         firmware=vendor_text(payload.get("version")),
-        mac=vendor_text(payload.get("mac"), MAX_ID_LENGTH),
     )
 
 
