@@ -20,6 +20,7 @@ from homeassistant.helpers.service_info.ssdp import SsdpServiceInfo
 import pytest
 
 from custom_components.meter_hub.const import (
+    CONF_NET_METERING,
     CONF_SCAN_INTERVAL,
     CONF_SERIAL,
     CONF_SOURCE,
@@ -83,6 +84,7 @@ async def test_every_shape_through_the_flow(
         CONF_VENDOR: VENDOR_IAMMETER,
         CONF_HOST: fake.host,
         CONF_SERIAL: fake.serial,
+        CONF_NET_METERING: shape == "WEM3080T-NEM",
     }
     assert result["result"].unique_id == fake.serial
     assert result["result"].state is ConfigEntryState.LOADED

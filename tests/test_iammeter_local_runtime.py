@@ -20,6 +20,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.meter_hub.const import (
+    CONF_NET_METERING,
     CONF_SERIAL,
     CONF_SOURCE,
     CONF_VENDOR,
@@ -51,6 +52,7 @@ async def entry(hass: HomeAssistant, meter: FakeIamMeter) -> MockConfigEntry:
             CONF_VENDOR: VENDOR_IAMMETER,
             CONF_HOST: meter.host,
             CONF_SERIAL: meter.serial,
+            CONF_NET_METERING: True,
         },
     )
     config_entry.add_to_hass(hass)
@@ -164,3 +166,22 @@ async def test_diagnostics_hide_the_password_and_serial(
         "model": "WEM3080T",
         "firmware": "i.91.065.3",
     }
+
+
+async def test_net_metering_switched_makes_the_totals_unavailable(
+    hass: HomeAssistant,
+    meter: FakeIamMeter,
+    entry: MockConfigEntry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """Other counters are never booked as this one's: no jump, no drop taken for a reset."""
+    meter.net_metering = False
+    for _ in range(120):
+        await async_poll(hass, freezer, 1)
+        assert _state(hass, "energy_import_kwh") == STATE_UNAVAILABLE
+        assert _state(hass, "energy_export_kwh") == STATE_UNAVAILABLE
+    assert _state(hass, "energy_import_l1_kwh") == "1523.456"
+    assert _state(hass, "power_w") == "1260.0"
+    meter.net_metering = True
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, "energy_import_kwh") == "2975.0"

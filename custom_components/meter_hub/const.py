@@ -28,6 +28,9 @@ CONF_API_VERSION: Final = "api_version"
 # A local entry's vendor: absent for HomeWizard (every entry before IAMMETER meters could be local).
 CONF_VENDOR: Final = "vendor"
 VENDOR_IAMMETER: Final = "iammeter"
+# IAMMETER: whether the meter sent the net-metering row when its entry was made (its total
+# energy counters are then the net row's, else the sums of the phases).
+CONF_NET_METERING: Final = "net_metering"
 
 # Options
 CONF_SCAN_INTERVAL: Final = "scan_interval"

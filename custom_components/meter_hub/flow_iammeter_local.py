@@ -22,6 +22,7 @@ from homeassistant.helpers.service_info.ssdp import SsdpServiceInfo
 from yarl import URL
 
 from .api.homewizard import InvalidHost
+from .api.iammeter import MeterShape
 from .api.iammeter_local import (
     AuthRequired,
     CannotConnect,
@@ -35,6 +36,7 @@ from .api.iammeter_local import (
 )
 from .compat import vol
 from .const import (
+    CONF_NET_METERING,
     CONF_SERIAL,
     CONF_SOURCE,
     CONF_VENDOR,
@@ -126,6 +128,7 @@ class IamMeterLocalFlow(LocalFlow):
                 CONF_VENDOR: VENDOR_IAMMETER,
                 CONF_HOST: client.host,
                 CONF_SERIAL: meter.serial,
+                CONF_NET_METERING: meter.shape is MeterShape.THREE_PHASE_NET,
                 **credentials,
             },
         )

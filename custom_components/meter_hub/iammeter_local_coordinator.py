@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
+from .api.iammeter import MeterShape
 from .api.iammeter_local import (
     AuthRequired,
     Credentials,
@@ -19,6 +21,7 @@ from .api.iammeter_local import (
     WrongMeter,
 )
 from .const import (
+    CONF_NET_METERING,
     CONF_SCAN_INTERVAL,
     CONF_SERIAL,
     DOMAIN,
@@ -34,6 +37,9 @@ from .coordinator import (
     quiet_while_stopping,
     wrong_device_error,
 )
+
+# The total energy counters, whose meaning net metering changes.
+TOTAL_COUNTERS = frozenset({"energy_import_kwh", "energy_export_kwh"})
 
 
 def iammeter_local_client(
@@ -77,7 +83,20 @@ class IamMeterLocalCoordinator(MeterHubCoordinator):
             # Not ready (just started), 429 (the client waits its Retry-After), unreachable.
             raise communication_error(err) from err
         self._last = meter
-        return {meter.serial: MeterData(meter.meter_info(self.client.host), meter.reading)}
+        reading = meter.reading
+        if self._net_metering_switched(meter):
+            # The totals would be other counters (net row or sums of the phases): booking the
+            # difference would be energy nobody used. They are unavailable, never other figures.
+            values = {k: v for k, v in reading.values.items() if k not in TOTAL_COUNTERS}
+            reading = replace(reading, values=values)
+        return {meter.serial: MeterData(meter.meter_info(self.client.host), reading)}
+
+    def _net_metering_switched(self, meter: LocalMeter) -> bool:
+        """Whether the meter's net metering is not what it was when its entry was made."""
+        if meter.shape not in (MeterShape.THREE_PHASE, MeterShape.THREE_PHASE_NET):
+            return False
+        net = meter.shape is MeterShape.THREE_PHASE_NET
+        return bool(net != self.config_entry.data.get(CONF_NET_METERING, net))
 
     def diagnostics(self) -> dict[str, Any]:
         """What the last answer said of the meter (its values are in the meters' part)."""
