@@ -138,8 +138,8 @@ async def test_diagnostics_hide_the_password_and_serial(
     hass: HomeAssistant,
     hass_client: ClientSessionGenerator,
     meter: FakeIamMeter,
-    freezer: FrozenDateTimeFactory,
 ) -> None:
+    """(Without the frozen clock: diagnostics fail under it on Home Assistant 2025.4.)"""
     meter.password = "s3cret"
     config_entry = MockConfigEntry(
         domain=DOMAIN,
