@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 import json
+from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME, STATE_UNAVAILABLE
@@ -41,8 +42,8 @@ async def meter(socket_enabled: None) -> AsyncIterator[FakeIamMeter]:
     await fake.stop()
 
 
-@pytest.fixture
-async def entry(hass: HomeAssistant, meter: FakeIamMeter) -> MockConfigEntry:
+async def _async_setup(hass: HomeAssistant, meter: FakeIamMeter, **data: Any) -> MockConfigEntry:
+    """Set up an entry of ``meter`` (with more entry ``data``); it must load."""
     config_entry = MockConfigEntry(
         domain=DOMAIN,
         title="IAMMETER WEM3080T",
@@ -53,12 +54,18 @@ async def entry(hass: HomeAssistant, meter: FakeIamMeter) -> MockConfigEntry:
             CONF_HOST: meter.host,
             CONF_SERIAL: meter.serial,
             CONF_NET_METERING: True,
+            **data,
         },
     )
     config_entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(config_entry.entry_id)
     await hass.async_block_till_done()
     return config_entry
+
+
+@pytest.fixture
+async def entry(hass: HomeAssistant, meter: FakeIamMeter) -> MockConfigEntry:
+    return await _async_setup(hass, meter)
 
 
 def _state(hass: HomeAssistant, key: str, serial: str = "5DB50BF4") -> str:
@@ -141,22 +148,9 @@ async def test_diagnostics_hide_the_password_and_serial(
 ) -> None:
     """(Without the frozen clock: diagnostics fail under it on Home Assistant 2025.4.)"""
     meter.password = "s3cret"
-    config_entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="IAMMETER WEM3080T",
-        unique_id=meter.serial,
-        data={
-            CONF_SOURCE: SOURCE_LOCAL,
-            CONF_VENDOR: VENDOR_IAMMETER,
-            CONF_HOST: meter.host,
-            CONF_SERIAL: meter.serial,
-            CONF_USERNAME: "admin",
-            CONF_PASSWORD: "s3cret",
-        },
+    config_entry = await _async_setup(
+        hass, meter, **{CONF_USERNAME: "admin", CONF_PASSWORD: "s3cret"}
     )
-    config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(config_entry.entry_id)
-    await hass.async_block_till_done()
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, config_entry)
     text = json.dumps(diagnostics)
     assert "s3cret" not in text
