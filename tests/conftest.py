@@ -33,6 +33,7 @@ from custom_components.meter_hub.const import (
 )
 from simulator.homewizard import FakeHomeWizard
 from simulator.iammeter import DEFAULT_START, VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud
+from simulator.iammeter_local import FakeIamMeter
 
 
 @pytest.fixture(autouse=True)
@@ -257,3 +258,24 @@ async def async_setup_cloud(
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     return entry
+
+
+# --- IAMMETER meters on the local network -------------------------------------------------------
+
+type StartMeter = Callable[..., Awaitable[FakeIamMeter]]
+
+
+@pytest.fixture
+async def start_meter(socket_enabled: None) -> AsyncIterator[StartMeter]:
+    """Start fake IAMMETER meters: ``await start_meter("WEM3080T-NEM", serial=...)``."""
+    meters: list[FakeIamMeter] = []
+
+    async def start(shape: str = "WEM3080T", **kwargs: Any) -> FakeIamMeter:
+        meter = FakeIamMeter(shape, **kwargs)
+        await meter.start()
+        meters.append(meter)
+        return meter
+
+    yield start
+    for meter in meters:
+        await meter.stop()

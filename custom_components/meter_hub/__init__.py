@@ -20,14 +20,17 @@ from .const import (
     CONF_ACCOUNT_ID,
     CONF_SERIAL,
     CONF_SOURCE,
+    CONF_VENDOR,
     DOMAIN,
     LOGGER,
     RUNTIME_DATA_KEYS,
     SOURCE_LOCAL,
+    VENDOR_IAMMETER,
 )
 from .coordinator import MeterHubConfigEntry, MeterHubCoordinator, external_device_id
 from .entity import meter_device_info
 from .history import async_setup_history, history_store
+from .iammeter_local_coordinator import IamMeterLocalCoordinator
 from .local_coordinator import async_create_local_coordinator
 from .services import async_setup_services
 
@@ -105,7 +108,9 @@ async def _async_scope_external_meters(
 async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> EntryResult:
     """Set up a HomeWizard device or an IAMMETER account from a config entry."""
     coordinator: MeterHubCoordinator
-    if entry.data[CONF_SOURCE] == SOURCE_LOCAL:
+    if entry.data.get(CONF_VENDOR) == VENDOR_IAMMETER:
+        coordinator = IamMeterLocalCoordinator(hass, entry)
+    elif entry.data[CONF_SOURCE] == SOURCE_LOCAL:
         coordinator = await async_create_local_coordinator(hass, entry)
     else:
         if entry.title == entry.data[CONF_USERNAME]:

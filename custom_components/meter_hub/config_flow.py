@@ -8,15 +8,23 @@ from typing import Any
 from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 
-from .const import CONF_API_VERSION, CONF_SOURCE, DOMAIN, SOURCE_CLOUD, SOURCE_LOCAL
+from .const import (
+    CONF_API_VERSION,
+    CONF_SOURCE,
+    CONF_VENDOR,
+    DOMAIN,
+    SOURCE_CLOUD,
+    SOURCE_LOCAL,
+    VENDOR_IAMMETER,
+)
 from .coordinator import MeterHubConfigEntry
 from .flow_cloud import CloudFlow
-from .flow_local import LocalFlow
+from .flow_iammeter_local import IamMeterLocalFlow
 from .flow_pairing import ZEROCONF_V2, PairingFlow
 from .options_flow import MeterHubOptionsFlow
 
 
-class MeterHubConfigFlow(PairingFlow, LocalFlow, CloudFlow, domain=DOMAIN):
+class MeterHubConfigFlow(PairingFlow, IamMeterLocalFlow, CloudFlow, domain=DOMAIN):
     """Set up Meter Hub: the user picks a source, discovery leads straight to a device."""
 
     # 2: unique ids and device identifiers of external meters scoped to their parent meter
@@ -35,6 +43,8 @@ class MeterHubConfigFlow(PairingFlow, LocalFlow, CloudFlow, domain=DOMAIN):
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
         """Start the re-authentication of the entry's source."""
+        if entry_data.get(CONF_VENDOR) == VENDOR_IAMMETER:
+            return await self.async_step_reauth_iammeter()
         if entry_data.get(CONF_API_VERSION) == 2:
             return await self.async_step_reauth_pair()
         if entry_data[CONF_SOURCE] == SOURCE_LOCAL:
@@ -45,7 +55,10 @@ class MeterHubConfigFlow(PairingFlow, LocalFlow, CloudFlow, domain=DOMAIN):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Change how an existing entry is reached."""
-        if self._get_reconfigure_entry().data[CONF_SOURCE] == SOURCE_LOCAL:
+        data = self._get_reconfigure_entry().data
+        if data.get(CONF_VENDOR) == VENDOR_IAMMETER:
+            return await self.async_step_reconfigure_iammeter()
+        if data[CONF_SOURCE] == SOURCE_LOCAL:
             return await self.async_step_reconfigure_local()
         return await self.async_step_reconfigure_cloud()
 

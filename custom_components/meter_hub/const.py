@@ -25,6 +25,12 @@ CONF_PRODUCT_TYPE: Final = "product_type"
 CONF_SERIAL: Final = "serial"
 # HomeWizard: 2 for an entry on the local API v2 (HTTPS, token in CONF_TOKEN); absent for v1.
 CONF_API_VERSION: Final = "api_version"
+# A local entry's vendor: absent for HomeWizard (every entry before IAMMETER meters could be local).
+CONF_VENDOR: Final = "vendor"
+VENDOR_IAMMETER: Final = "iammeter"
+# IAMMETER: whether the meter sent the net-metering row when its entry was made (its total
+# energy counters are then the net row's, else the sums of the phases).
+CONF_NET_METERING: Final = "net_metering"
 
 # Options
 CONF_SCAN_INTERVAL: Final = "scan_interval"
@@ -35,6 +41,9 @@ DEFAULT_SERVER: Final = "https://www.iammeter.com"
 # HomeWizard: 5 s by default; the user may choose 1-60 s (HomeWizard advises no faster than 500 ms).
 LOCAL_SCAN_INTERVAL: Final = timedelta(seconds=5)
 LOCAL_SCAN_INTERVAL_RANGE: Final = (1, 60)
+# IAMMETER meters on the local network: the vendor says their values refresh about every second,
+# and the README says what was measured.
+IAMMETER_LOCAL_SCAN_INTERVAL: Final = timedelta(seconds=1)
 # IAMMETER cloud: metersdata may be called at most once per 5 minutes; users may only go slower.
 CLOUD_SCAN_INTERVAL: Final = timedelta(minutes=5)
 CLOUD_SCAN_INTERVAL_RANGE_MIN: Final = (5, 60)

@@ -10,11 +10,12 @@ import functools
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import CONF_HOST
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.event import async_track_time_interval
-from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
 from .api.controls import DeviceControls
 from .api.model import ExternalMeter, MeterInfo, Reading
@@ -44,6 +45,24 @@ def external_device_id(parent: str, external: ExternalMeter) -> str:
     Scoped to the parent: two P1 meters may both report a gas meter without an id of its own.
     """
     return f"{parent}_{external.key}"
+
+
+def wrong_device_error(entry: ConfigEntry, serial: str) -> UpdateFailed:
+    """The poll's error when another device (``serial``) answers at the entry's address."""
+    return UpdateFailed(
+        translation_domain=DOMAIN,
+        translation_key="wrong_device",
+        translation_placeholders={"host": entry.data[CONF_HOST], "serial": serial},
+    )
+
+
+def communication_error(err: Exception) -> UpdateFailed:
+    """The poll's error when a device cannot be read (``err`` says why, without secrets)."""
+    return UpdateFailed(
+        translation_domain=DOMAIN,
+        translation_key="communication_error",
+        translation_placeholders={"error": str(err)},
+    )
 
 
 def quiet_while_stopping[C: MeterHubCoordinator](

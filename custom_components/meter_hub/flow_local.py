@@ -46,7 +46,7 @@ def _counters(reading: Reading) -> dict[str, float]:
     }
 
 
-def _implausible(reading: Reading, last: Reading | None) -> str | None:
+def implausible(reading: Reading, last: Reading | None) -> str | None:
     """Why ``reading`` cannot be the next reading of the meter that read ``last`` (None: it can).
 
     The same meter at a new address counts on: none of its counters may be lower than the last
@@ -128,6 +128,10 @@ class LocalFlow(ConfigFlow):
         """The device at the host the user entered answers API v1: add it (v2: see pairing)."""
         return self._async_create_local_entry(host, device)
 
+    async def _async_not_homewizard(self, host: str, error: str) -> ConfigFlowResult | str:
+        """No HomeWizard device answers at ``host``: another vendor's step, or the error key."""
+        return error
+
     async def async_step_local(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Add a HomeWizard device by its IP address or host name."""
         errors: dict[str, str] = {}
@@ -140,6 +144,11 @@ class LocalFlow(ConfigFlow):
                     async_update_entry_data(self.hass, entry, {CONF_HOST: host})
                     return self.async_abort(reason="already_configured")
                 return await self._async_local_device_found(host, device)
+            if error in ("not_homewizard", "cannot_connect"):
+                other = await self._async_not_homewizard(host, error)
+                if not isinstance(other, str):
+                    return other
+                error = other
             errors["base"] = error or "unknown"
         return self.async_show_form(
             step_id="local",
@@ -220,7 +229,7 @@ class LocalFlow(ConfigFlow):
         if entry.state is ConfigEntryState.LOADED and entry.runtime_data.data:
             meter = entry.runtime_data.data.get(device.serial)
             last = meter.reading if meter is not None else None
-        return _implausible(reading, last)
+        return implausible(reading, last)
 
     async def async_step_discovery_confirm(
         self, user_input: dict[str, Any] | None = None

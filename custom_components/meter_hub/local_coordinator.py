@@ -50,7 +50,9 @@ from .coordinator import (
     MeterHubConfigEntry,
     MeterHubCoordinator,
     MeterHubData,
+    communication_error,
     quiet_while_stopping,
+    wrong_device_error,
 )
 from .repairs import async_offer_api_v2
 
@@ -117,14 +119,7 @@ class LocalCoordinator(MeterHubCoordinator):
                 device, reading = await self.client.measurement(self.config_entry.data[CONF_SERIAL])
                 reading = await self._with_controls(device, reading)
             except WrongDevice as err:
-                raise UpdateFailed(
-                    translation_domain=DOMAIN,
-                    translation_key="wrong_device",
-                    translation_placeholders={
-                        "host": self.config_entry.data[CONF_HOST],
-                        "serial": err.serial,
-                    },
-                ) from err
+                raise wrong_device_error(self.config_entry, err.serial) from err
             except Unauthorized as err:
                 # A user removed in the app, or a token replaced: pair again (reauth).
                 raise ConfigEntryAuthFailed(
@@ -142,11 +137,7 @@ class LocalCoordinator(MeterHubCoordinator):
                     translation_domain=DOMAIN, translation_key="api_disabled"
                 ) from err
             except HomeWizardError as err:
-                raise UpdateFailed(
-                    translation_domain=DOMAIN,
-                    translation_key="communication_error",
-                    translation_placeholders={"error": str(err)},
-                ) from err
+                raise communication_error(err) from err
         self.api_disabled = False
         self._device = device
         self._offer_api_v2(v1_disabled=False)

@@ -20,9 +20,12 @@ from .const import (
     CONF_PLACE_ID,
     CONF_SCAN_INTERVAL,
     CONF_SOURCE,
+    CONF_VENDOR,
+    IAMMETER_LOCAL_SCAN_INTERVAL,
     LOCAL_SCAN_INTERVAL,
     LOCAL_SCAN_INTERVAL_RANGE,
     SOURCE_LOCAL,
+    VENDOR_IAMMETER,
 )
 
 # A place id: the cloud's are numbers, IAMMETER's self-hosted server uses GUIDs.
@@ -44,7 +47,11 @@ class MeterHubOptionsFlow(OptionsFlow):
         """Show the options of the entry's source."""
         if self.config_entry.data[CONF_SOURCE] == SOURCE_LOCAL:
             low, high = LOCAL_SCAN_INTERVAL_RANGE
-            default = LOCAL_SCAN_INTERVAL.total_seconds()
+            default = (
+                IAMMETER_LOCAL_SCAN_INTERVAL
+                if self.config_entry.data.get(CONF_VENDOR) == VENDOR_IAMMETER
+                else LOCAL_SCAN_INTERVAL
+            ).total_seconds()
             # Stored in seconds; shown in seconds.
             scale, unit = 1, "s"
         else:

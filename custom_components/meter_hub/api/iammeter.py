@@ -139,6 +139,13 @@ _SINGLE_PHASE_MODEL: Final = "Single-phase meter (WEM3080)"
 _THREE_PHASE_MODEL: Final = "Three-phase meter"
 
 
+def model_of(shape: MeterShape | None) -> str | None:
+    """The model a meter's shape tells (None before its first values)."""
+    if shape in (MeterShape.THREE_PHASE, MeterShape.THREE_PHASE_NET):
+        return _THREE_PHASE_MODEL
+    return None if shape is None else _SINGLE_PHASE_MODEL
+
+
 @dataclass(frozen=True, slots=True)
 class MeterReading:
     """The latest upload of one meter."""
@@ -152,11 +159,7 @@ class MeterReading:
     @property
     def meter_info(self) -> MeterInfo:
         """The device this meter becomes; the model is only what the shape tells."""
-        model: str | None = None
-        if self.shape in (MeterShape.THREE_PHASE, MeterShape.THREE_PHASE_NET):
-            model = _THREE_PHASE_MODEL
-        elif self.shape is not None:
-            model = _SINGLE_PHASE_MODEL
+        model = model_of(self.shape)
         # The API does not give the name a meter has in the IAMMETER app: the SN names it.
         return MeterInfo(
             serial=self.sn, manufacturer=MANUFACTURER, model=model, name=f"{MANUFACTURER} {self.sn}"
@@ -273,7 +276,7 @@ _ANY_BOUNDS: Final = (
 )
 # What every meter has, reported or not: while a phase or the whole upload is missing, these
 # sensors are unavailable rather than absent (or, for a total, smaller).
-_METER_KEYS: Final = (
+METER_KEYS: Final = (
     "power_w",
     "grid_power_w",
     "energy_import_kwh",
@@ -394,7 +397,7 @@ def parse_meters_data(data: object) -> dict[str, MeterReading]:
         if sn is None:
             raise InvalidResponse("metersdata entry without a valid sn")
         if entry.get("values") is None:
-            reading = Reading(expected=_METER_KEYS)
+            reading = Reading(expected=METER_KEYS)
             readings[sn] = MeterReading(sn, _utc_time(entry.get("gmtTime")), None, None, reading)
             continue
         readings[sn] = _meter_reading(sn, entry.get("values"), entry.get("gmtTime"), None)
@@ -438,7 +441,7 @@ def _timed_reading(values: object, gmt: object) -> tuple[MeterShape, datetime | 
     measured_at = _utc_time(gmt)
     if measured_at is not None:
         out["measured_at"] = measured_at
-    return shape, measured_at, Reading(values=out, expected=_METER_KEYS)
+    return shape, measured_at, Reading(values=out, expected=METER_KEYS)
 
 
 def _meter_reading(sn: str, values: object, gmt: object, local: object) -> MeterReading:
@@ -534,7 +537,7 @@ def max_history_days(interval_s: int) -> int:
     return MAX_HISTORY_POINTS * interval_s // 86_400
 
 
-def _retry_after(header: str | None) -> timedelta | None:
+def retry_after_of(header: str | None) -> timedelta | None:
     """A ``Retry-After`` in seconds (the HTTP-date form is not supported), capped at a day."""
     if header is None or not (header := header.strip()).isascii() or not header.isdecimal():
         return None
@@ -728,7 +731,7 @@ class IamMeterClient:
         # refusal whose message talks about frequency is the limit too.
         if status == 429 or (status == 200 and not raw.strip()):
             raise RateLimited(
-                f"{path}: rate limited (HTTP {status})", retry_after=_retry_after(retry_after)
+                f"{path}: rate limited (HTTP {status})", retry_after=retry_after_of(retry_after)
             )
         if status in (401, 403):
             raise (InvalidAuth if login else TokenRejected)(f"{path}: HTTP {status}")

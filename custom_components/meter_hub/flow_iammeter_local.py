@@ -1,0 +1,286 @@
+"""Config flow steps of an IAMMETER meter on the local network.
+
+The local step takes one address: when no HomeWizard device answers there, an IAMMETER meter
+may. A meter that asks for its Admin Security credentials gets a form (and a reauth when they
+change); its 429 is obeyed, the client sends nothing before its ``Retry-After`` has passed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.config_entries import (
+    SOURCE_IGNORE,
+    ConfigEntry,
+    ConfigEntryState,
+    ConfigFlowResult,
+)
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.selector import TextSelector, TextSelectorConfig, TextSelectorType
+from homeassistant.helpers.service_info.ssdp import SsdpServiceInfo
+from yarl import URL
+
+from .api.homewizard import InvalidHost
+from .api.iammeter import MeterShape
+from .api.iammeter_local import (
+    AuthRequired,
+    CannotConnect,
+    Credentials,
+    IamMeterLocalClient,
+    LocalMeter,
+    NoSerial,
+    NotIamMeter,
+    NotReady,
+    TooManyRequests,
+)
+from .compat import vol
+from .const import (
+    CONF_NET_METERING,
+    CONF_SERIAL,
+    CONF_SOURCE,
+    CONF_VENDOR,
+    DOMAIN,
+    LOGGER,
+    SOURCE_LOCAL,
+    VENDOR_IAMMETER,
+)
+from .entry_update import async_update_entry_data
+from .flow_local import HOST_SCHEMA, LocalFlow, implausible
+from .iammeter_local_coordinator import iammeter_local_client
+
+# Admin Security has one user; the vendor's tools and clients call it "admin".
+DEFAULT_USERNAME = "admin"
+CREDENTIALS_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_USERNAME, default=DEFAULT_USERNAME): TextSelector(),
+        vol.Required(CONF_PASSWORD): TextSelector(
+            TextSelectorConfig(type=TextSelectorType.PASSWORD)
+        ),
+    }
+)
+
+
+class IamMeterLocalFlow(LocalFlow):
+    """The IAMMETER half of the local device step, and its credentials and reauth steps."""
+
+    _iammeter_client: IamMeterLocalClient
+    _iammeter_meter: LocalMeter
+
+    async def _async_not_homewizard(self, host: str, error: str) -> ConfigFlowResult | str:
+        """No HomeWizard device at ``host`` (``error``): add the IAMMETER meter that answers."""
+        self._iammeter_client = iammeter_local_client(self.hass, host, {})
+        result = await self._async_read_iammeter()
+        if result == "not_iammeter":
+            return error
+        if result == "invalid_auth":
+            return await self.async_step_iammeter_auth()
+        if isinstance(result, LocalMeter):
+            return await self._async_create_iammeter_entry(result)
+        return result
+
+    async def _async_read_iammeter(self) -> LocalMeter | str:
+        """The meter the flow's client reads, or the error key of why it cannot."""
+        try:
+            return await self._iammeter_client.monitor()
+        except AuthRequired:
+            return "invalid_auth"
+        except NotReady:
+            return "iammeter_not_ready"
+        except TooManyRequests:
+            return "iammeter_rate_limited"
+        except NoSerial:
+            return "iammeter_no_serial"
+        except NotIamMeter:
+            return "not_iammeter"
+        except CannotConnect:
+            return "cannot_connect"
+
+    async def _async_create_iammeter_entry(self, meter: LocalMeter) -> ConfigFlowResult:
+        """Add the meter, unless it has an entry (moved there) or its cloud account has it."""
+        if (entry := await self.async_set_unique_id(meter.serial, raise_on_progress=False)) and (
+            entry.source == SOURCE_IGNORE
+        ):
+            return self.async_abort(reason="already_configured")
+        client = self._iammeter_client
+        credentials = {}
+        if (known := client.credentials) is not None:
+            credentials = {CONF_USERNAME: known.username, CONF_PASSWORD: known.password}
+        devices = dr.async_get(self.hass)
+        for entry in self._async_current_entries(include_ignore=False):
+            if entry.data.get(CONF_VENDOR) == VENDOR_IAMMETER and entry.unique_id == meter.serial:
+                # the user pointed at it: the answer named the meter
+                async_update_entry_data(self.hass, entry, {CONF_HOST: client.host, **credentials})
+                return self.async_abort(reason="already_configured")
+            if any(
+                (DOMAIN, meter.serial) in device.identifiers
+                for device in dr.async_entries_for_config_entry(devices, entry.entry_id)
+            ):
+                # Its cloud account has it: a second set of entities would count its energy twice.
+                return self.async_abort(
+                    reason="meter_in_cloud_account",
+                    description_placeholders={"serial": meter.serial, "account": entry.title},
+                )
+        return self.async_create_entry(
+            title=f"IAMMETER {meter.model or meter.serial}",
+            data={
+                CONF_SOURCE: SOURCE_LOCAL,
+                CONF_VENDOR: VENDOR_IAMMETER,
+                CONF_HOST: client.host,
+                CONF_SERIAL: meter.serial,
+                CONF_NET_METERING: meter.shape is MeterShape.THREE_PHASE_NET,
+                **credentials,
+            },
+        )
+
+    async def async_step_ssdp(self, discovery_info: SsdpServiceInfo) -> ConfigFlowResult:
+        """An IAMMETER meter announced itself: read it at the announced address.
+
+        Its answer names it (SN), so a known meter's entry moves only to an address where that
+        meter answered; an announcement nobody can read there changes nothing.
+        """
+        try:
+            location = URL(discovery_info.ssdp_location or "")
+            host = str(location.origin()).removeprefix("http://")
+            self._iammeter_client = iammeter_local_client(self.hass, host, {})
+        except (InvalidHost, ValueError):
+            # no location, not http, or not a URL (the announcement is anyone's to send)
+            return self.async_abort(reason="invalid_discovery_parameters")
+        result = await self._async_read_iammeter()
+        if not isinstance(result, LocalMeter):
+            # Not readable now (not ready, credentials, gone): the next announcement tries again.
+            return self.async_abort(reason="cannot_connect")
+        self._iammeter_meter = result
+        await self.async_set_unique_id(result.serial)
+        for entry in self._async_current_entries(include_ignore=True):
+            if entry.unique_id == result.serial:
+                if entry.source != SOURCE_IGNORE and not self._iammeter_implausible(entry, result):
+                    async_update_entry_data(
+                        self.hass, entry, {CONF_HOST: self._iammeter_client.host}
+                    )
+                return self.async_abort(reason="already_configured")
+        self.context["title_placeholders"] = {
+            "name": f"IAMMETER {result.model or ''}".strip(),
+            "serial": result.serial,
+        }
+        return await self.async_step_iammeter_discovery_confirm()
+
+    def _iammeter_implausible(self, entry: ConfigEntry, meter: LocalMeter) -> bool:
+        """Whether ``meter``'s counters are below the entry's last reading (then it is not it)."""
+        last = None
+        if entry.state is ConfigEntryState.LOADED and entry.runtime_data.data:
+            known = entry.runtime_data.data.get(meter.serial)
+            last = known.reading if known is not None else None
+        problem = implausible(meter.reading, last)
+        if problem is not None:
+            LOGGER.debug(
+                "%s was announced at an address that did not prove to be it (%s)",
+                entry.title,
+                problem,
+            )
+        return problem is not None
+
+    async def async_step_iammeter_discovery_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask before adding a discovered meter."""
+        if user_input is not None:
+            return await self._async_create_iammeter_entry(self._iammeter_meter)
+        meter = self._iammeter_meter
+        return self.async_show_form(
+            step_id="iammeter_discovery_confirm",
+            description_placeholders={
+                "model": meter.model or meter.meter_info(self._iammeter_client.host).model or "",
+                "serial": meter.serial,
+                "host": self._iammeter_client.host,
+            },
+        )
+
+    async def async_step_iammeter_auth(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """The meter asks for its Admin Security credentials."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            self._iammeter_client.credentials = Credentials(
+                user_input[CONF_USERNAME], user_input[CONF_PASSWORD]
+            )
+            result = await self._async_read_iammeter()
+            if isinstance(result, LocalMeter):
+                return await self._async_create_iammeter_entry(result)
+            errors["base"] = result
+        return self.async_show_form(
+            step_id="iammeter_auth",
+            data_schema=self.add_suggested_values_to_schema(
+                CREDENTIALS_SCHEMA, {CONF_USERNAME: DEFAULT_USERNAME}
+            ),
+            description_placeholders={"host": self._iammeter_client.host},
+            errors=errors,
+        )
+
+    async def _async_update_iammeter_entry(
+        self, entry: ConfigEntry, updates: dict[str, Any], reason: str
+    ) -> ConfigFlowResult | str:
+        """Update ``entry`` once its own meter answers the flow's client (else the error key)."""
+        result = await self._async_read_iammeter()
+        if not isinstance(result, LocalMeter):
+            return result
+        if result.serial != entry.unique_id:
+            return self.async_abort(
+                reason="wrong_device", description_placeholders={"serial": result.serial}
+            )
+        return self.async_update_reload_and_abort(entry, data_updates=updates, reason=reason)
+
+    async def async_step_reauth_iammeter(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """The meter refuses the stored credentials (or asks for some): ask for the new ones."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            self._iammeter_client = iammeter_local_client(
+                self.hass, entry.data[CONF_HOST], user_input
+            )
+            outcome = await self._async_update_iammeter_entry(
+                entry, {**user_input}, "reauth_successful"
+            )
+            if not isinstance(outcome, str):
+                return outcome
+            errors["base"] = outcome
+        return self.async_show_form(
+            step_id="reauth_iammeter",
+            data_schema=self.add_suggested_values_to_schema(
+                CREDENTIALS_SCHEMA, {CONF_USERNAME: entry.data.get(CONF_USERNAME, DEFAULT_USERNAME)}
+            ),
+            description_placeholders={"name": entry.title, "host": entry.data[CONF_HOST]},
+            errors=errors,
+        )
+
+    async def async_step_reconfigure_iammeter(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the address of an IAMMETER meter; the same meter must answer there."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                self._iammeter_client = iammeter_local_client(
+                    self.hass, user_input[CONF_HOST], dict(entry.data)
+                )
+            except InvalidHost:
+                outcome: ConfigFlowResult | str = "invalid_host"
+            else:
+                outcome = await self._async_update_iammeter_entry(
+                    entry, {CONF_HOST: self._iammeter_client.host}, "reconfigure_successful"
+                )
+            if not isinstance(outcome, str):
+                return outcome
+            errors["base"] = "cannot_connect" if outcome == "not_iammeter" else outcome
+        return self.async_show_form(
+            step_id="reconfigure_iammeter",
+            data_schema=self.add_suggested_values_to_schema(
+                HOST_SCHEMA, user_input or {CONF_HOST: entry.data[CONF_HOST]}
+            ),
+            description_placeholders={"name": entry.title},
+            errors=errors,
+        )

@@ -1,0 +1,255 @@
+"""Fake IAMMETER meters on the local network (127.0.0.1), for tests, the demo and benchmarks.
+
+Each shape answers as the vendor documents it (../shared/vendor-docs/iammeter-local/):
+``/api/monitor`` on the newest firmware (model, SSID, signal), ``/api/monitorjson`` and
+``/monitorjson`` on every firmware, the not-ready answer (HTTP 400, null values, serial "null")
+for the first polls after a boot, and Admin Security (Basic Auth; 401, then 429 with
+``Retry-After`` after repeated failures). Run ``python -m simulator.iammeter_local --shape
+WEM3080T-NEM`` to serve a live meter whose power moves every second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+from collections import Counter
+from dataclasses import dataclass
+import logging
+import random
+import time
+from typing import Any, Final
+
+from aiohttp import web
+
+_LOGGER = logging.getLogger(__name__)
+
+LISTEN_HOST: Final = "127.0.0.1"
+MONITOR_PATHS: Final = ("/api/monitor", "/api/monitorjson", "/monitorjson")
+# Failed logins after which Admin Security answers 429, and the wait it asks for.
+FAILURES_BEFORE_429: Final = 3
+RETRY_AFTER_S: Final = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a model's answer looks like."""
+
+    model: str
+    phases: int  # rows of phase values (1: ``Data``)
+    row_length: int  # 5 (early single-phase firmware) or 7
+    method: str
+    newest_firmware: bool  # has /api/monitor (model, SSID, signal) and EA.Reactive
+    lower_case_data: bool = False  # the WEM3162's ``{"status":"succeed","data":[...]}``
+
+
+SHAPES: Final = {
+    "WEM3080": Shape("WEM3080", 1, 7, "1-272", newest_firmware=True),
+    "WEM3080-5": Shape("WEM3080", 1, 5, "uploadsn", newest_firmware=False),
+    "WEM3080T": Shape("WEM3080T", 3, 7, "2-9", newest_firmware=True),
+    "WEM3080T-NEM": Shape("WEM3080T", 3, 7, "2-9", newest_firmware=True),
+    "WEM3162": Shape("WEM3162", 1, 5, "", newest_firmware=False, lower_case_data=True),
+}
+
+
+class FakeIamMeter:
+    """One fake meter; its state is free to change between requests.
+
+    ``net_metering`` adds the fourth row; ``not_ready_polls`` answers that many requests with
+    the not-ready body (as after a boot); ``password`` turns Admin Security on for the monitor
+    paths too (the vendor says they stay public; a meter that asks anyway is what this
+    simulates); ``status``/``body`` override every answer. ``request_count`` counts requests
+    per path.
+    """
+
+    def __init__(
+        self,
+        shape: str = "WEM3080T",
+        *,
+        serial: str = "5DB50BF4",
+        seed: int = 0,
+        auto_advance: bool = False,
+    ) -> None:
+        """A meter of ``shape`` (a key of ``SHAPES``) with the serial ``serial``."""
+        self.shape = SHAPES[shape]
+        self.serial = serial
+        self.net_metering = shape.endswith("-NEM")
+        self.not_ready_polls = 0
+        self.password: str | None = None
+        self.status: int | None = None
+        self.body: bytes | None = None
+        self.auto_advance = auto_advance
+        self.request_count: Counter[str] = Counter()
+        self.failures = 0
+        self.voltage = [230.1, 229.8, 231.2][: self.shape.phases]
+        self.power = [1200.0, -350.0, 410.0][: self.shape.phases]
+        self.imported = [1523.456, 847.25, 991.5][: self.shape.phases]
+        self.exported = [12.5, 310.125, 4.0][: self.shape.phases]
+        self.net_import = 2975.0
+        self.net_export = 140.25
+        self._rng = random.Random(seed)
+        self._last = time.monotonic()
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:<port>`` once started."""
+        return f"{LISTEN_HOST}:{self._port}"
+
+    async def start(self, port: int = 0) -> int:
+        """Listen on 127.0.0.1 (``port`` 0 picks a free one) and return the port."""
+        app = web.Application()
+        for path in MONITOR_PATHS:
+            app.router.add_get(path, self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, LISTEN_HOST, port).start()
+        self._port = self._runner.addresses[0][1]
+        return self._port
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass: power walks, the counters grow by power times time."""
+        for phase, power in enumerate(self.power):
+            self.power[phase] = max(-5000.0, min(5000.0, power + self._rng.uniform(-50, 50)))
+            kwh = abs(self.power[phase]) * seconds / 3_600_000
+            if self.power[phase] >= 0:
+                self.imported[phase] += kwh
+            else:
+                self.exported[phase] += kwh
+        total = sum(self.power) * seconds / 3_600_000
+        if total >= 0:
+            self.net_import += total
+        else:
+            self.net_export -= total
+
+    def payload(self) -> dict[str, Any]:
+        """The answer of ``/monitorjson`` now (``/api/monitor`` adds ``monitor_extras``)."""
+        rows = [self._row(phase) for phase in range(self.shape.phases)]
+        if self.shape.lower_case_data:
+            return {"status": "succeed", "data": rows[0]}
+        body: dict[str, Any] = {
+            "method": self.shape.method,
+            "mac": "B0F8932A295C",
+            "version": "i.91.065.3" if self.shape.newest_firmware else "1.75.49",
+            "server": "em",
+            "SN": self.serial,
+        }
+        if self.shape.phases == 1:
+            body["Data"] = rows[0]
+            return body
+        if self.net_metering:
+            rows.append(self._net_row())
+        body["Datas"] = rows
+        if self.shape.newest_firmware:
+            body["EA"] = {
+                "Reactive": [
+                    [-119.0, 0.0, 258.703],
+                    [-120.0, 0.0, 260.278],
+                    [-118.0, 0.007, 256.485],
+                ]
+            }
+        return body
+
+    def monitor_extras(self) -> dict[str, Any]:
+        """What ``/api/monitor`` adds on the newest firmware."""
+        return {"ssid": "home-wifi", "sig": 78, "model": self.shape.model}
+
+    def _row(self, phase: int) -> list[float]:
+        voltage, power = self.voltage[phase], self.power[phase]
+        row = [
+            voltage,
+            round(abs(power) / voltage, 3),
+            round(power, 1),
+            round(self.imported[phase], 3),
+            round(self.exported[phase], 3),
+        ]
+        return [*row, 50.01, 0.97] if self.shape.row_length == 7 else row
+
+    def _net_row(self) -> list[float]:
+        voltage = round(sum(self.voltage) / len(self.voltage), 1)
+        return [
+            voltage,
+            0.0,
+            round(sum(self.power), 1),
+            round(self.net_import, 3),
+            round(self.net_export, 3),
+            50.01,
+            0.97,
+        ]
+
+    def _not_ready(self) -> dict[str, Any]:
+        """The documented answer of a meter that has no values yet (HTTP 400)."""
+        return {
+            "method": "uploadsn",
+            "mac": None,
+            "version": None,
+            "server": "em",
+            "SN": "null",
+            "Data": [None] * 5,
+        }
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.request_count[request.path] += 1
+        if self.password is not None and not self._authorised(request):
+            self.failures += 1
+            if self.failures > FAILURES_BEFORE_429:
+                return web.Response(status=429, headers={"Retry-After": str(RETRY_AFTER_S)})
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="IAMMETER"'})
+        if request.path == "/api/monitor" and not self.shape.newest_firmware:
+            raise web.HTTPNotFound
+        if self.status is not None or self.body is not None:
+            return web.Response(
+                body=self.body or b"{}", status=self.status or 200, content_type="application/json"
+            )
+        if self.not_ready_polls > 0:
+            self.not_ready_polls -= 1
+            return web.json_response(self._not_ready(), status=400)
+        if self.auto_advance:
+            now = time.monotonic()
+            self.advance(now - self._last)
+            self._last = now
+        body = self.payload()
+        if request.path == "/api/monitor":
+            body |= self.monitor_extras()
+        return web.json_response(body)
+
+    def _authorised(self, request: web.Request) -> bool:
+        expected = base64.b64encode(f"admin:{self.password}".encode()).decode()
+        if request.headers.get("Authorization") == f"Basic {expected}":
+            self.failures = 0
+            return True
+        return False
+
+
+async def _serve(shapes: list[str], port: int) -> None:
+    meters = [
+        FakeIamMeter(shape, serial=f"SIM{n:05d}", auto_advance=True)
+        for n, shape in enumerate(shapes)
+    ]
+    for offset, meter in enumerate(meters):
+        await meter.start(port + offset if port else 0)
+        _LOGGER.info(
+            "%s (%s) at http://%s/api/monitor", meter.shape.model, meter.serial, meter.host
+        )
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    """Serve the meters named on the command line until interrupted."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--shape", action="append", choices=sorted(SHAPES), default=[])
+    parser.add_argument("--port", type=int, default=0, help="first port (0: any free port)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(_serve(args.shape or ["WEM3080T-NEM"], args.port))
+
+
+if __name__ == "__main__":
+    main()
