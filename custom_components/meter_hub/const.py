@@ -29,12 +29,19 @@ CONF_API_VERSION: Final = "api_version"
 # Options
 CONF_SCAN_INTERVAL: Final = "scan_interval"
 CONF_PLACE_ID: Final = "place_id"
+# HomeWizard v2: WebSocket push (default) or polling only, and the least time between two updates
+# of the entities from pushed messages (0: every message).
+CONF_PUSH: Final = "push"
+CONF_PUSH_INTERVAL_MS: Final = "push_interval_ms"
 
 DEFAULT_SERVER: Final = "https://www.iammeter.com"
 
 # HomeWizard: 5 s by default; the user may choose 1-60 s (HomeWizard advises no faster than 500 ms).
 LOCAL_SCAN_INTERVAL: Final = timedelta(seconds=5)
 LOCAL_SCAN_INTERVAL_RANGE: Final = (1, 60)
+# A HomeWizard v2 device whose WebSocket dropped keeps its last pushed reading this long while the
+# polls that stand in for the socket fail (a reboot takes about 20 s).
+PUSH_STALE_AFTER: Final = timedelta(seconds=30)
 # IAMMETER cloud: metersdata may be called at most once per 5 minutes; users may only go slower.
 CLOUD_SCAN_INTERVAL: Final = timedelta(minutes=5)
 CLOUD_SCAN_INTERVAL_RANGE_MIN: Final = (5, 60)

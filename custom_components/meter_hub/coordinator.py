@@ -113,6 +113,9 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
             )
         )
 
+    def async_start_streams(self) -> None:
+        """Start what the source pushes, once its entities are set up (nothing by default)."""
+
     @abstractmethod
     def diagnostics(self) -> dict[str, Any]:
         """Source-specific data for the diagnostics download (raw payloads, budget)."""
