@@ -148,6 +148,9 @@ class FakeHomeWizardV2:
         self._sockets: set[asyncio.BaseTransport] = set()
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
+        # The handlers of the open sockets: cancelled on stop (a frozen test clock would let
+        # aiohttp's shutdown wait for them for ever).
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     @property
     def host(self) -> str:
@@ -182,6 +185,8 @@ class FakeHomeWizardV2:
         """Stop listening."""
         self._stopping.set()
         self.drop_sockets()
+        for handler in self._handlers:
+            handler.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -207,8 +212,14 @@ class FakeHomeWizardV2:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         """``/api/ws``: authorise within the deadline, then push the subscribed topics."""
         self.request_count[request.path] = self.request_count.get(request.path, 0) + 1
+        if (task := asyncio.current_task()) is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
         if self.hang_upgrade:
             await self._stopping.wait()
+        if self._stopping.is_set():
+            # A reconnect while the device shuts down.
+            return _error(503, "request:unavailable")
         socket = web.WebSocketResponse(max_msg_size=64 * 1024)
         if (transport := request.transport) is not None:
             self._sockets.add(transport)

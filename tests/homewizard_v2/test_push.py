@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 import json
 import ssl
+import statistics
+import time
 
 import aiohttp
 from homeassistant.config_entries import SOURCE_REAUTH
@@ -22,6 +24,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from custom_components.meter_hub.api.homewizard import CannotConnect
 from custom_components.meter_hub.api.homewizard_push import PushStream
 from custom_components.meter_hub.api.homewizard_v2 import HomeWizardV2Client, Unauthorized
+from custom_components.meter_hub.api.model import Reading
 from custom_components.meter_hub.const import (
     CONF_API_VERSION,
     CONF_PRODUCT_TYPE,
@@ -290,3 +293,70 @@ async def test_a_refused_token_on_the_socket(
         ).device()
         with pytest.raises(Unauthorized):
             await PushStream(client, client_device).run(lambda reading: None)
+
+
+async def test_hostile_values_on_the_socket_are_dropped_like_on_rest(
+    device: FakeHomeWizardV2, trust: ssl.SSLContext
+) -> None:
+    """A pushed message goes through the REST parsers: a value of the wrong kind is not used."""
+    device.measurement["power_w"] = "1e999"
+    device.measurement["meter_model"] = "\x1b[31mforged"
+    device.push_interval = 60
+    readings: list[Reading] = []
+    async with aiohttp.ClientSession() as session:
+        stream = await _stream(device, trust, session, silence_limit=0.3)
+        with pytest.raises(CannotConnect):
+            await stream.run(readings.append)
+    values = readings[-1].values
+    assert "power_w" not in values
+    assert values.get("meter_model") != "\x1b[31mforged"
+    assert values["energy_import_kwh"] == 13779.338
+    # system and batteries merged into the same reading as a poll's
+    assert values["wifi_rssi_db"] == -77
+    assert values["battery_mode"] == "zero"
+
+
+async def test_latency_from_the_device_to_the_state(
+    hass: HomeAssistant, device: FakeHomeWizardV2
+) -> None:
+    """Push at "as fast as the device sends": median under 100 ms, p99 under 500 ms."""
+    entry = await setup_entry(hass, device)
+    coordinator = link_of(entry)
+    await until(hass, lambda: coordinator.push is not None and coordinator.push.pushing)
+    entity = power_id(hass, device)
+    arrived: asyncio.Queue[float] = asyncio.Queue()
+    hass.bus.async_listen(
+        "state_changed",
+        lambda event: (
+            arrived.put_nowait(time.perf_counter()) if event.data["entity_id"] == entity else None
+        ),
+    )
+    latencies = []
+    for watts in range(1000, 1050):
+        device.measurement["power_w"] = watts
+        sent = time.perf_counter()
+        device.push()
+        async with asyncio.timeout(5):
+            latencies.append(await arrived.get() - sent)
+    latencies.sort()
+    median, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
+    print(f"push latency: median {median * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")  # noqa: T201
+    assert median < 0.1
+    assert p99 < 0.5
+
+
+async def test_options_choose_push_and_its_interval(
+    hass: HomeAssistant, device: FakeHomeWizardV2
+) -> None:
+    entry = await setup_entry(hass, device, **{CONF_PUSH: False})
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert {str(key) for key in result["data_schema"].schema} >= {CONF_PUSH, CONF_PUSH_INTERVAL_MS}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {"scan_interval": 2, CONF_PUSH: True, CONF_PUSH_INTERVAL_MS: 9000},
+    )
+    # never slower than the polls that stand in for the socket
+    assert result["data"] == {"scan_interval": 2, CONF_PUSH: True, CONF_PUSH_INTERVAL_MS: 2000}
+    await hass.async_block_till_done()
+    coordinator = link_of(entry)
+    await until(hass, lambda: coordinator.push is not None and coordinator.push.pushing)
