@@ -184,11 +184,11 @@ class LocalCoordinator(MeterHubCoordinator):
 
     def diagnostics(self) -> dict[str, Any]:
         """The last raw payloads of the device."""
-        return {
+        payloads = {
             "device": self.client.last_device_payload,
             "data": self.client.last_data_payload,
-            "push": None if self.push is None else self.push.diagnostics(),
         }
+        return payloads if self.push is None else {**payloads, "push": self.push.diagnostics()}
 
 
 async def async_create_local_coordinator(
