@@ -358,19 +358,14 @@ class HomeWizardV2Client:
                 )
         except TimeoutError as err:
             raise CannotConnect(f"{url} did not upgrade within {self._timeout:g} s") from err
-        except aiohttp.ClientConnectorCertificateError as err:
-            raise UntrustedDevice(
-                f"{self.host} is not the HomeWizard device {self._server_hostname}: "
-                f"{loggable(err.certificate_error)}"
-            ) from None
         except aiohttp.WSServerHandshakeError as err:
             if err.status == 401:
                 raise Unauthorized(f"{self.host} refuses the token") from None
             raise CannotConnect(f"{url} refused the WebSocket: HTTP {err.status}") from None
         except (aiohttp.ClientError, OSError) as err:
-            raise CannotConnect(
-                f"cannot connect to {url}: {loggable(str(err) or type(err).__name__)}"
-            ) from err
+            error = self._connection_error(url, err)
+            # the certificate's details stay out; a lost link keeps its cause
+            raise error from (None if isinstance(error, UntrustedDevice) else err)
 
     async def create_user(self, name: str) -> str:
         """Ask the device for a user ``name`` (``local/...``); its token once the button was pressed.
@@ -431,6 +426,15 @@ class HomeWizardV2Client:
         self._data_payloads = payloads
         return device, reading
 
+    def _connection_error(self, url: URL, err: Exception) -> HomeWizardError:
+        """The typed error of a failed connection: a certificate not the device's, or no link."""
+        if isinstance(err, aiohttp.ClientConnectorCertificateError):
+            return UntrustedDevice(
+                f"{self.host} is not the HomeWizard device {self._server_hostname}: "
+                f"{loggable(err.certificate_error)}"
+            )
+        return CannotConnect(f"cannot connect to {url}: {loggable(str(err) or type(err).__name__)}")
+
     async def _request(self, method: str, path: str, body: object = None) -> object:
         """The parsed JSON of the HTTP 200 answer to ``method path``; typed errors otherwise."""
         url = self._base.with_path(path)
@@ -454,15 +458,10 @@ class HomeWizardV2Client:
             raise InvalidPayload(f"{url}: {err}") from None
         except TimeoutError as err:
             raise CannotConnect(f"{url} did not answer within {self._timeout:g} s") from err
-        except aiohttp.ClientConnectorCertificateError as err:
-            raise UntrustedDevice(
-                f"{self.host} is not the HomeWizard device {self._server_hostname}: "
-                f"{loggable(err.certificate_error)}"
-            ) from None
         except (aiohttp.ClientError, OSError) as err:
-            raise CannotConnect(
-                f"cannot connect to {url}: {loggable(str(err) or type(err).__name__)}"
-            ) from err
+            error = self._connection_error(url, err)
+            # the certificate's details stay out; a lost link keeps its cause
+            raise error from (None if isinstance(error, UntrustedDevice) else err)
         try:
             payload = await parse_json(raw)
         except ValueError as err:
