@@ -12,10 +12,19 @@ The button: ``press()`` (or ``POST /_sim/press`` with ``start(control=True)``) o
 which ``POST /api/user`` creates a user; outside it the device answers 403
 ``user:creation-not-enabled``. ``max_users`` bounds the user store (403 ``user:no-storage``),
 ``revoke()`` removes a user (its token then gets 401 ``user:unauthorized``).
+
+The WebSocket ``/api/ws``: the device asks for the token (``authorization_requested``), closes
+the socket when none comes within ``authorization_deadline`` seconds, then sends each subscribed
+topic at once and ``measurement`` again every ``push_interval`` seconds (1 s by default, as a
+DSMR 5 meter does), and at once after ``push()``. ``drop_sockets()`` cuts every open socket (a
+reboot or a Wi-Fi drop); ``hang_upgrade`` makes the device accept the connection but never answer
+the upgrade.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 from dataclasses import dataclass
 import json
@@ -25,7 +34,7 @@ import secrets
 import time
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from .homewizard import LISTEN_HOST, FakeHomeWizard
 from .tls import SimulatorAuthority
@@ -42,6 +51,10 @@ CERTIFICATE_TYPES: Final = {
     "HWE-BAT": "battery",
 }
 _USER_NAME: Final = re.compile(r"local/[a-zA-Z0-9\-_/\\# ]{1,40}")
+WEBSOCKET_PATH: Final = "/api/ws"
+# The vendor: the token must come within 40 s of the connection.
+AUTHORIZATION_DEADLINE: Final = 40.0
+PUSH_INTERVAL: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +113,12 @@ class FakeHomeWizardV2:
         button_window: float = BUTTON_WINDOW,
         common_name: str | None = None,
         v1: FakeHomeWizard | None = None,
+        push_interval: float = PUSH_INTERVAL,
     ) -> None:
-        """Serve a copy of ``profile`` with a certificate of ``authority``; ``v1`` is its API v1."""
+        """Serve a copy of ``profile`` with a certificate of ``authority``; ``v1`` is its API v1.
+
+        ``push_interval`` is the time between two ``measurement`` messages on the WebSocket.
+        """
         source = PROFILES_V2[profile]
         self.profile = profile
         self.device: dict[str, Any] = copy.deepcopy(source.device)
@@ -122,6 +139,18 @@ class FakeHomeWizardV2:
         self._pressed_at: float | None = None
         self._runner: web.AppRunner | None = None
         self._port = 0
+        self.push_interval = push_interval
+        self.authorization_deadline = AUTHORIZATION_DEADLINE
+        self.hang_upgrade = False
+        # Messages sent on the WebSocket, all sockets together.
+        self.pushed = 0
+        # The connections of the open sockets (cut to drop them).
+        self._sockets: set[asyncio.BaseTransport] = set()
+        self._changed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        # The handlers of the open sockets: cancelled on stop (a frozen test clock would let
+        # aiohttp's shutdown wait for them for ever).
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     @property
     def host(self) -> str:
@@ -139,9 +168,11 @@ class FakeHomeWizardV2:
 
         ``control`` adds the simulator's button ``POST /_sim/press``.
         """
+        self._stopping.clear()
         app = web.Application()
         if control:
             app.router.add_post(PRESS_PATH, self._press)
+        app.router.add_get(WEBSOCKET_PATH, self._websocket)
         app.router.add_route("*", "/{path:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
@@ -152,6 +183,10 @@ class FakeHomeWizardV2:
 
     async def stop(self) -> None:
         """Stop listening."""
+        self._stopping.set()
+        self.drop_sockets()
+        for handler in self._handlers:
+            handler.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -163,6 +198,107 @@ class FakeHomeWizardV2:
     def revoke(self, name: str) -> None:
         """Remove user ``name`` (as the app does): its token is refused from now on."""
         self.users.pop(name, None)
+
+    def push(self) -> None:
+        """Send ``measurement`` on every socket now (a value changed), not at the next tick."""
+        self._changed.set()
+
+    def drop_sockets(self) -> None:
+        """Cut every open WebSocket, as a reboot or a Wi-Fi drop does (no closing handshake)."""
+        for transport in self._sockets:
+            transport.close()
+        self._sockets.clear()
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        """``/api/ws``: authorise within the deadline, then push the subscribed topics."""
+        self.request_count[request.path] = self.request_count.get(request.path, 0) + 1
+        if (task := asyncio.current_task()) is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+        if self.hang_upgrade:
+            await self._stopping.wait()
+        if self._stopping.is_set():
+            # A reconnect while the device shuts down.
+            return _error(503, "request:unavailable")
+        socket = web.WebSocketResponse(max_msg_size=64 * 1024)
+        if (transport := request.transport) is not None:
+            self._sockets.add(transport)
+        try:
+            await socket.prepare(request)
+            await socket.send_json(
+                {"type": "authorization_requested", "data": {"api_version": "2.0.0"}}
+            )
+            async with asyncio.timeout(self.authorization_deadline):
+                message = await socket.receive_json()
+            if (
+                not isinstance(message, dict)
+                or message.get("type") != "authorization"
+                or message.get("data") not in self.users.values()
+            ):
+                await socket.send_json({"type": "error", "data": {"message": "user:unauthorized"}})
+                return socket
+            await socket.send_json({"type": "authorized"})
+            topics: set[str] = set()
+            pusher = asyncio.create_task(self._push_loop(socket, topics))
+            try:
+                async for message in socket:
+                    if message.type is WSMsgType.TEXT:
+                        await self._command(socket, message.json(), topics)
+            finally:
+                pusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pusher
+        except (TimeoutError, ValueError, TypeError, ConnectionError):
+            pass
+        finally:
+            if transport is not None:
+                self._sockets.discard(transport)
+                transport.close()
+        return socket
+
+    def _topics(self) -> dict[str, dict[str, Any] | None]:
+        if self.v1 is not None:
+            self.system["api_v1_enabled"] = self.v1.api_enabled
+        return {
+            "device": self.device,
+            "measurement": self.measurement,
+            "system": self.system,
+            "batteries": self.batteries,
+        }
+
+    async def _send(self, socket: web.WebSocketResponse, topic: str) -> None:
+        body = self._topics().get(topic)
+        if body is None:
+            await socket.send_json({"type": "error", "data": {"message": "request:not-found"}})
+            return
+        self.pushed += 1
+        await socket.send_json({"type": topic, "data": body})
+
+    async def _command(
+        self, socket: web.WebSocketResponse, message: object, topics: set[str]
+    ) -> None:
+        """``subscribe`` / ``unsubscribe`` a topic, or ask for one topic's data once."""
+        if not isinstance(message, dict) or not isinstance(kind := message.get("type"), str):
+            await socket.send_json({"type": "error", "data": {"message": "json:invalid"}})
+        elif kind == "subscribe" and isinstance(topic := message.get("data"), str):
+            subscribed = set(self._topics()) if topic == "*" else {topic}
+            topics |= subscribed
+            for name in sorted(subscribed):
+                await self._send(socket, name)
+        elif kind == "unsubscribe":
+            topics.discard(str(message.get("data")))
+        else:
+            await self._send(socket, kind)
+
+    async def _push_loop(self, socket: web.WebSocketResponse, topics: set[str]) -> None:
+        """Send ``measurement`` every ``push_interval`` seconds, or at once after ``push()``."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.push_interval):
+                    await self._changed.wait()
+            self._changed.clear()
+            if "measurement" in topics:
+                await self._send(socket, "measurement")
 
     async def _press(self, _request: web.Request) -> web.Response:
         self.press()

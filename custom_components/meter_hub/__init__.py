@@ -139,6 +139,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> 
 
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    coordinator.async_start_streams()
     if entry.data[CONF_SOURCE] != SOURCE_LOCAL:
         # Backfill of the energy statistics and the place's energy (needs the recorder).
         await async_setup_history(hass, entry)

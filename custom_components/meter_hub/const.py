@@ -35,6 +35,10 @@ CONF_NET_METERING: Final = "net_metering"
 # Options
 CONF_SCAN_INTERVAL: Final = "scan_interval"
 CONF_PLACE_ID: Final = "place_id"
+# HomeWizard v2: WebSocket push (default) or polling only, and the least time between two updates
+# of the entities from pushed messages (0: every message).
+CONF_PUSH: Final = "push"
+CONF_PUSH_INTERVAL_MS: Final = "push_interval_ms"
 
 DEFAULT_SERVER: Final = "https://www.iammeter.com"
 
@@ -44,6 +48,9 @@ LOCAL_SCAN_INTERVAL_RANGE: Final = (1, 60)
 # IAMMETER meters on the local network: the vendor says their values refresh about every second,
 # and the README says what was measured.
 IAMMETER_LOCAL_SCAN_INTERVAL: Final = timedelta(seconds=1)
+# A HomeWizard v2 device whose WebSocket dropped keeps its last pushed reading this long while the
+# polls that stand in for the socket fail (a reboot takes about 20 s).
+PUSH_STALE_AFTER: Final = timedelta(seconds=30)
 # IAMMETER cloud: metersdata may be called at most once per 5 minutes; users may only go slower.
 CLOUD_SCAN_INTERVAL: Final = timedelta(minutes=5)
 CLOUD_SCAN_INTERVAL_RANGE_MIN: Final = (5, 60)

@@ -140,6 +140,9 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
         """
         raise NotImplementedError  # pragma: no cover - no control entities on such a source
 
+    def async_start_streams(self) -> None:
+        """Start what the source pushes, once its entities are set up (nothing by default)."""
+
     @abstractmethod
     def diagnostics(self) -> dict[str, Any]:
         """Source-specific data for the diagnostics download (raw payloads, budget)."""

@@ -26,6 +26,7 @@ from .api.homewizard import (
     Unsupported,
     WrongDevice,
 )
+from .api.homewizard_push import supports_push
 from .api.homewizard_v2 import (
     HomeWizardV2Client,
     Unauthorized,
@@ -38,12 +39,15 @@ from .compat import async_delete_reauth_issue
 from .const import (
     CONF_API_VERSION,
     CONF_PRODUCT_TYPE,
+    CONF_PUSH,
+    CONF_PUSH_INTERVAL_MS,
     CONF_SCAN_INTERVAL,
     CONF_SERIAL,
     CONF_TOKEN,
     DOMAIN,
     LOCAL_COUNTER_RESET,
     LOCAL_SCAN_INTERVAL,
+    PUSH_STALE_AFTER,
 )
 from .coordinator import (
     MeterData,
@@ -54,6 +58,7 @@ from .coordinator import (
     quiet_while_stopping,
     wrong_device_error,
 )
+from .push_link import PushLink
 from .repairs import async_offer_api_v2
 
 # The system settings (the cloud connection) change only when someone changes them: read at the
@@ -95,6 +100,26 @@ class LocalCoordinator(MeterHubCoordinator):
         self._unsupported: set[Control] = set()
         self._settings: dict[str, Value] = {}
         self._settings_due = 0.0
+        # The WebSocket of a v2 device, once started (then polling is its fallback only).
+        self.push: PushLink | None = None
+
+    def async_start_streams(self) -> None:
+        """Open the WebSocket of a v2 device that has one, unless the user chose polling."""
+        device, client = self._device, self.client
+        if (
+            not isinstance(client, HomeWizardV2Client)
+            or device is None
+            or not supports_push(device.product_type)
+            or not self.config_entry.options.get(CONF_PUSH, True)
+        ):
+            return
+        self.push = PushLink(
+            self,
+            client,
+            publish_interval=self.config_entry.options.get(CONF_PUSH_INTERVAL_MS, 0) / 1000,
+            stale_after=PUSH_STALE_AFTER,
+        )
+        self.push.async_start(device)
 
     def _offer_api_v2(self, *, v1_disabled: bool) -> None:
         """Offer the move of a v1 entry to API v2 when its device has v2 (again once v1 is off)."""
@@ -111,6 +136,21 @@ class LocalCoordinator(MeterHubCoordinator):
 
     @quiet_while_stopping
     async def _async_update_data(self) -> MeterHubData:
+        push = self.push
+        if push is not None and self.data is not None:
+            if push.pushing:
+                # Never poll and push at once (a refresh asked for while the socket delivers).
+                return self.data
+            try:
+                return await self._async_poll()
+            except UpdateFailed:
+                # A device that reboots, a Wi-Fi drop: the last pushed reading stands a moment.
+                if push.keeps_last_reading():
+                    return self.data
+                raise
+        return await self._async_poll()
+
+    async def _async_poll(self) -> MeterHubData:
         async with self._poll_lock:
             try:
                 # When the address is handed to another device (a new DHCP lease), its readings
@@ -184,10 +224,11 @@ class LocalCoordinator(MeterHubCoordinator):
 
     def diagnostics(self) -> dict[str, Any]:
         """The last raw payloads of the device."""
-        return {
+        payloads = {
             "device": self.client.last_device_payload,
             "data": self.client.last_data_payload,
         }
+        return payloads if self.push is None else {**payloads, "push": self.push.diagnostics()}
 
 
 async def async_create_local_coordinator(

@@ -1,4 +1,4 @@
-"""Options: how often to poll (and, for a cloud account, which place's energy history to import)."""
+"""Options: polling interval, push (HomeWizard v2) and a cloud account's place to import."""
 
 from __future__ import annotations
 
@@ -7,17 +7,23 @@ from typing import Any
 
 from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
     TextSelector,
 )
 
+from .api.homewizard_push import supports_push
 from .compat import vol
 from .const import (
     CLOUD_SCAN_INTERVAL,
     CLOUD_SCAN_INTERVAL_RANGE_MIN,
+    CONF_API_VERSION,
     CONF_PLACE_ID,
+    CONF_PRODUCT_TYPE,
+    CONF_PUSH,
+    CONF_PUSH_INTERVAL_MS,
     CONF_SCAN_INTERVAL,
     CONF_SOURCE,
     CONF_VENDOR,
@@ -64,6 +70,12 @@ class MeterHubOptionsFlow(OptionsFlow):
         if user_input is not None:
             seconds = int(user_input[CONF_SCAN_INTERVAL]) * scale
             options = {**self.config_entry.options, CONF_SCAN_INTERVAL: seconds}
+            if self._pushes():
+                options[CONF_PUSH] = bool(user_input.get(CONF_PUSH, True))
+                # Never slower than the polls that stand in for the socket.
+                options[CONF_PUSH_INTERVAL_MS] = min(
+                    int(user_input.get(CONF_PUSH_INTERVAL_MS, 0)), seconds * 1000
+                )
             place = str(user_input.get(CONF_PLACE_ID) or "").strip()
             options.pop(CONF_PLACE_ID, None)
             if place and not _PLACE_ID.fullmatch(place):
@@ -76,6 +88,16 @@ class MeterHubOptionsFlow(OptionsFlow):
         fields: dict[vol.Marker, Any] = {
             vol.Required(CONF_SCAN_INTERVAL, default=current): _interval_selector(low, high, unit)
         }
+        if self._pushes():
+            options_now = self.config_entry.options
+            fields[vol.Required(CONF_PUSH, default=options_now.get(CONF_PUSH, True))] = (
+                BooleanSelector()
+            )
+            fields[
+                vol.Required(
+                    CONF_PUSH_INTERVAL_MS, default=options_now.get(CONF_PUSH_INTERVAL_MS, 0)
+                )
+            ] = _interval_selector(0, high * 1000, "ms")
         if cloud:
             # Optional: the energy of a place (IAMMETER web: My Places -> Edit) as statistics.
             place_now = self.config_entry.options.get(CONF_PLACE_ID, "")
@@ -83,3 +105,8 @@ class MeterHubOptionsFlow(OptionsFlow):
                 TextSelector()
             )
         return self.async_show_form(step_id="init", data_schema=vol.Schema(fields), errors=errors)
+
+    def _pushes(self) -> bool:
+        """Whether the entry's device can push (a HomeWizard v2 device with a WebSocket)."""
+        data = self.config_entry.data
+        return data.get(CONF_API_VERSION) == 2 and supports_push(data.get(CONF_PRODUCT_TYPE, ""))

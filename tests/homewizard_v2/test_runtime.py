@@ -198,7 +198,7 @@ async def _announce(hass: HomeAssistant, announcer: FakeHomeWizardV2, serial: st
     return str(result["reason"])
 
 
-@pytest.mark.usefixtures("refused_handshakes")
+@pytest.mark.usefixtures("refused_handshakes")  # the pushing socket, cut when a fake stops
 async def test_an_announcement_moves_a_v2_entry_only_to_the_device_itself(
     hass: HomeAssistant, device: FakeHomeWizardV2, authority: SimulatorAuthority
 ) -> None:

@@ -328,6 +328,45 @@ class HomeWizardV2Client:
         """The last answers that became a reading, by endpoint, made fit for diagnostics."""
         return diagnostic_copy(self._data_payloads)
 
+    @property
+    def token(self) -> str | None:
+        """The token the device gave (secret: never log it)."""
+        return self._token
+
+    @property
+    def tz(self) -> tzinfo:
+        """The meter's local time zone."""
+        return self._tz
+
+    def remember_payload(self, topic: str, payload: object) -> None:
+        """Keep a pushed message as the last ``topic`` answer, for diagnostics."""
+        self._data_payloads = {**self._data_payloads, topic: payload}
+
+    async def open_websocket(self, path: str, max_size: int) -> aiohttp.ClientWebSocketResponse:
+        """Open the WebSocket at ``path`` over the same TLS as the requests (messages <= ``max_size``)."""
+        url = self._base.with_scheme("wss").with_path(path)
+        try:
+            # A device that accepts the connection but never answers the upgrade is given up.
+            async with asyncio.timeout(self._timeout):
+                return await self._session.ws_connect(
+                    url,
+                    headers=_HEADERS,
+                    ssl=self._ssl,
+                    server_hostname=self._server_hostname,
+                    max_msg_size=max_size,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=self._timeout),
+                )
+        except TimeoutError as err:
+            raise CannotConnect(f"{url} did not upgrade within {self._timeout:g} s") from err
+        except aiohttp.WSServerHandshakeError as err:
+            if err.status == 401:
+                raise Unauthorized(f"{self.host} refuses the token") from None
+            raise CannotConnect(f"{url} refused the WebSocket: HTTP {err.status}") from None
+        except (aiohttp.ClientError, OSError) as err:
+            error = self._connection_error(url, err)
+            # the certificate's details stay out; a lost link keeps its cause
+            raise error from (None if isinstance(error, UntrustedDevice) else err)
+
     async def create_user(self, name: str) -> str:
         """Ask the device for a user ``name`` (``local/...``); its token once the button was pressed.
 
@@ -387,6 +426,15 @@ class HomeWizardV2Client:
         self._data_payloads = payloads
         return device, reading
 
+    def _connection_error(self, url: URL, err: Exception) -> HomeWizardError:
+        """The typed error of a failed connection: a certificate not the device's, or no link."""
+        if isinstance(err, aiohttp.ClientConnectorCertificateError):
+            return UntrustedDevice(
+                f"{self.host} is not the HomeWizard device {self._server_hostname}: "
+                f"{loggable(err.certificate_error)}"
+            )
+        return CannotConnect(f"cannot connect to {url}: {loggable(str(err) or type(err).__name__)}")
+
     async def _request(self, method: str, path: str, body: object = None) -> object:
         """The parsed JSON of the HTTP 200 answer to ``method path``; typed errors otherwise."""
         url = self._base.with_path(path)
@@ -410,15 +458,10 @@ class HomeWizardV2Client:
             raise InvalidPayload(f"{url}: {err}") from None
         except TimeoutError as err:
             raise CannotConnect(f"{url} did not answer within {self._timeout:g} s") from err
-        except aiohttp.ClientConnectorCertificateError as err:
-            raise UntrustedDevice(
-                f"{self.host} is not the HomeWizard device {self._server_hostname}: "
-                f"{loggable(err.certificate_error)}"
-            ) from None
         except (aiohttp.ClientError, OSError) as err:
-            raise CannotConnect(
-                f"cannot connect to {url}: {loggable(str(err) or type(err).__name__)}"
-            ) from err
+            error = self._connection_error(url, err)
+            # the certificate's details stay out; a lost link keeps its cause
+            raise error from (None if isinstance(error, UntrustedDevice) else err)
         try:
             payload = await parse_json(raw)
         except ValueError as err:

@@ -1,0 +1,364 @@
+"""The WebSocket push of a HomeWizard v2 device, against the simulator's real WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+import json
+import ssl
+import statistics
+import time
+
+import aiohttp
+from homeassistant.config_entries import SOURCE_REAUTH
+from homeassistant.const import CONF_HOST, STATE_UNAVAILABLE
+from homeassistant.core import Event, HomeAssistant
+from homeassistant.helpers import entity_registry as er
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.meter_hub.api.homewizard import CannotConnect
+from custom_components.meter_hub.api.homewizard_push import PushStream
+from custom_components.meter_hub.api.homewizard_v2 import HomeWizardV2Client, Unauthorized
+from custom_components.meter_hub.api.model import Reading
+from custom_components.meter_hub.const import (
+    CONF_API_VERSION,
+    CONF_PRODUCT_TYPE,
+    CONF_PUSH,
+    CONF_PUSH_INTERVAL_MS,
+    CONF_SERIAL,
+    CONF_SOURCE,
+    CONF_TOKEN,
+    DOMAIN,
+    SOURCE_LOCAL,
+)
+from custom_components.meter_hub.local_coordinator import LocalCoordinator
+from custom_components.meter_hub.push_link import BACKOFF_MAX, backoff_delay
+from simulator.homewizard_v2 import FakeHomeWizardV2
+from simulator.tls import SimulatorAuthority
+
+USER = "local/home-assistant"
+TOKEN = "0123456789ABCDEF0123456789ABCDEF"
+
+pytestmark = pytest.mark.usefixtures("integration_trusts_the_simulator")
+
+
+@pytest.fixture
+async def device(
+    socket_enabled: None, authority: SimulatorAuthority
+) -> AsyncIterator[FakeHomeWizardV2]:
+    fake = FakeHomeWizardV2(authority, "HWE-P1")
+    await fake.start()
+    fake.users[USER] = TOKEN
+    yield fake
+    await fake.stop()
+
+
+async def setup_entry(
+    hass: HomeAssistant, fake: FakeHomeWizardV2, **options: object
+) -> MockConfigEntry:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title=fake.device["product_name"],
+        unique_id=fake.serial,
+        data={
+            CONF_SOURCE: SOURCE_LOCAL,
+            CONF_HOST: fake.host,
+            CONF_SERIAL: fake.serial,
+            CONF_PRODUCT_TYPE: fake.device["product_type"],
+            CONF_API_VERSION: 2,
+            CONF_TOKEN: TOKEN,
+        },
+        options=options,
+    )
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+async def until(hass: HomeAssistant, condition: Callable[[], bool], within: float = 10) -> None:
+    """Let real time pass until ``condition`` holds (the socket runs in real time)."""
+    async with asyncio.timeout(within):
+        while not condition():
+            await asyncio.sleep(0.02)
+            await hass.async_block_till_done()
+
+
+def power_id(hass: HomeAssistant, fake: FakeHomeWizardV2) -> str:
+    found = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{fake.serial}_power_w")
+    assert found is not None
+    return found
+
+
+def link_of(entry: MockConfigEntry) -> LocalCoordinator:
+    coordinator = entry.runtime_data
+    assert isinstance(coordinator, LocalCoordinator)
+    assert coordinator.push is not None
+    return coordinator
+
+
+async def test_power_is_pushed_and_polling_stops(
+    hass: HomeAssistant, device: FakeHomeWizardV2
+) -> None:
+    entry = await setup_entry(hass, device)
+    coordinator = link_of(entry)
+    assert coordinator.push is not None
+    await until(hass, lambda: coordinator.push is not None and coordinator.push.pushing)
+    assert coordinator.update_interval is None
+    polls = device.request_count["/api/measurement"]
+    entity = power_id(hass, device)
+    for watts in (100, 250, -40):
+        device.measurement["power_w"] = watts
+        device.push()
+        await until(hass, lambda w=watts: hass.states.get(entity).state == str(w))
+    # every value came over the socket: no poll since it opened
+    assert device.request_count["/api/measurement"] == polls
+    assert device.request_count["/api/ws"] == 1
+
+
+async def test_writes_are_coalesced(hass: HomeAssistant, device: FakeHomeWizardV2) -> None:
+    """At most one update per publish interval; the newest value is the one shown."""
+    entry = await setup_entry(hass, device, **{CONF_PUSH_INTERVAL_MS: 400})
+    coordinator = link_of(entry)
+    await until(hass, lambda: coordinator.push is not None and coordinator.push.pushing)
+    entity = power_id(hass, device)
+    written: list[str] = []
+
+    def record(event: Event) -> None:
+        if event.data["entity_id"] == entity:
+            written.append(event.data["new_state"].state)
+
+    hass.bus.async_listen("state_changed", record)
+    for watts in range(1, 11):
+        device.measurement["power_w"] = watts
+        device.push()
+        await asyncio.sleep(0.03)
+    await until(hass, lambda: hass.states.get(entity).state == "10")
+    # ten messages in about 0.3 s: one write at once at most, then the newest after the interval
+    assert len(written) <= 2
+    assert written[-1] == "10"
+
+
+async def test_a_dropped_socket_reconnects_and_entities_stay_available(
+    hass: HomeAssistant, device: FakeHomeWizardV2
+) -> None:
+    entry = await setup_entry(hass, device)
+    coordinator = link_of(entry)
+    push = coordinator.push
+    assert push is not None
+    await until(hass, lambda: push.pushing)
+    entity = power_id(hass, device)
+    states: list[str] = []
+    hass.bus.async_listen(
+        "state_changed",
+        lambda event: (
+            states.append(event.data["new_state"].state)
+            if event.data["entity_id"] == entity
+            else None
+        ),
+    )
+    # a Wi-Fi drop: the socket is cut, then the device reboots (its port is gone a moment)
+    port = int(device.host.rsplit(":", 1)[1])
+    await device.stop()
+    await until(hass, lambda: not push.pushing)
+    assert coordinator.update_interval is not None
+    await asyncio.sleep(1)
+    await device.start(port)
+    device.measurement["power_w"] = 777
+    await until(hass, lambda: push.pushing, within=15)
+    await until(hass, lambda: hass.states.get(entity).state == "777")
+    assert push.reconnects == 1
+    assert STATE_UNAVAILABLE not in states
+    assert coordinator.update_interval is None
+
+
+async def test_revoked_token_on_the_socket_starts_the_reauth(
+    hass: HomeAssistant, device: FakeHomeWizardV2
+) -> None:
+    entry = await setup_entry(hass, device)
+    coordinator = link_of(entry)
+    push = coordinator.push
+    assert push is not None
+    await until(hass, lambda: push.pushing)
+    device.revoke(USER)
+    device.drop_sockets()
+    await until(hass, lambda: push.state == "stopped")
+    assert push.last_error is not None
+    assert TOKEN not in push.last_error
+    flows = entry.async_get_active_flows(hass, {SOURCE_REAUTH})
+    assert len(list(flows)) == 1
+
+
+async def test_polling_only_when_chosen(hass: HomeAssistant, device: FakeHomeWizardV2) -> None:
+    entry = await setup_entry(hass, device, **{CONF_PUSH: False})
+    await asyncio.sleep(0.2)
+    await hass.async_block_till_done()
+    assert entry.runtime_data.push is None  # type: ignore[attr-defined]
+    assert "/api/ws" not in device.request_count
+
+
+async def test_diagnostics_show_the_connection(
+    hass: HomeAssistant, device: FakeHomeWizardV2, hass_client: ClientSessionGenerator
+) -> None:
+    entry = await setup_entry(hass, device)
+    coordinator = link_of(entry)
+    await until(hass, lambda: coordinator.push is not None and coordinator.push.pushing)
+    for watts in (1, 2, 3):
+        device.measurement["power_w"] = watts
+        device.push()
+        await asyncio.sleep(0.05)
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    push = diagnostics["source"]["push"]
+    assert push["state"] == "pushing"
+    assert push["reconnects"] == 0
+    assert push["message_rate_per_s"] > 0
+    assert push["publish_interval_ms"] == 0
+    assert TOKEN not in json.dumps(diagnostics)
+
+
+def test_backoff_grows_with_jitter_up_to_a_ceiling() -> None:
+    assert backoff_delay(0, lambda low, high: low) == 0.5
+    assert backoff_delay(3, lambda low, high: high) == 8
+    assert backoff_delay(30, lambda low, high: high) == BACKOFF_MAX
+
+
+# --- the stream alone: hostile devices and dead links -------------------------------------------
+
+
+async def _stream(
+    fake: FakeHomeWizardV2, trust: ssl.SSLContext, session: aiohttp.ClientSession, **kwargs: float
+) -> PushStream:
+    client = HomeWizardV2Client(
+        session,
+        fake.host,
+        device_name=fake.server_hostname,
+        ssl_context=trust,
+        token=TOKEN,
+        timeout=kwargs.pop("timeout", 10),
+    )
+    return PushStream(client, await client.device(), **kwargs)
+
+
+async def test_a_device_that_never_answers_the_upgrade(
+    device: FakeHomeWizardV2, trust: ssl.SSLContext
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        stream = await _stream(device, trust, session, timeout=0.5)
+        device.hang_upgrade = True
+        with pytest.raises(CannotConnect, match="did not upgrade"):
+            await stream.run(lambda reading: None)
+
+
+async def test_a_silent_socket_is_dead(device: FakeHomeWizardV2, trust: ssl.SSLContext) -> None:
+    device.push_interval = 60
+    readings: list[object] = []
+    async with aiohttp.ClientSession() as session:
+        stream = await _stream(device, trust, session, silence_limit=0.3)
+        with pytest.raises(CannotConnect, match="silent"):
+            await stream.run(readings.append)
+    # the subscription's first measurement came, then nothing
+    assert len(readings) >= 1
+
+
+async def test_an_oversized_message_ends_the_socket(
+    device: FakeHomeWizardV2, trust: ssl.SSLContext
+) -> None:
+    device.measurement["meter_model"] = "x" * 70_000
+    async with aiohttp.ClientSession() as session:
+        stream = await _stream(device, trust, session)
+        with pytest.raises(CannotConnect, match="ended"):
+            await stream.run(lambda reading: None)
+
+
+async def test_a_refused_token_on_the_socket(
+    device: FakeHomeWizardV2, trust: ssl.SSLContext
+) -> None:
+    device.revoke(USER)
+    async with aiohttp.ClientSession() as session:
+        client = HomeWizardV2Client(
+            session, device.host, device_name=device.server_hostname, ssl_context=trust, token=TOKEN
+        )
+        device.users["local/other"] = "F" * 32
+        client_device = await HomeWizardV2Client(
+            session,
+            device.host,
+            device_name=device.server_hostname,
+            ssl_context=trust,
+            token="F" * 32,
+        ).device()
+        with pytest.raises(Unauthorized):
+            await PushStream(client, client_device).run(lambda reading: None)
+
+
+async def test_hostile_values_on_the_socket_are_dropped_like_on_rest(
+    device: FakeHomeWizardV2, trust: ssl.SSLContext
+) -> None:
+    """A pushed message goes through the REST parsers: a value of the wrong kind is not used."""
+    device.measurement["power_w"] = "1e999"
+    device.measurement["meter_model"] = "\x1b[31mforged"
+    device.push_interval = 60
+    readings: list[Reading] = []
+    async with aiohttp.ClientSession() as session:
+        stream = await _stream(device, trust, session, silence_limit=0.3)
+        with pytest.raises(CannotConnect):
+            await stream.run(readings.append)
+    values = readings[-1].values
+    assert "power_w" not in values
+    assert values.get("meter_model") != "\x1b[31mforged"
+    assert values["energy_import_kwh"] == 13779.338
+    # system and batteries merged into the same reading as a poll's
+    assert values["wifi_rssi_db"] == -77
+    assert values["battery_mode"] == "zero"
+
+
+async def test_latency_from_the_device_to_the_state(
+    hass: HomeAssistant, device: FakeHomeWizardV2
+) -> None:
+    """Push at "as fast as the device sends": median under 100 ms, p99 under 500 ms."""
+    entry = await setup_entry(hass, device)
+    coordinator = link_of(entry)
+    await until(hass, lambda: coordinator.push is not None and coordinator.push.pushing)
+    entity = power_id(hass, device)
+    arrived: dict[str, float] = {}
+    hass.bus.async_listen(
+        "state_changed",
+        lambda event: (
+            arrived.setdefault(event.data["new_state"].state, time.perf_counter())
+            if event.data["entity_id"] == entity
+            else None
+        ),
+    )
+    latencies = []
+    for watts in range(1000, 1050):
+        device.measurement["power_w"] = watts
+        sent = time.perf_counter()
+        device.push()
+        await until(hass, lambda w=watts: str(w) in arrived)
+        latencies.append(arrived[str(watts)] - sent)
+    latencies.sort()
+    median, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
+    print(f"push latency: median {median * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")  # noqa: T201
+    assert median < 0.1
+    assert p99 < 0.5
+
+
+async def test_options_choose_push_and_its_interval(
+    hass: HomeAssistant, device: FakeHomeWizardV2
+) -> None:
+    entry = await setup_entry(hass, device, **{CONF_PUSH: False})
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert {str(key) for key in result["data_schema"].schema} >= {CONF_PUSH, CONF_PUSH_INTERVAL_MS}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {"scan_interval": 2, CONF_PUSH: True, CONF_PUSH_INTERVAL_MS: 9000},
+    )
+    # never slower than the polls that stand in for the socket
+    assert result["data"] == {"scan_interval": 2, CONF_PUSH: True, CONF_PUSH_INTERVAL_MS: 2000}
+    await hass.async_block_till_done()
+    coordinator = link_of(entry)
+    await until(hass, lambda: coordinator.push is not None and coordinator.push.pushing)
