@@ -17,7 +17,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
-from .api.controls import Control
+from .api.controls import STATE_KEYS
 from .coordinator import MeterHubConfigEntry, MeterHubCoordinator
 from .entity import MeterHubEntity, meter_device_info
 
@@ -79,8 +79,8 @@ async def async_setup_entry(
                 new.append(UploadingSensor(coordinator, serial))
                 created.add((serial, UPLOADING.key))
             for key in sorted(meter.reading.values.keys() & SWITCH_STATES.keys()):
-                # a setting the device lets Home Assistant change is a switch instead
-                if key == "cloud_enabled" and Control.CLOUD in meter.info.controls:
+                # the state of a control the device has is shown by the control's entity
+                if key in {STATE_KEYS[control] for control in meter.info.controls}:
                     continue
                 if (serial, key) not in created:
                     new.append(SwitchStateSensor(coordinator, serial, SWITCH_STATES[key]))

@@ -9,7 +9,7 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .api.controls import Control
+from .api.controls import STATE_KEYS, Control
 from .api.model import ExternalMeter, MeterInfo, Value
 from .compat import set_parent_device
 from .const import DOMAIN
@@ -84,8 +84,9 @@ class ControlDescription(EntityDescription):
     available_fn: Callable[[dict[str, Value]], bool] | None = None
 
 
-def has_value(key: str, control: Control) -> Callable[[MeterData], bool]:
-    """``exists_fn`` of ``control``, whose state the device reports under ``key``."""
+def has_value(control: Control) -> Callable[[MeterData], bool]:
+    """``exists_fn`` of ``control``: the device has it and reports its state."""
+    key = STATE_KEYS[control]
     return lambda meter: control in meter.info.controls and key in meter.reading.values
 
 

@@ -34,7 +34,7 @@ NUMBERS: tuple[MeterNumberDescription, ...] = (
         native_min_value=0,
         native_max_value=100,
         native_step=1,
-        exists_fn=has_value("brightness", Control.BRIGHTNESS),
+        exists_fn=has_value(Control.BRIGHTNESS),
         set_fn=lambda controls, percent: controls.set_brightness(percent),
     ),
 )

@@ -35,7 +35,7 @@ SWITCHES: tuple[MeterSwitchDescription, ...] = (
         key="switch_on",
         name=None,  # the socket's main feature: the entity bears the device's name
         device_class=SwitchDeviceClass.OUTLET,
-        exists_fn=has_value("switch_on", Control.POWER),
+        exists_fn=has_value(Control.POWER),
         set_fn=lambda controls, on: controls.set_power(on),
         held_by_lock=True,
     ),
@@ -43,14 +43,14 @@ SWITCHES: tuple[MeterSwitchDescription, ...] = (
         key="switch_lock",
         translation_key="switch_lock",
         entity_category=EntityCategory.CONFIG,
-        exists_fn=has_value("switch_lock", Control.SWITCH_LOCK),
+        exists_fn=has_value(Control.SWITCH_LOCK),
         set_fn=lambda controls, on: controls.set_switch_lock(on),
     ),
     MeterSwitchDescription(
         key="cloud_enabled",
         translation_key="cloud_connection",
         entity_category=EntityCategory.CONFIG,
-        exists_fn=has_value("cloud_enabled", Control.CLOUD),
+        exists_fn=has_value(Control.CLOUD),
         set_fn=lambda controls, on: controls.set_cloud(on),
     ),
 )

@@ -21,6 +21,15 @@ class Control(StrEnum):
     CLOUD = "cloud"
 
 
+# The reading key each control's state is reported under (``api/model.py``'s CONTROL_KEYS).
+STATE_KEYS: dict[str, str] = {
+    Control.POWER: "switch_on",
+    Control.SWITCH_LOCK: "switch_lock",
+    Control.BRIGHTNESS: "brightness",
+    Control.CLOUD: "cloud_enabled",
+}
+
+
 class DeviceControls(Protocol):
     """Writes to a device; each raises the client's own errors when the device refuses."""
 
