@@ -80,7 +80,7 @@ async def async_setup_entry(
                 created.add((serial, UPLOADING.key))
             for key in sorted(meter.reading.values.keys() & SWITCH_STATES.keys()):
                 # the state of a control the device has is shown by the control's entity
-                if key in {STATE_KEYS[control] for control in meter.info.controls}:
+                if key in {STATE_KEYS.get(control) for control in meter.info.controls}:
                     continue
                 if (serial, key) not in created:
                     new.append(SwitchStateSensor(coordinator, serial, SWITCH_STATES[key]))
