@@ -178,6 +178,14 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def _merged(previous: dict[str, Any], run: dict[str, Any], part: str) -> dict[str, Any]:
+    """The results file after ``--only PART``: the other parts kept, this part's run noted in ``runs``."""
+    merged = {**previous, part: run[part]}
+    meta = {key: run[key] for key in ("command", "date", "revision", "machine", "seconds", "crashed")}
+    merged["runs"] = {**previous.get("runs", {}), part: meta}
+    return merged
+
+
 def _write(results: dict[str, Any], output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -246,6 +254,8 @@ def main() -> int:
     results["seconds"] = round(time.monotonic() - started, 1)
     results["machine"]["load_average_at_end"] = round(os.getloadavg()[0], 2)
     results["crashed"] = crashed
+    if args.only and output.exists():
+        results = _merged(json.loads(output.read_text(encoding="utf-8")), results, args.only)
     _write(results, output)
     if crashed:
         say(f"scripts/bench: crashed: {', '.join(crashed)}", err=True)

@@ -22,6 +22,12 @@ def table(results: dict[str, Any]) -> str:
         f" {machine['homeassistant']}, python-homewizard-energy"
         f" {machine['python-homewizard-energy']}; load average {machine.get('load_average_at_start')}"
         f" at the start, {machine.get('load_average_at_end')} at the end.",
+        *(
+            f"The {part} part was run again alone: `{run['command']}` on {run['date'][:10]},"
+            f" revision {run.get('revision')}; load average"
+            f" {run['machine'].get('load_average_at_start')} at the start."
+            for part, run in results.get("runs", {}).items()
+        ),
         "",
         "| Measurement | Meter Hub | Core `homewizard` | Target |",
         "| --- | --- | --- | --- |",
