@@ -17,7 +17,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
-from .api.controls import STATE_KEYS
+from .api.controls import controlled_keys
 from .coordinator import MeterHubConfigEntry, MeterHubCoordinator
 from .entity import MeterHubEntity, meter_device_info
 
@@ -78,10 +78,9 @@ async def async_setup_entry(
             ):
                 new.append(UploadingSensor(coordinator, serial))
                 created.add((serial, UPLOADING.key))
-            for key in sorted(meter.reading.values.keys() & SWITCH_STATES.keys()):
-                # the state of a control the device has is shown by the control's entity
-                if key in {STATE_KEYS.get(control) for control in meter.info.controls}:
-                    continue
+            # the state of a control the device has is shown by the control's entity
+            shown = SWITCH_STATES.keys() - controlled_keys(meter.info.controls)
+            for key in sorted(meter.reading.values.keys() & shown):
                 if (serial, key) not in created:
                     new.append(SwitchStateSensor(coordinator, serial, SWITCH_STATES[key]))
                     created.add((serial, key))

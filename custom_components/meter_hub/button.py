@@ -1,4 +1,4 @@
-"""Buttons: let a device's status light blink (identify)."""
+"""Buttons: let a device's status light blink (identify), restart a device."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .api.controls import Control, DeviceControls
 from .coordinator import MeterHubConfigEntry
-from .entity import ControlDescription, MeterControlEntity, control_entities
+from .entity import ControlDescription, MeterControlEntity, control_entities, has_control
 from .helpers import device_write
 
 PARALLEL_UPDATES = 1
@@ -30,9 +30,17 @@ BUTTONS: tuple[MeterButtonDescription, ...] = (
         key="identify",
         device_class=ButtonDeviceClass.IDENTIFY,
         entity_category=EntityCategory.CONFIG,
-        exists_fn=lambda meter: Control.IDENTIFY in meter.info.controls,
+        exists_fn=has_control(Control.IDENTIFY),
         available_fn=lambda values: True,
         press_fn=lambda controls: controls.identify(),
+    ),
+    MeterButtonDescription(
+        key="reboot",
+        device_class=ButtonDeviceClass.RESTART,
+        entity_category=EntityCategory.CONFIG,
+        exists_fn=has_control(Control.REBOOT),
+        available_fn=lambda values: True,
+        press_fn=lambda controls: controls.reboot(),
     ),
 )
 

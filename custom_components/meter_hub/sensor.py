@@ -39,6 +39,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
+from .api.controls import controlled_keys
 from .api.model import (
     BATTERY_MODES,
     MAX_EXTERNAL_METERS,
@@ -374,12 +375,6 @@ SENSORS: dict[str, MeterHubSensorEntityDescription] = {
             entity_registry_enabled_default=False,
         ),
         MeterHubSensorEntityDescription(
-            key="status_led_brightness_pct",
-            translation_key="status_led_brightness",
-            native_unit_of_measurement=PERCENTAGE,
-            entity_category=EntityCategory.DIAGNOSTIC,
-        ),
-        MeterHubSensorEntityDescription(
             key="state_of_charge_pct",
             translation_key="state_of_charge",
             device_class=SensorDeviceClass.BATTERY,
@@ -481,10 +476,12 @@ async def async_setup_entry(
     def add_new_sensors() -> None:
         new: list[MeterHubSensor] = []
         for serial, meter in coordinator.data.items():
+            # the state of a control the device has is shown by the control's entity
+            shown = SENSORS.keys() - controlled_keys(meter.info.controls)
             new.extend(
                 MeterReadingSensor(coordinator, serial, SENSORS[key], created)
                 for key in (*meter.reading.values, *meter.reading.expected)
-                if key in SENSORS and f"{serial}_{key}" not in created
+                if key in shown and f"{serial}_{key}" not in created
             )
             externals = meter.reading.externals
             new.extend(

@@ -307,7 +307,7 @@ def test_system_and_batteries() -> None:
         "wifi_rssi_db": -77,
         "cloud_enabled": True,
         "uptime_s": 356,
-        "status_led_brightness_pct": 100,
+        "brightness": 100,  # the key of the status light of API v1
         "api_v1_enabled": True,
     }
     assert parse_batteries(PROFILES_V2["HWE-KWH3"].batteries) == {

@@ -106,7 +106,6 @@ SCALAR_KEYS: Final = (
     "wifi_rssi_db",
     "uptime_s",
     "cloud_enabled",  # bool
-    "status_led_brightness_pct",
     "api_v1_enabled",  # bool
     # a battery itself (Plug-In Battery)
     "state_of_charge_pct",
@@ -229,6 +228,8 @@ class MeterInfo:
     configuration_url: str | None = None
     # What the device can be told to do (``api.controls.Control`` values).
     controls: tuple[str, ...] = ()
+    # The modes the batteries it controls can be set to (``Control.BATTERY_MODE``).
+    battery_modes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
