@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from ipaddress import ip_address
 import json
 import logging
@@ -35,26 +34,9 @@ from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
 from tests.conftest import async_poll
 
-USER = "local/home-assistant"
-
+from .conftest import USER
 
 pytestmark = pytest.mark.usefixtures("integration_trusts_the_simulator")
-
-
-@pytest.fixture
-def device_profile() -> str:
-    return "HWE-P1"
-
-
-@pytest.fixture
-async def device(
-    socket_enabled: None, authority: SimulatorAuthority, device_profile: str
-) -> AsyncIterator[FakeHomeWizardV2]:
-    fake = FakeHomeWizardV2(authority, device_profile)
-    await fake.start()
-    fake.users[USER] = "0123456789ABCDEF0123456789ABCDEF"
-    yield fake
-    await fake.stop()
 
 
 async def setup_v2(hass: HomeAssistant, fake: FakeHomeWizardV2) -> MockConfigEntry:
