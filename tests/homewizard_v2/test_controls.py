@@ -246,6 +246,7 @@ async def test_a_refused_token_on_a_write_starts_the_reauth(
 ) -> None:
     entry = await setup_entry(hass, device, **{CONF_PUSH: False})
     token = device.users.pop(USER)
+    assert not list(entry.async_get_active_flows(hass, {SOURCE_REAUTH}))
     with pytest.raises(HomeAssistantError) as refused:
         await _call(
             hass, BUTTON_DOMAIN, SERVICE_PRESS, _id(hass, BUTTON_DOMAIN, device, "identify")
@@ -253,4 +254,4 @@ async def test_a_refused_token_on_a_write_starts_the_reauth(
     assert refused.value.translation_key == "token_refused"
     assert token not in str(refused.value)
     await hass.async_block_till_done()
-    assert entry.async_get_active_flows(hass, {SOURCE_REAUTH})
+    assert list(entry.async_get_active_flows(hass, {SOURCE_REAUTH}))
