@@ -15,8 +15,11 @@ import pytest
 from custom_components.meter_hub.api.homewizard import (
     ApiDisabled,
     CannotConnect,
+    HomeWizardClient,
+    HomeWizardDevice,
     InvalidPayload,
     NotHomeWizard,
+    Unsupported,
     WrongDevice,
 )
 from custom_components.meter_hub.api.homewizard_v2 import (
@@ -526,3 +529,48 @@ async def test_other_answers(
     fake.fail_with = (status, body)
     with pytest.raises(error):
         await client.device()
+
+
+# --- controls -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("api_version", "modes"),
+    [
+        ("2.1.0", ("zero", "to_full", "standby")),
+        ("2.2.0", ("zero", "to_full", "standby")),
+        ("2.3.0", ("zero", "to_full", "standby", "predictive")),
+        ("2.10.1", ("zero", "to_full", "standby", "predictive")),
+        ("2.x", ("zero", "to_full", "standby")),
+    ],
+)
+def test_battery_modes_follow_the_api_version(api_version: str, modes: tuple[str, ...]) -> None:
+    device = HomeWizardDevice("HWE-P1", None, "5c2fafaabbcc", "6.00", api_version, "127.0.0.1")
+    assert device.battery_modes == modes
+    assert device.meter_info.battery_modes == modes
+    battery = HomeWizardDevice("HWE-BAT", None, "5c2fafaabbbb", "1.00", api_version, "127.0.0.1")
+    assert battery.meter_info.battery_modes == ()  # it controls no batteries
+
+
+async def test_each_api_refuses_the_controls_it_lacks(
+    session: aiohttp.ClientSession, start_fake: StartFake, trust: ssl.SSLContext
+) -> None:
+    v1 = HomeWizardClient(session, "127.0.0.1:1")
+    for v1_write in (
+        v1.reboot(),
+        v1.set_battery_mode("zero"),
+        v1.allow_battery(charge=True),
+        v1.set_battery_charge_to_full(True),
+    ):
+        with pytest.raises(Unsupported):
+            await v1_write
+    kwh = await start_fake("HWE-KWH1")
+    client = await paired(kwh, session, trust)
+    for v2_write in (client.set_power(True), client.set_switch_lock(True), client.identify()):
+        with pytest.raises(Unsupported):
+            await v2_write
+    assert kwh.batteries is not None
+    del kwh.batteries["permissions"]  # firmware before API 2.2.0
+    with pytest.raises(Unsupported):
+        await client.allow_battery(charge=False)
+    assert kwh.request_count.get("/api/system/identify") == 1
