@@ -39,6 +39,11 @@ def _held_by_lock(values: dict[str, Value]) -> str | None:
     return "switch_locked" if values.get("switch_lock") is True else None
 
 
+def _allow(direction: str) -> Callable[[DeviceControls, bool], Awaitable[None]]:
+    """``set_fn`` of the permission to ``direction`` (charge, discharge)."""
+    return lambda controls, on: controls.allow_battery(**{direction: on})
+
+
 def _held_by_charge_to_full(values: dict[str, Value]) -> str | None:
     """The permissions are read-only while the batteries charge to full (batteries.mdx)."""
     return "battery_charging_to_full" if values.get("battery_mode") == "to_full" else None
@@ -67,19 +72,18 @@ SWITCHES: tuple[MeterSwitchDescription, ...] = (
         exists_fn=has_value(Control.CLOUD),
         set_fn=lambda controls, on: controls.set_cloud(on),
     ),
-    MeterSwitchDescription(
-        key="battery_charge_allowed",
-        translation_key="battery_charge_allowed",
-        exists_fn=has_value(Control.BATTERY_CHARGE),
-        set_fn=lambda controls, on: controls.allow_battery(charge=on),
-        refusal_fn=_held_by_charge_to_full,
-    ),
-    MeterSwitchDescription(
-        key="battery_discharge_allowed",
-        translation_key="battery_discharge_allowed",
-        exists_fn=has_value(Control.BATTERY_DISCHARGE),
-        set_fn=lambda controls, on: controls.allow_battery(discharge=on),
-        refusal_fn=_held_by_charge_to_full,
+    *(
+        MeterSwitchDescription(
+            key=f"battery_{direction}_allowed",
+            translation_key=f"battery_{direction}_allowed",
+            exists_fn=has_value(control),
+            set_fn=_allow(direction),
+            refusal_fn=_held_by_charge_to_full,
+        )
+        for direction, control in (
+            ("charge", Control.BATTERY_CHARGE),
+            ("discharge", Control.BATTERY_DISCHARGE),
+        )
     ),
     MeterSwitchDescription(
         key="battery_charge_to_full",

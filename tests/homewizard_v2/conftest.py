@@ -72,16 +72,10 @@ def refused_handshakes(hass: HomeAssistant) -> None:
 
 
 @pytest.fixture
-def device_profile() -> str:
-    """The product of ``device`` (parametrize it for another)."""
-    return "HWE-P1"
-
-
-@pytest.fixture
 async def device(
     socket_enabled: None, authority: SimulatorAuthority, device_profile: str
 ) -> AsyncIterator[FakeHomeWizardV2]:
-    """A fake v2 device of ``device_profile`` on which Home Assistant is the user ``USER``."""
+    """A fake v2 device of ``device_profile`` (the root conftest's) with the user ``USER``."""
     fake = FakeHomeWizardV2(authority, device_profile)
     await fake.start()
     fake.users[USER] = "0123456789ABCDEF0123456789ABCDEF"

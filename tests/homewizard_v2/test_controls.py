@@ -17,7 +17,6 @@ from homeassistant.components.select import (
 from homeassistant.components.switch import DOMAIN as SWITCH_DOMAIN
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import (
-    ATTR_ENTITY_ID,
     SERVICE_TURN_OFF,
     SERVICE_TURN_ON,
     STATE_OFF,
@@ -31,6 +30,7 @@ import pytest
 
 from custom_components.meter_hub.const import CONF_PUSH, DOMAIN
 from simulator.homewizard_v2 import FakeHomeWizardV2
+from tests.conftest import async_call, categories_of, entity_of, state_of
 
 from .conftest import USER
 from .test_push import setup_entry, until
@@ -39,22 +39,7 @@ pytestmark = pytest.mark.usefixtures("integration_trusts_the_simulator")
 
 
 def _id(hass: HomeAssistant, domain: str, fake: FakeHomeWizardV2, key: str) -> str | None:
-    return er.async_get(hass).async_get_entity_id(domain, DOMAIN, f"{fake.serial}_{key}")
-
-
-def _state(hass: HomeAssistant, entity_id: str | None) -> str:
-    assert entity_id is not None
-    state = hass.states.get(entity_id)
-    assert state is not None, entity_id
-    return state.state
-
-
-async def _call(
-    hass: HomeAssistant, domain: str, service: str, entity_id: str | None, **data: object
-) -> None:
-    await hass.services.async_call(
-        domain, service, {ATTR_ENTITY_ID: entity_id, **data}, blocking=True
-    )
+    return entity_of(hass, domain, fake.serial, key)
 
 
 async def test_p1_meter_controls_write_and_read_back(
@@ -70,12 +55,9 @@ async def test_p1_meter_controls_write_and_read_back(
     charge = _id(hass, SWITCH_DOMAIN, device, "battery_charge_allowed")
     discharge = _id(hass, SWITCH_DOMAIN, device, "battery_discharge_allowed")
     to_full = _id(hass, SWITCH_DOMAIN, device, "battery_charge_to_full")
-    registry = er.async_get(hass)
-    for config in (cloud, brightness, identify, reboot):
-        assert config is not None
-        entry = registry.async_get(config)
-        assert entry is not None
-        assert entry.entity_category is EntityCategory.CONFIG
+    assert categories_of(hass, cloud, brightness, identify, reboot) == {EntityCategory.CONFIG}
+    # the batteries' controls are what their owner uses: on the device page, not in its settings
+    assert categories_of(hass, mode, charge, discharge, to_full) == {None}
     # the controls show these states; no sensor shows them a second time
     for domain, key in (
         ("binary_sensor", "cloud_enabled"),
@@ -84,51 +66,51 @@ async def test_p1_meter_controls_write_and_read_back(
         ("sensor", "status_led_brightness_pct"),
     ):
         assert _id(hass, domain, device, key) is None, key
-    assert _state(hass, brightness) == "100"
-    assert _state(hass, mode) == "zero"
+    assert state_of(hass, brightness) == "100"
+    assert state_of(hass, mode) == "zero"
 
-    await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, cloud)
+    await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, cloud)
     assert device.system["cloud_enabled"] is False
-    assert _state(hass, cloud) == STATE_OFF
+    assert state_of(hass, cloud) == STATE_OFF
 
-    await _call(hass, NUMBER_DOMAIN, SERVICE_SET_VALUE, brightness, **{ATTR_VALUE: 40})
+    await async_call(hass, NUMBER_DOMAIN, SERVICE_SET_VALUE, brightness, **{ATTR_VALUE: 40})
     assert device.system["status_led_brightness_pct"] == 40
-    assert _state(hass, brightness) == "40"
+    assert state_of(hass, brightness) == "40"
 
-    await _call(hass, BUTTON_DOMAIN, SERVICE_PRESS, identify)
+    await async_call(hass, BUTTON_DOMAIN, SERVICE_PRESS, identify)
     assert device.identified == 1
 
     # standby forbids both; allowing one turns the mode back to zero (the vendor's rules)
-    await _call(hass, SELECT_DOMAIN, SERVICE_SELECT_OPTION, mode, **{ATTR_OPTION: "standby"})
+    await async_call(hass, SELECT_DOMAIN, SERVICE_SELECT_OPTION, mode, **{ATTR_OPTION: "standby"})
     assert device.batteries is not None
     assert (device.batteries["mode"], device.batteries["permissions"]) == ("standby", [])
-    assert (_state(hass, mode), _state(hass, charge), _state(hass, discharge)) == (
+    assert (state_of(hass, mode), state_of(hass, charge), state_of(hass, discharge)) == (
         "standby",
         STATE_OFF,
         STATE_OFF,
     )
-    await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, charge)
+    await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, charge)
     assert device.batteries["permissions"] == ["charge_allowed"]
-    assert (_state(hass, mode), _state(hass, charge), _state(hass, discharge)) == (
+    assert (state_of(hass, mode), state_of(hass, charge), state_of(hass, discharge)) == (
         "zero",
         STATE_ON,
         STATE_OFF,
     )
 
     # charging to full: the permissions are the device's to keep until it ends
-    await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, to_full)
+    await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, to_full)
     assert (device.batteries["mode"], device.batteries["charge_to_full"]) == ("to_full", True)
-    assert (_state(hass, mode), _state(hass, to_full)) == ("to_full", STATE_ON)
+    assert (state_of(hass, mode), state_of(hass, to_full)) == ("to_full", STATE_ON)
     with pytest.raises(HomeAssistantError) as refused:
-        await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, discharge)
+        await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, discharge)
     assert refused.value.translation_key == "battery_charging_to_full"
     assert device.batteries["permissions"] == ["charge_allowed"]
-    await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, to_full)
-    assert (_state(hass, mode), _state(hass, to_full)) == ("zero", STATE_OFF)
+    await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, to_full)
+    assert (state_of(hass, mode), state_of(hass, to_full)) == ("zero", STATE_OFF)
 
-    await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, discharge)
+    await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, discharge)
     assert device.batteries["permissions"] == ["charge_allowed", "discharge_allowed"]
-    assert _state(hass, discharge) == STATE_ON
+    assert state_of(hass, discharge) == STATE_ON
 
 
 async def test_written_state_comes_with_the_push(
@@ -141,9 +123,11 @@ async def test_written_state_comes_with_the_push(
     mode = _id(hass, SELECT_DOMAIN, device, "battery_mode")
     cloud = _id(hass, SWITCH_DOMAIN, device, "cloud_enabled")
     reads = (device.request_count["/api/system"], device.request_count["/api/batteries"])
-    await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, cloud)
-    await _call(hass, SELECT_DOMAIN, SERVICE_SELECT_OPTION, mode, **{ATTR_OPTION: "standby"})
-    await until(hass, lambda: _state(hass, cloud) == STATE_OFF and _state(hass, mode) == "standby")
+    await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, cloud)
+    await async_call(hass, SELECT_DOMAIN, SERVICE_SELECT_OPTION, mode, **{ATTR_OPTION: "standby"})
+    await until(
+        hass, lambda: state_of(hass, cloud) == STATE_OFF and state_of(hass, mode) == "standby"
+    )
     # one PUT each, no read: the state came over the socket
     assert (device.request_count["/api/system"], device.request_count["/api/batteries"]) == (
         reads[0] + 1,
@@ -163,7 +147,7 @@ async def test_reboot_drops_the_socket_and_the_device_comes_back(
     registry_entry = er.async_get(hass).async_get(reboot or "")
     assert registry_entry is not None
     assert registry_entry.original_device_class == "restart"
-    await _call(hass, BUTTON_DOMAIN, SERVICE_PRESS, reboot)
+    await async_call(hass, BUTTON_DOMAIN, SERVICE_PRESS, reboot)
     assert device.reboots == 1
     await until(hass, lambda: push.reconnects == 1 and push.pushing)
     assert device.system["uptime_s"] == 0
@@ -188,12 +172,14 @@ async def test_plug_in_battery_blinks_and_dims_but_keeps_its_cloud(
     """The battery's cloud connection is read-only, and it cannot be rebooted (system.mdx)."""
     await setup_entry(hass, device, **{CONF_PUSH: False})
     brightness = _id(hass, NUMBER_DOMAIN, device, "brightness")
-    assert _state(hass, brightness) == "80"
-    await _call(hass, NUMBER_DOMAIN, SERVICE_SET_VALUE, brightness, **{ATTR_VALUE: 10})
-    assert _state(hass, brightness) == "10"
-    await _call(hass, BUTTON_DOMAIN, SERVICE_PRESS, _id(hass, BUTTON_DOMAIN, device, "identify"))
+    assert state_of(hass, brightness) == "80"
+    await async_call(hass, NUMBER_DOMAIN, SERVICE_SET_VALUE, brightness, **{ATTR_VALUE: 10})
+    assert state_of(hass, brightness) == "10"
+    await async_call(
+        hass, BUTTON_DOMAIN, SERVICE_PRESS, _id(hass, BUTTON_DOMAIN, device, "identify")
+    )
     assert device.identified == 1
-    assert _state(hass, _id(hass, "binary_sensor", device, "cloud_enabled")) == STATE_ON
+    assert state_of(hass, _id(hass, "binary_sensor", device, "cloud_enabled")) == STATE_ON
     assert _id(hass, SWITCH_DOMAIN, device, "cloud_enabled") is None
     assert _id(hass, BUTTON_DOMAIN, device, "reboot") is None
     assert _id(hass, SELECT_DOMAIN, device, "battery_mode") is None
@@ -208,10 +194,12 @@ async def test_predictive_mode_from_api_2_3(hass: HomeAssistant, device: FakeHom
     state = hass.states.get(mode or "")
     assert state is not None
     assert state.attributes["options"] == ["zero", "to_full", "standby", "predictive"]
-    await _call(hass, SELECT_DOMAIN, SERVICE_SELECT_OPTION, mode, **{ATTR_OPTION: "predictive"})
+    await async_call(
+        hass, SELECT_DOMAIN, SERVICE_SELECT_OPTION, mode, **{ATTR_OPTION: "predictive"}
+    )
     assert device.batteries is not None
     assert device.batteries["mode"] == "predictive"
-    assert _state(hass, mode) == "predictive"
+    assert state_of(hass, mode) == "predictive"
 
 
 @pytest.mark.parametrize(
@@ -233,7 +221,7 @@ async def test_a_refused_write_is_a_translated_error(
     cloud = _id(hass, SWITCH_DOMAIN, device, "cloud_enabled")
     device.fail_with = (status, body)
     with pytest.raises(HomeAssistantError) as failed:
-        await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, cloud)
+        await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, cloud)
     assert failed.value.translation_domain == DOMAIN
     assert failed.value.translation_key == translation_key
     # the device's reason is in the message where it gave one
@@ -248,7 +236,7 @@ async def test_a_refused_token_on_a_write_starts_the_reauth(
     token = device.users.pop(USER)
     assert not list(entry.async_get_active_flows(hass, {SOURCE_REAUTH}))
     with pytest.raises(HomeAssistantError) as refused:
-        await _call(
+        await async_call(
             hass, BUTTON_DOMAIN, SERVICE_PRESS, _id(hass, BUTTON_DOMAIN, device, "identify")
         )
     assert refused.value.translation_key == "token_refused"
