@@ -1,6 +1,7 @@
 """Binary sensors: cloud uploads still arriving, and the on/off values of a reading.
 
-The on/off values are settings of a HomeWizard device and of the batteries it controls.
+The on/off values are settings of a HomeWizard device that it cannot be told to change here
+(the Plug-In Battery's cloud connection, API v1 seen over v2); the others are switches.
 """
 
 from __future__ import annotations
@@ -46,15 +47,6 @@ SWITCH_STATES: dict[str, BinarySensorEntityDescription] = {
             key="api_v1_enabled",
             translation_key="api_v1_enabled",
             entity_category=EntityCategory.DIAGNOSTIC,
-        ),
-        BinarySensorEntityDescription(
-            key="battery_charge_allowed", translation_key="battery_charge_allowed"
-        ),
-        BinarySensorEntityDescription(
-            key="battery_discharge_allowed", translation_key="battery_discharge_allowed"
-        ),
-        BinarySensorEntityDescription(
-            key="battery_charge_to_full", translation_key="battery_charge_to_full"
         ),
     )
 }

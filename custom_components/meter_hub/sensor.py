@@ -41,7 +41,6 @@ from homeassistant.util import dt as dt_util
 
 from .api.controls import controlled_keys
 from .api.model import (
-    BATTERY_MODES,
     MAX_EXTERNAL_METERS,
     MAX_ID_LENGTH,
     PHASES,
@@ -386,12 +385,6 @@ SENSORS: dict[str, MeterHubSensorEntityDescription] = {
             translation_key="battery_cycles",
             state_class=SensorStateClass.TOTAL_INCREASING,
             entity_category=EntityCategory.DIAGNOSTIC,
-        ),
-        MeterHubSensorEntityDescription(
-            key="battery_mode",
-            translation_key="battery_mode",
-            device_class=SensorDeviceClass.ENUM,
-            options=list(BATTERY_MODES),
         ),
         MeterHubSensorEntityDescription(
             key="battery_count",

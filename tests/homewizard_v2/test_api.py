@@ -169,7 +169,7 @@ def test_every_canonical_key_has_an_entity_description() -> None:
     """A value without a description would reach no entity."""
     switches = set(SWITCH_STATES)
     assert switches == SWITCH_KEYS
-    controls = set(CONTROL_KEYS)  # switch and number entities (``switch.py``, ``number.py``)
+    controls = set(CONTROL_KEYS)  # switch, number and select entities
     assert all_keys() - switches - controls <= set(SENSORS)
 
 
