@@ -39,7 +39,6 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
-from .api.controls import controlled_keys
 from .api.model import (
     MAX_EXTERNAL_METERS,
     MAX_ID_LENGTH,
@@ -469,12 +468,10 @@ async def async_setup_entry(
     def add_new_sensors() -> None:
         new: list[MeterHubSensor] = []
         for serial, meter in coordinator.data.items():
-            # the state of a control the device has is shown by the control's entity
-            shown = SENSORS.keys() - controlled_keys(meter.info.controls)
             new.extend(
                 MeterReadingSensor(coordinator, serial, SENSORS[key], created)
                 for key in (*meter.reading.values, *meter.reading.expected)
-                if key in shown and f"{serial}_{key}" not in created
+                if key in SENSORS and f"{serial}_{key}" not in created
             )
             externals = meter.reading.externals
             new.extend(

@@ -171,6 +171,8 @@ def test_every_canonical_key_has_an_entity_description() -> None:
     assert switches == SWITCH_KEYS
     controls = set(CONTROL_KEYS)  # switch, number and select entities
     assert all_keys() - switches - controls <= set(SENSORS)
+    # a control's state has the control's entity, not a sensor as well
+    assert not controls & set(SENSORS)
 
 
 # Every data point of the vendor's v2 pages (measurement: P1, kWh meters, battery; system;
