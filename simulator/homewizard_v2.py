@@ -19,14 +19,23 @@ topic at once and ``measurement`` again every ``push_interval`` seconds (1 s by 
 DSMR 5 meter does), and at once after ``push()``. ``drop_sockets()`` cuts every open socket (a
 reboot or a Wi-Fi drop); ``hang_upgrade`` makes the device accept the connection but never answer
 the upgrade.
+
+The writes (v2 docs: system.mdx, batteries.mdx): ``PUT /api/system`` (cloud connection, status
+light, API v1), ``PUT /api/batteries`` (``battery_group.py``), ``PUT /api/system/identify``
+(counted in ``identified``) and ``PUT /api/system/reboot`` (counted in ``reboots``: the sockets
+drop and every request gets 503 for ``reboot_seconds``, then the uptime starts again), each where
+the product has it. A changed ``system`` or ``batteries`` is pushed at once on the sockets
+subscribed to it, as the device does.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 import contextlib
 import copy
 from dataclasses import dataclass
+from functools import partial
 import json
 from pathlib import Path
 import re
@@ -36,6 +45,7 @@ from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
+from .battery_group import BatteryGroup
 from .homewizard import LISTEN_HOST, FakeHomeWizard
 from .tls import SimulatorAuthority
 
@@ -55,6 +65,17 @@ WEBSOCKET_PATH: Final = "/api/ws"
 # The vendor: the token must come within 40 s of the connection.
 AUTHORIZATION_DEADLINE: Final = 40.0
 PUSH_INTERVAL: Final = 1.0
+REBOOT_SECONDS: Final = 3.0
+# What each product lets a user write (system.mdx): the kWh meters have no status light and no
+# identify; the battery's cloud connection is read-only and it cannot be rebooted.
+SYSTEM_WRITABLE: Final = {
+    "HWE-P1": frozenset({"cloud_enabled", "status_led_brightness_pct"}),
+    "HWE-KWH1": frozenset({"cloud_enabled"}),
+    "HWE-KWH3": frozenset({"cloud_enabled"}),
+    "HWE-BAT": frozenset({"status_led_brightness_pct"}),
+}
+NO_IDENTIFY: Final = frozenset({"HWE-KWH1", "HWE-KWH3"})
+NO_REBOOT: Final = frozenset({"HWE-BAT"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +146,15 @@ class FakeHomeWizardV2:
         self.measurement: dict[str, Any] = copy.deepcopy(source.measurement)
         self.system: dict[str, Any] = copy.deepcopy(source.system)
         self.batteries: dict[str, Any] | None = copy.deepcopy(source.batteries)
+        self.battery_group = (
+            None if self.batteries is None else BatteryGroup(self.batteries, self._battery_modes())
+        )
+        self.identified = 0
+        self.reboots = 0
+        self.reboot_seconds = REBOOT_SECONDS
+        self._rebooting_until = 0.0
+        # How often each topic changed: a socket sends a topic whose count moved.
+        self._topic_changes: dict[str, int] = {}
         self.users: dict[str, str] = {}
         self.max_users = max_users
         self.button_window = button_window
@@ -203,6 +233,20 @@ class FakeHomeWizardV2:
         """Send ``measurement`` on every socket now (a value changed), not at the next tick."""
         self._changed.set()
 
+    def changed(self, topic: str) -> None:
+        """Send ``topic`` now on the sockets subscribed to it (a setting changed)."""
+        self._topic_changes[topic] = self._topic_changes.get(topic, 0) + 1
+        self._changed.set()
+
+    def _battery_modes(self) -> tuple[str, ...]:
+        """The modes of the device's API version: ``predictive`` from 2.3.0."""
+        major, minor = (int(part) for part in self.device["api_version"].split(".")[:2])
+        legacy = ("zero", "to_full", "standby")
+        return (*legacy, "predictive") if (major, minor) >= (2, 3) else legacy
+
+    def _rebooting(self) -> bool:
+        return time.monotonic() < self._rebooting_until
+
     def drop_sockets(self) -> None:
         """Cut every open WebSocket, as a reboot or a Wi-Fi drop does (no closing handshake)."""
         for transport in self._sockets:
@@ -217,8 +261,8 @@ class FakeHomeWizardV2:
             task.add_done_callback(self._handlers.discard)
         if self.hang_upgrade:
             await self._stopping.wait()
-        if self._stopping.is_set():
-            # A reconnect while the device shuts down.
+        if self._stopping.is_set() or self._rebooting():
+            # A reconnect while the device shuts down or reboots.
             return _error(503, "request:unavailable")
         socket = web.WebSocketResponse(max_msg_size=64 * 1024)
         if (transport := request.transport) is not None:
@@ -291,12 +335,20 @@ class FakeHomeWizardV2:
             await self._send(socket, kind)
 
     async def _push_loop(self, socket: web.WebSocketResponse, topics: set[str]) -> None:
-        """Send ``measurement`` every ``push_interval`` seconds, or at once after ``push()``."""
+        """Send ``measurement`` every ``push_interval`` seconds, or at once after ``push()``.
+
+        A topic that ``changed()`` goes first.
+        """
+        sent = dict(self._topic_changes)
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.push_interval):
                     await self._changed.wait()
             self._changed.clear()
+            changes = {t for t, n in self._topic_changes.items() if sent.get(t) != n}
+            sent = dict(self._topic_changes)
+            for topic in sorted(changes & topics):
+                await self._send(socket, topic)
             if "measurement" in topics:
                 await self._send(socket, "measurement")
 
@@ -316,6 +368,8 @@ class FakeHomeWizardV2:
         if self.fail_with is not None:
             status, body = self.fail_with
             return web.Response(status=status, body=body, content_type="application/json")
+        if self._rebooting():
+            return _error(503, "request:unavailable")
         if request.headers.get("X-Api-Version") != "2":
             return _error(400, "request:api-version-not-supported")
         if path == "/api/user" and request.method == "POST":
@@ -323,8 +377,8 @@ class FakeHomeWizardV2:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if token not in self.users.values():
             return _error(401, "user:unauthorized")
-        if path == "/api/system" and request.method == "PUT":
-            return await self._set_system(request)
+        if request.method == "PUT" and (write := self._writes().get(path)) is not None:
+            return await write(request)
         if self.v1 is not None:
             self.system["api_v1_enabled"] = self.v1.api_enabled
         bodies = {
@@ -338,22 +392,70 @@ class FakeHomeWizardV2:
             return _error(404, "request:not-found")
         return web.json_response(body)
 
+    def _writes(self) -> dict[str, Callable[[web.Request], Awaitable[web.Response]]]:
+        """The handler of each ``PUT`` path this product has."""
+        product = self.device["product_type"]
+        writes: dict[str, Callable[[web.Request], Awaitable[web.Response]]] = {
+            "/api/system": self._set_system
+        }
+        if product not in NO_IDENTIFY:
+            writes["/api/system/identify"] = self._identify
+        if product not in NO_REBOOT:
+            writes["/api/system/reboot"] = self._reboot
+        if self.battery_group is not None:
+            writes["/api/batteries"] = partial(self._set_batteries, self.battery_group)
+        return writes
+
     async def _set_system(self, request: web.Request) -> web.Response:
-        """``PUT /api/system``: the switches a user may set (API v1 only where there is one)."""
+        """``PUT /api/system``: the settings a user may set (API v1 only where there is one)."""
         try:
             changes = await request.json()
         except ValueError:
             return _error(400, "request:invalid-json")
-        writable = {"cloud_enabled", "status_led_brightness_pct"}
+        writable = set(SYSTEM_WRITABLE[self.device["product_type"]])
         if self.v1 is not None:
             writable.add("api_v1_enabled")
         if not isinstance(changes, dict) or not changes.keys() & writable:
             return _error(400, "json:no-parameters-recognized")
+        for key in sorted(changes.keys() & writable):
+            value = changes[key]
+            valid = (
+                isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100
+                if key == "status_led_brightness_pct"
+                else isinstance(value, bool)
+            )
+            if not valid:
+                return _error(400, f"json:parameter-invalid-type:{key}")
         for key in changes.keys() & writable:
             self.system[key] = changes[key]
         if self.v1 is not None:
             self.v1.api_enabled = bool(self.system["api_v1_enabled"])
+        self.changed("system")
         return web.json_response(self.system)
+
+    async def _set_batteries(self, group: BatteryGroup, request: web.Request) -> web.Response:
+        """``PUT /api/batteries``: the mode, the permissions, charge to full."""
+        try:
+            changes = await request.json()
+        except ValueError:
+            return _error(400, "request:invalid-json")
+        if (error := group.change(changes)) is not None:
+            return _error(400, error)
+        self.changed("batteries")
+        return web.json_response(group.body)
+
+    async def _identify(self, _request: web.Request) -> web.Response:
+        """``PUT /api/system/identify``: the status light blinks (counted)."""
+        self.identified += 1
+        return web.Response(status=204)
+
+    async def _reboot(self, _request: web.Request) -> web.Response:
+        """``PUT /api/system/reboot``: answer, then drop the sockets and be away a moment."""
+        self.reboots += 1
+        self._rebooting_until = time.monotonic() + self.reboot_seconds
+        self.system["uptime_s"] = 0
+        asyncio.get_running_loop().call_soon(self.drop_sockets)
+        return web.Response(status=204)
 
     async def _create_user(self, request: web.Request) -> web.Response:
         try:

@@ -9,9 +9,15 @@ from typing import Any
 from unittest.mock import PropertyMock, patch
 
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
+from homeassistant.const import (
+    ATTR_ENTITY_ID,
+    CONF_HOST,
+    CONF_PASSWORD,
+    CONF_USERNAME,
+    EntityCategory,
+)
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
@@ -279,3 +285,36 @@ async def start_meter(socket_enabled: None) -> AsyncIterator[StartMeter]:
     yield start
     for meter in meters:
         await meter.stop()
+
+
+# --- controls -----------------------------------------------------------------------------------
+
+
+def entity_of(hass: HomeAssistant, domain: str, serial: str, key: str) -> str | None:
+    """The entity id of the ``domain`` entity of ``key`` on device ``serial``, if it exists."""
+    return er.async_get(hass).async_get_entity_id(domain, DOMAIN, f"{serial}_{key}")
+
+
+def categories_of(hass: HomeAssistant, *entity_ids: str | None) -> set[EntityCategory | None]:
+    """The entity categories of entities that must exist."""
+    registry = er.async_get(hass)
+    entries = [registry.async_get(entity_id or "") for entity_id in entity_ids]
+    assert None not in entries, entity_ids
+    return {entry.entity_category for entry in entries if entry is not None}
+
+
+def state_of(hass: HomeAssistant, entity_id: str | None) -> str:
+    """The state of an entity that must exist."""
+    assert entity_id is not None
+    state = hass.states.get(entity_id)
+    assert state is not None, entity_id
+    return state.state
+
+
+async def async_call(
+    hass: HomeAssistant, domain: str, service: str, entity_id: str | None, **data: object
+) -> None:
+    """Call ``domain.service`` on ``entity_id`` and wait for it (its errors are raised)."""
+    await hass.services.async_call(
+        domain, service, {ATTR_ENTITY_ID: entity_id, **data}, blocking=True
+    )

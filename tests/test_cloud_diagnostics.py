@@ -87,6 +87,7 @@ async def test_cloud_diagnostics_redact_secrets_and_shorten_sns(
         "sw_version": None,
         "configuration_url": None,
         "controls": [],  # a cloud meter cannot be controlled
+        "battery_modes": [],
     }
     assert meter["reading"]["values"]["energy_import_kwh"] > 14761
     assert meter["reading"]["externals"] == {}

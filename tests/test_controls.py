@@ -9,7 +9,6 @@ from homeassistant.components.button import DOMAIN as BUTTON_DOMAIN, SERVICE_PRE
 from homeassistant.components.number import ATTR_VALUE, DOMAIN as NUMBER_DOMAIN, SERVICE_SET_VALUE
 from homeassistant.components.switch import DOMAIN as SWITCH_DOMAIN
 from homeassistant.const import (
-    ATTR_ENTITY_ID,
     SERVICE_TURN_OFF,
     SERVICE_TURN_ON,
     STATE_OFF,
@@ -18,36 +17,25 @@ from homeassistant.const import (
 )
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import entity_registry as er
 import pytest
 
 from custom_components.meter_hub.api.homewizard import parse_state, parse_system
-from custom_components.meter_hub.const import DOMAIN
 from custom_components.meter_hub.local_coordinator import SETTINGS_INTERVAL
 from simulator.homewizard import FakeHomeWizard
 
-from .conftest import MakeFake, async_poll, async_setup_local
+from .conftest import (
+    MakeFake,
+    async_call,
+    async_poll,
+    async_setup_local,
+    categories_of,
+    entity_of,
+    state_of,
+)
 
 
 def _entity_id(hass: HomeAssistant, platform: str, fake: FakeHomeWizard, key: str) -> str | None:
-    return er.async_get(hass).async_get_entity_id(
-        platform, DOMAIN, f"{fake.device['serial']}_{key}"
-    )
-
-
-def _state(hass: HomeAssistant, entity_id: str | None) -> str:
-    assert entity_id is not None
-    state = hass.states.get(entity_id)
-    assert state is not None, entity_id
-    return state.state
-
-
-async def _call(
-    hass: HomeAssistant, domain: str, service: str, entity_id: str | None, **data: object
-) -> None:
-    await hass.services.async_call(
-        domain, service, {ATTR_ENTITY_ID: entity_id, **data}, blocking=True
-    )
+    return entity_of(hass, platform, fake.device["serial"], key)
 
 
 async def test_socket_controls_write_and_read_back(
@@ -62,43 +50,38 @@ async def test_socket_controls_write_and_read_back(
     brightness = _entity_id(hass, NUMBER_DOMAIN, fake, "brightness")
     identify = _entity_id(hass, BUTTON_DOMAIN, fake, "identify")
     watts = _entity_id(hass, "sensor", fake, "power_w")
-    assert (_state(hass, power), _state(hass, lock), _state(hass, cloud)) == (
+    assert (state_of(hass, power), state_of(hass, lock), state_of(hass, cloud)) == (
         STATE_ON,
         STATE_OFF,
         STATE_ON,
     )
-    assert _state(hass, brightness) == "100"
-    registry = er.async_get(hass)
-    for config in (lock, cloud, brightness, identify):
-        assert config is not None
-        entry = registry.async_get(config)
-        assert entry is not None
-        assert entry.entity_category is EntityCategory.CONFIG
-    assert registry.async_get(power or "") is not None
+    assert state_of(hass, brightness) == "100"
+    assert categories_of(hass, lock, cloud, brightness, identify) == {EntityCategory.CONFIG}
+    assert categories_of(hass, power) == {None}
 
-    await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, power)
+    await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, power)
     assert fake.state is not None
     assert fake.state["power_on"] is False
-    assert _state(hass, power) == STATE_OFF
-    assert _state(hass, watts) == "0.0"  # the refresh after the write read the device
-    await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, power)
-    assert _state(hass, power) == STATE_ON
-    assert _state(hass, watts) == "87.4"  # the load draws again
+    assert state_of(hass, power) == STATE_OFF
+    assert state_of(hass, watts) == "0.0"  # the refresh after the write read the device
+    await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, power)
+    assert state_of(hass, power) == STATE_ON
+    assert state_of(hass, watts) == "87.4"  # the load draws again
 
-    await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, lock)
+    await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_ON, lock)
     assert fake.state["switch_lock"] is True
-    assert _state(hass, lock) == STATE_ON
+    assert state_of(hass, lock) == STATE_ON
 
-    await _call(hass, NUMBER_DOMAIN, SERVICE_SET_VALUE, brightness, **{ATTR_VALUE: 50})
+    await async_call(hass, NUMBER_DOMAIN, SERVICE_SET_VALUE, brightness, **{ATTR_VALUE: 50})
     assert fake.state["brightness"] == 128
-    assert _state(hass, brightness) == "50"
+    assert state_of(hass, brightness) == "50"
 
-    await _call(hass, BUTTON_DOMAIN, SERVICE_PRESS, identify)
+    await async_call(hass, BUTTON_DOMAIN, SERVICE_PRESS, identify)
     assert fake.identify_count == 1
 
-    await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, cloud)
+    await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, cloud)
     assert fake.system == {"cloud_enabled": False}
-    assert _state(hass, cloud) == STATE_OFF
+    assert state_of(hass, cloud) == STATE_OFF
 
 
 async def test_locked_socket_refuses_switching(hass: HomeAssistant, make_fake: MakeFake) -> None:
@@ -109,11 +92,11 @@ async def test_locked_socket_refuses_switching(hass: HomeAssistant, make_fake: M
     await async_setup_local(hass, fake)
     power = _entity_id(hass, SWITCH_DOMAIN, fake, "switch_on")
     with pytest.raises(HomeAssistantError) as caught:
-        await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, power)
+        await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, power)
     assert caught.value.translation_key == "switch_locked"
     assert fake.request_count["/api/v1/state"] == 1  # the first poll's read, no write
     assert fake.state["power_on"] is True
-    assert _state(hass, power) == STATE_ON
+    assert state_of(hass, power) == STATE_ON
 
 
 @pytest.mark.parametrize(
@@ -139,10 +122,10 @@ async def test_failed_write_raises_translated_error(
     else:
         fake.api_enabled = False
     with pytest.raises(HomeAssistantError) as caught:
-        await _call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, power)
+        await async_call(hass, SWITCH_DOMAIN, SERVICE_TURN_OFF, power)
     assert caught.value.translation_key == translation_key
     assert fake.state["power_on"] is True
-    assert _state(hass, power) == STATE_ON
+    assert state_of(hass, power) == STATE_ON
 
 
 async def test_requests_per_poll(

@@ -1,6 +1,7 @@
 """Binary sensors: cloud uploads still arriving, and the on/off values of a reading.
 
-The on/off values are settings of a HomeWizard device and of the batteries it controls.
+The on/off values are settings of a HomeWizard device that it cannot be told to change here
+(the Plug-In Battery's cloud connection, API v1 seen over v2); the others are switches.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
-from .api.controls import STATE_KEYS
+from .api.controls import controlled_keys
 from .coordinator import MeterHubConfigEntry, MeterHubCoordinator
 from .entity import MeterHubEntity, meter_device_info
 
@@ -47,15 +48,6 @@ SWITCH_STATES: dict[str, BinarySensorEntityDescription] = {
             translation_key="api_v1_enabled",
             entity_category=EntityCategory.DIAGNOSTIC,
         ),
-        BinarySensorEntityDescription(
-            key="battery_charge_allowed", translation_key="battery_charge_allowed"
-        ),
-        BinarySensorEntityDescription(
-            key="battery_discharge_allowed", translation_key="battery_discharge_allowed"
-        ),
-        BinarySensorEntityDescription(
-            key="battery_charge_to_full", translation_key="battery_charge_to_full"
-        ),
     )
 }
 
@@ -78,10 +70,9 @@ async def async_setup_entry(
             ):
                 new.append(UploadingSensor(coordinator, serial))
                 created.add((serial, UPLOADING.key))
-            for key in sorted(meter.reading.values.keys() & SWITCH_STATES.keys()):
-                # the state of a control the device has is shown by the control's entity
-                if key in {STATE_KEYS.get(control) for control in meter.info.controls}:
-                    continue
+            # the state of a control the device has is shown by the control's entity
+            shown = SWITCH_STATES.keys() - controlled_keys(meter.info.controls)
+            for key in sorted(meter.reading.values.keys() & shown):
                 if (serial, key) not in created:
                     new.append(SwitchStateSensor(coordinator, serial, SWITCH_STATES[key]))
                     created.add((serial, key))

@@ -1,4 +1,4 @@
-"""Buttons: let a device's status light blink (identify)."""
+"""Buttons: let a device's status light blink (identify), restart a device."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .api.controls import Control, DeviceControls
+from .api.model import Value
 from .coordinator import MeterHubConfigEntry
-from .entity import ControlDescription, MeterControlEntity, control_entities
+from .entity import ControlDescription, MeterControlEntity, control_entities, has_control
 from .helpers import device_write
 
 PARALLEL_UPDATES = 1
@@ -23,17 +24,22 @@ class MeterButtonDescription(ControlDescription, ButtonEntityDescription):
     """A button: ``press_fn`` is what it tells the device."""
 
     press_fn: Callable[[DeviceControls], Awaitable[None]]
+    # A button has no state: available while the device answers.
+    available_fn: Callable[[dict[str, Value]], bool] | None = lambda values: True
 
 
-BUTTONS: tuple[MeterButtonDescription, ...] = (
+BUTTONS: tuple[MeterButtonDescription, ...] = tuple(
     MeterButtonDescription(
-        key="identify",
-        device_class=ButtonDeviceClass.IDENTIFY,
+        key=control,
+        device_class=device_class,
         entity_category=EntityCategory.CONFIG,
-        exists_fn=lambda meter: Control.IDENTIFY in meter.info.controls,
-        available_fn=lambda values: True,
-        press_fn=lambda controls: controls.identify(),
-    ),
+        exists_fn=has_control(control),
+        press_fn=press_fn,
+    )
+    for control, device_class, press_fn in (
+        (Control.IDENTIFY, ButtonDeviceClass.IDENTIFY, lambda controls: controls.identify()),
+        (Control.REBOOT, ButtonDeviceClass.RESTART, lambda controls: controls.reboot()),
+    )
 )
 
 

@@ -84,6 +84,11 @@ class ControlDescription(EntityDescription):
     available_fn: Callable[[dict[str, Value]], bool] | None = None
 
 
+def has_control(control: Control) -> Callable[[MeterData], bool]:
+    """``exists_fn`` of an action ``control`` (no state): the device has it."""
+    return lambda meter: control in meter.info.controls
+
+
 def has_value(control: Control) -> Callable[[MeterData], bool]:
     """``exists_fn`` of ``control``: the device has it and reports its state."""
     key = STATE_KEYS[control]

@@ -9,6 +9,7 @@ from typing import Any, Concatenate
 from homeassistant.exceptions import HomeAssistantError
 
 from .api.homewizard import ApiDisabled, HomeWizardError, Rejected
+from .api.homewizard_v2 import Unauthorized
 from .const import DOMAIN
 
 
@@ -24,6 +25,11 @@ def device_write[T, **P](
         except ApiDisabled as err:
             raise HomeAssistantError(
                 translation_domain=DOMAIN, translation_key="api_disabled"
+            ) from err
+        except Unauthorized as err:
+            # the coordinator has started the reauth
+            raise HomeAssistantError(
+                translation_domain=DOMAIN, translation_key="token_refused"
             ) from err
         except Rejected as err:
             raise HomeAssistantError(

@@ -214,11 +214,16 @@ class LocalCoordinator(MeterHubCoordinator):
         return dataclasses.replace(reading, values=reading.values | values)
 
     async def async_control(self, write: Callable[[DeviceControls], Awaitable[None]]) -> None:
-        """Send ``write``, then poll at once, the settings included."""
-        if not isinstance(self.client, HomeWizardClient):
-            # no control entity exists on a v2 device (``HomeWizardDevice.controls``)
-            raise NotImplementedError("controls over HomeWizard API v2 are not built yet")
-        await write(self.client)
+        """Send ``write``, then read the state back: a poll at once, the settings included.
+
+        While a v2 device pushes, the refresh does not poll: the device pushes the topic that
+        changed. A refused token (API v2) starts the reauth, as a refused poll does.
+        """
+        try:
+            await write(self.client)
+        except Unauthorized:
+            self.config_entry.async_start_reauth(self.hass)
+            raise
         self._settings_due = 0.0
         await self.async_refresh()
 

@@ -40,7 +40,6 @@ from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
 from .api.model import (
-    BATTERY_MODES,
     MAX_EXTERNAL_METERS,
     MAX_ID_LENGTH,
     PHASES,
@@ -374,12 +373,6 @@ SENSORS: dict[str, MeterHubSensorEntityDescription] = {
             entity_registry_enabled_default=False,
         ),
         MeterHubSensorEntityDescription(
-            key="status_led_brightness_pct",
-            translation_key="status_led_brightness",
-            native_unit_of_measurement=PERCENTAGE,
-            entity_category=EntityCategory.DIAGNOSTIC,
-        ),
-        MeterHubSensorEntityDescription(
             key="state_of_charge_pct",
             translation_key="state_of_charge",
             device_class=SensorDeviceClass.BATTERY,
@@ -391,12 +384,6 @@ SENSORS: dict[str, MeterHubSensorEntityDescription] = {
             translation_key="battery_cycles",
             state_class=SensorStateClass.TOTAL_INCREASING,
             entity_category=EntityCategory.DIAGNOSTIC,
-        ),
-        MeterHubSensorEntityDescription(
-            key="battery_mode",
-            translation_key="battery_mode",
-            device_class=SensorDeviceClass.ENUM,
-            options=list(BATTERY_MODES),
         ),
         MeterHubSensorEntityDescription(
             key="battery_count",

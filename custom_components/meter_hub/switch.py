@@ -1,4 +1,7 @@
-"""Switches: an Energy Socket's relay and switch lock, a device's cloud connection."""
+"""Switches: a socket's relay and lock, the cloud connection, what Plug-In Batteries may do.
+
+The batteries a meter controls: charge, discharge (their permissions), charge to full now.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .api.controls import Control, DeviceControls
+from .api.model import Value
 from .const import DOMAIN
 from .coordinator import MeterHubConfigEntry
 from .entity import ControlDescription, MeterControlEntity, control_entities, has_value
@@ -26,8 +30,23 @@ class MeterSwitchDescription(ControlDescription, SwitchEntityDescription):
     """A switch: the reading's key holds its state, ``set_fn`` changes it."""
 
     set_fn: Callable[[DeviceControls, bool], Awaitable[None]]
-    # The switch lock holds it on: switching it is refused.
-    held_by_lock: bool = False
+    # Why the device would refuse to switch it now (the translation key of the error), if it would.
+    refusal_fn: Callable[[dict[str, Value]], str | None] = lambda values: None
+
+
+def _held_by_lock(values: dict[str, Value]) -> str | None:
+    """The switch lock holds the relay on: switching it is refused."""
+    return "switch_locked" if values.get("switch_lock") is True else None
+
+
+def _allow(direction: str) -> Callable[[DeviceControls, bool], Awaitable[None]]:
+    """``set_fn`` of the permission to ``direction`` (charge, discharge)."""
+    return lambda controls, on: controls.allow_battery(**{direction: on})
+
+
+def _held_by_charge_to_full(values: dict[str, Value]) -> str | None:
+    """The permissions are read-only while the batteries charge to full (batteries.mdx)."""
+    return "battery_charging_to_full" if values.get("battery_mode") == "to_full" else None
 
 
 SWITCHES: tuple[MeterSwitchDescription, ...] = (
@@ -37,7 +56,7 @@ SWITCHES: tuple[MeterSwitchDescription, ...] = (
         device_class=SwitchDeviceClass.OUTLET,
         exists_fn=has_value(Control.POWER),
         set_fn=lambda controls, on: controls.set_power(on),
-        held_by_lock=True,
+        refusal_fn=_held_by_lock,
     ),
     MeterSwitchDescription(
         key="switch_lock",
@@ -52,6 +71,25 @@ SWITCHES: tuple[MeterSwitchDescription, ...] = (
         entity_category=EntityCategory.CONFIG,
         exists_fn=has_value(Control.CLOUD),
         set_fn=lambda controls, on: controls.set_cloud(on),
+    ),
+    *(
+        MeterSwitchDescription(
+            key=f"battery_{direction}_allowed",
+            translation_key=f"battery_{direction}_allowed",
+            exists_fn=has_value(control),
+            set_fn=_allow(direction),
+            refusal_fn=_held_by_charge_to_full,
+        )
+        for direction, control in (
+            ("charge", Control.BATTERY_CHARGE),
+            ("discharge", Control.BATTERY_DISCHARGE),
+        )
+    ),
+    MeterSwitchDescription(
+        key="battery_charge_to_full",
+        translation_key="battery_charge_to_full",
+        exists_fn=has_value(Control.BATTERY_CHARGE_TO_FULL),
+        set_fn=lambda controls, on: controls.set_battery_charge_to_full(on),
     ),
 )
 
@@ -86,7 +124,7 @@ class MeterSwitch(MeterControlEntity, SwitchEntity):
 
     @device_write
     async def _switch(self, on: bool) -> None:
-        if self.entity_description.held_by_lock and self.values.get("switch_lock") is True:
-            raise HomeAssistantError(translation_domain=DOMAIN, translation_key="switch_locked")
+        if (refusal := self.entity_description.refusal_fn(self.values)) is not None:
+            raise HomeAssistantError(translation_domain=DOMAIN, translation_key=refusal)
         set_fn = self.entity_description.set_fn
         await self.coordinator.async_control(lambda controls: set_fn(controls, on))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 import ssl
 from typing import Any
 from unittest.mock import patch
@@ -12,7 +12,11 @@ from homeassistant.core import HomeAssistant
 import pytest
 
 from custom_components.meter_hub.api.homewizard_v2 import create_ssl_context
+from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
+
+# The user Home Assistant is on the fake devices (``device``).
+USER = "local/home-assistant"
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +69,15 @@ def refused_handshakes(hass: HomeAssistant) -> None:
             loop.default_exception_handler(context)
 
     loop.set_exception_handler(handle)
+
+
+@pytest.fixture
+async def device(
+    socket_enabled: None, authority: SimulatorAuthority, device_profile: str
+) -> AsyncIterator[FakeHomeWizardV2]:
+    """A fake v2 device of ``device_profile`` (the root conftest's) with the user ``USER``."""
+    fake = FakeHomeWizardV2(authority, device_profile)
+    await fake.start()
+    fake.users[USER] = "0123456789ABCDEF0123456789ABCDEF"
+    yield fake
+    await fake.stop()

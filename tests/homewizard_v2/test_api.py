@@ -15,8 +15,11 @@ import pytest
 from custom_components.meter_hub.api.homewizard import (
     ApiDisabled,
     CannotConnect,
+    HomeWizardClient,
+    HomeWizardDevice,
     InvalidPayload,
     NotHomeWizard,
+    Unsupported,
     WrongDevice,
 )
 from custom_components.meter_hub.api.homewizard_v2 import (
@@ -166,8 +169,10 @@ def test_every_canonical_key_has_an_entity_description() -> None:
     """A value without a description would reach no entity."""
     switches = set(SWITCH_STATES)
     assert switches == SWITCH_KEYS
-    controls = set(CONTROL_KEYS)  # switch and number entities (``switch.py``, ``number.py``)
+    controls = set(CONTROL_KEYS)  # switch, number and select entities
     assert all_keys() - switches - controls <= set(SENSORS)
+    # a control's state has the control's entity, not a sensor as well
+    assert not controls & set(SENSORS)
 
 
 # Every data point of the vendor's v2 pages (measurement: P1, kWh meters, battery; system;
@@ -307,7 +312,7 @@ def test_system_and_batteries() -> None:
         "wifi_rssi_db": -77,
         "cloud_enabled": True,
         "uptime_s": 356,
-        "status_led_brightness_pct": 100,
+        "brightness": 100,  # the key of the status light of API v1
         "api_v1_enabled": True,
     }
     assert parse_batteries(PROFILES_V2["HWE-KWH3"].batteries) == {
@@ -526,3 +531,48 @@ async def test_other_answers(
     fake.fail_with = (status, body)
     with pytest.raises(error):
         await client.device()
+
+
+# --- controls -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("api_version", "modes"),
+    [
+        ("2.1.0", ("zero", "to_full", "standby")),
+        ("2.2.0", ("zero", "to_full", "standby")),
+        ("2.3.0", ("zero", "to_full", "standby", "predictive")),
+        ("2.10.1", ("zero", "to_full", "standby", "predictive")),
+        ("2.x", ("zero", "to_full", "standby")),
+    ],
+)
+def test_battery_modes_follow_the_api_version(api_version: str, modes: tuple[str, ...]) -> None:
+    device = HomeWizardDevice("HWE-P1", None, "5c2fafaabbcc", "6.00", api_version, "127.0.0.1")
+    assert device.battery_modes == modes
+    assert device.meter_info.battery_modes == modes
+    battery = HomeWizardDevice("HWE-BAT", None, "5c2fafaabbbb", "1.00", api_version, "127.0.0.1")
+    assert battery.meter_info.battery_modes == ()  # it controls no batteries
+
+
+async def test_each_api_refuses_the_controls_it_lacks(
+    session: aiohttp.ClientSession, start_fake: StartFake, trust: ssl.SSLContext
+) -> None:
+    v1 = HomeWizardClient(session, "127.0.0.1:1")
+    for v1_write in (
+        v1.reboot(),
+        v1.set_battery_mode("zero"),
+        v1.allow_battery(charge=True),
+        v1.set_battery_charge_to_full(True),
+    ):
+        with pytest.raises(Unsupported):
+            await v1_write
+    kwh = await start_fake("HWE-KWH1")
+    client = await paired(kwh, session, trust)
+    for v2_write in (client.set_power(True), client.set_switch_lock(True), client.identify()):
+        with pytest.raises(Unsupported):
+            await v2_write
+    assert kwh.batteries is not None
+    del kwh.batteries["permissions"]  # firmware before API 2.2.0
+    with pytest.raises(Unsupported):
+        await client.allow_battery(charge=False)
+    assert kwh.request_count.get("/api/system/identify") == 1

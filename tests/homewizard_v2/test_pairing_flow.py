@@ -22,7 +22,7 @@ from homeassistant.config_entries import (
     SOURCE_ZEROCONF,
     ConfigEntryState,
 )
-from homeassistant.const import CONF_HOST
+from homeassistant.const import ATTR_ENTITY_ID, CONF_HOST, STATE_OFF
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResult, FlowResultType
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
@@ -51,6 +51,8 @@ from simulator.homewizard import FakeHomeWizard
 from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
 from tests.conftest import async_poll, async_setup_local
+
+from .test_push import until
 
 FAST = 0.02  # seconds between pairing requests in these tests
 
@@ -326,13 +328,14 @@ async def test_v1_entry_moves_to_v2_keeping_every_entity(
     homewizard.device["firmware_version"] = "6.00"  # a P1 meter with API v2
     entry = await async_setup_local(hass, homewizard)
     registry = er.async_get(hass)
-    # Every sensor stays (and with it its statistics). The controls (switch, number, button) are
-    # v1's only until the v2 controls are built: a v1 device's cloud switch becomes a sensor.
+    # Every entity stays: the sensors (and with them their statistics), the cloud switch and the
+    # identify button (the same unique ids over both API versions).
     before = {
         entity.unique_id: entity.entity_id
         for entity in er.async_entries_for_config_entry(registry, entry.entry_id)
-        if entity.domain in ("sensor", "binary_sensor")
     }
+    cloud = before[f"{device.serial}_cloud_enabled"]
+    assert cloud.startswith("switch.")
     issue = ir.async_get(hass).async_get_issue(DOMAIN, f"api_v2_available_{entry.entry_id}")
     assert issue is not None
     assert issue.data == {"entry_id": entry.entry_id, CONF_HOST: "127.0.0.1"}  # port 443
@@ -358,6 +361,10 @@ async def test_v1_entry_moves_to_v2_keeping_every_entity(
     }
     assert after.items() >= before.items()  # same ids, so the same statistics
     assert hass.states.get(before[f"{device.serial}_power_w"]).state == "-543"
+    # the cloud switch now reads and writes the device's API v2
+    await hass.services.async_call("switch", "turn_off", {ATTR_ENTITY_ID: cloud}, blocking=True)
+    assert device.system["cloud_enabled"] is False
+    await until(hass, lambda: hass.states.get(cloud).state == STATE_OFF)
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue.issue_id) is None
     assert homewizard.request_count["/api/v1/data"] > 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from ipaddress import ip_address
 import json
 import logging
@@ -35,26 +34,9 @@ from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
 from tests.conftest import async_poll
 
-USER = "local/home-assistant"
-
+from .conftest import USER
 
 pytestmark = pytest.mark.usefixtures("integration_trusts_the_simulator")
-
-
-@pytest.fixture
-def device_profile() -> str:
-    return "HWE-P1"
-
-
-@pytest.fixture
-async def device(
-    socket_enabled: None, authority: SimulatorAuthority, device_profile: str
-) -> AsyncIterator[FakeHomeWizardV2]:
-    fake = FakeHomeWizardV2(authority, device_profile)
-    await fake.start()
-    fake.users[USER] = "0123456789ABCDEF0123456789ABCDEF"
-    yield fake
-    await fake.stop()
 
 
 async def setup_v2(hass: HomeAssistant, fake: FakeHomeWizardV2) -> MockConfigEntry:
@@ -97,20 +79,22 @@ async def test_p1_meter_with_batteries(
     assert hass.states.get(entity_id(hass, "sensor", f"{serial}_energy_import_t1_kwh")).state == (
         "10830.511"
     )
-    mode = hass.states.get(entity_id(hass, "sensor", f"{serial}_battery_mode"))
+    # the battery mode, the permissions, charge to full and the cloud connection are controls
+    mode = hass.states.get(entity_id(hass, "select", f"{serial}_battery_mode"))
     assert mode.state == "zero"
+    assert mode.attributes["options"] == ["zero", "to_full", "standby"]  # API 2.2.0
     battery_power = hass.states.get(entity_id(hass, "sensor", f"{serial}_battery_group_power_w"))
     assert battery_power.state == "-404"
     assert hass.states.get(entity_id(hass, "sensor", f"{serial}_wifi_rssi_db")).state == "-77"
     assert hass.states.get(entity_id(hass, "sensor", f"{serial}_uptime_s")).state == "356"
     switches = {
-        key: hass.states.get(entity_id(hass, "binary_sensor", f"{serial}_{key}")).state
-        for key in (
-            "cloud_enabled",
-            "api_v1_enabled",
-            "battery_charge_allowed",
-            "battery_discharge_allowed",
-            "battery_charge_to_full",
+        key: hass.states.get(entity_id(hass, domain, f"{serial}_{key}")).state
+        for domain, key in (
+            ("switch", "cloud_enabled"),
+            ("binary_sensor", "api_v1_enabled"),
+            ("switch", "battery_charge_allowed"),
+            ("switch", "battery_discharge_allowed"),
+            ("switch", "battery_charge_to_full"),
         )
     }
     assert switches == {

@@ -25,6 +25,7 @@ from yarl import URL
 
 from .controls import Control
 from .model import (
+    BATTERY_MODES,
     MAX_ID_LENGTH,
     TARIFFS,
     ExternalMeter,
@@ -88,6 +89,27 @@ PRODUCT_CONTROLS: Final[dict[str, frozenset[Control]]] = {
         _SYSTEM_CONTROLS,
     ),
 }
+# The same over API v2 (v2 docs: system.mdx, batteries.mdx): the kWh meters have no status light
+# and no identify; the Plug-In Battery's cloud connection is read-only and, for safety, it cannot
+# be rebooted; the P1 and kWh meters control the Plug-In Batteries (an entity each only where the
+# reading has its state: the fields came with API 2.1.0 to 2.3.0).
+_BATTERY_CONTROLS: Final = frozenset(
+    {
+        Control.BATTERY_MODE,
+        Control.BATTERY_CHARGE,
+        Control.BATTERY_DISCHARGE,
+        Control.BATTERY_CHARGE_TO_FULL,
+    }
+)
+_V2_METER_CONTROLS: Final = frozenset({Control.CLOUD, Control.REBOOT}) | _BATTERY_CONTROLS
+V2_PRODUCT_CONTROLS: Final[dict[str, frozenset[Control]]] = {
+    "HWE-P1": _V2_METER_CONTROLS | {Control.IDENTIFY, Control.BRIGHTNESS},
+    **dict.fromkeys(("HWE-KWH1", "HWE-KWH3", "SDM230-wifi", "SDM630-wifi"), _V2_METER_CONTROLS),
+    "HWE-BAT": frozenset({Control.IDENTIFY, Control.BRIGHTNESS}),
+}
+# The battery modes of API 2.1.0 and later, and the API version that added ``predictive``.
+_LEGACY_BATTERY_MODES: Final = ("zero", "to_full", "standby")
+PREDICTIVE_SINCE: Final = (2, 3)
 # The socket's status light: 0..255 on the wire, percent in the reading.
 BRIGHTNESS_MAX: Final = 255
 
@@ -397,14 +419,24 @@ class HomeWizardDevice:
             sw_version=self.firmware_version,
             configuration_url=f"{self.scheme}://{self.host}",
             controls=tuple(sorted(self.controls)),
+            battery_modes=self.battery_modes if Control.BATTERY_MODE in self.controls else (),
         )
 
     @property
     def controls(self) -> frozenset[Control]:
-        """What the device can be told to do (over API v1; v2's controls are not built yet)."""
-        if self.api_version != "v1":
-            return frozenset()
-        return PRODUCT_CONTROLS.get(self.product_type, frozenset())
+        """What the device can be told to do over its API version."""
+        table = PRODUCT_CONTROLS if self.api_version == "v1" else V2_PRODUCT_CONTROLS
+        return table.get(self.product_type, frozenset())
+
+    @property
+    def battery_modes(self) -> tuple[str, ...]:
+        """The modes of the batteries it controls that its API version lists (batteries.mdx)."""
+        major, _, rest = self.api_version.partition(".")
+        minor = rest.partition(".")[0]
+        version = (int(major), int(minor)) if major.isdigit() and minor.isdigit() else (0, 0)
+        if version >= PREDICTIVE_SINCE:
+            return BATTERY_MODES
+        return _LEGACY_BATTERY_MODES
 
 
 def _connection_of(response: aiohttp.ClientResponse) -> object | None:
@@ -559,6 +591,26 @@ class HomeWizardClient:
     async def set_cloud(self, enabled: bool) -> None:
         """Allow or forbid the device to talk to the HomeWizard cloud."""
         await self._put(self._system_url, {"cloud_enabled": enabled})
+
+    # The controls of API v2 only: no entity asks for them on a v1 device.
+
+    async def reboot(self) -> None:
+        """API v1 cannot reboot a device."""
+        raise Unsupported("API v1 has no reboot")
+
+    async def set_battery_mode(self, mode: str) -> None:
+        """API v1 controls no batteries."""
+        raise Unsupported("API v1 controls no batteries")
+
+    async def allow_battery(
+        self, *, charge: bool | None = None, discharge: bool | None = None
+    ) -> None:
+        """API v1 controls no batteries."""
+        raise Unsupported("API v1 controls no batteries")
+
+    async def set_battery_charge_to_full(self, on: bool) -> None:
+        """API v1 controls no batteries."""
+        raise Unsupported("API v1 controls no batteries")
 
     async def _read_object(self, url: URL) -> dict[str, Any]:
         body, _ = await self._request(url, InvalidPayload, control=True)

@@ -8,6 +8,10 @@ header only. Pure asyncio and aiohttp, no Home Assistant imports.
 
 ``parse_measurement``, ``parse_system`` and ``parse_batteries`` turn the three v2 answers into
 canonical keys of ``model.py``: the same key as in API v1 wherever the quantity is the same.
+
+Writes (``api.controls.DeviceControls``) go over REST also while the WebSocket pushes: each REST
+write has its own answer, where an error on the socket names no request it belongs to. The new
+state comes back in the next poll, or pushed by the device, which sends a topic when it changes.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from .homewizard import (
     HomeWizardError,
     InvalidPayload,
     NotHomeWizard,
+    Rejected,
+    Unsupported,
     WrongDevice,
     external_meter,
     normalise_host,
@@ -199,7 +205,8 @@ _SYSTEM_FIELDS: Final[dict[str, tuple[str, Check]]] = {
     "wifi_rssi_db": ("wifi_rssi_db", signed_number),
     "uptime_s": ("uptime_s", unsigned_number),
     "cloud_enabled": ("cloud_enabled", switch_state),
-    "status_led_brightness_pct": ("status_led_brightness_pct", percent_number),
+    # the status light: the key of API v1's (the socket's) status light
+    "status_led_brightness_pct": ("brightness", percent_number),
     "api_v1_enabled": ("api_v1_enabled", switch_state),
 }
 _BATTERIES_FIELDS: Final[dict[str, tuple[str, Check]]] = {
@@ -426,6 +433,58 @@ class HomeWizardV2Client:
         self._data_payloads = payloads
         return device, reading
 
+    async def set_cloud(self, enabled: bool) -> None:
+        """Allow or forbid the device to talk to the HomeWizard cloud."""
+        await self._request("PUT", "/api/system", {"cloud_enabled": enabled})
+
+    async def set_brightness(self, percent: int) -> None:
+        """Set the brightness of the status light (percent)."""
+        await self._request("PUT", "/api/system", {"status_led_brightness_pct": percent})
+
+    async def identify(self) -> None:
+        """Let the status light blink."""
+        await self._request("PUT", "/api/system/identify")
+
+    async def reboot(self) -> None:
+        """Restart the device (it drops its connections and answers again after a moment)."""
+        await self._request("PUT", "/api/system/reboot")
+
+    async def set_battery_mode(self, mode: str) -> None:
+        """Set the control mode of the batteries (one of ``HomeWizardDevice.battery_modes``)."""
+        await self._request("PUT", "/api/batteries", {"mode": mode})
+
+    async def allow_battery(
+        self, *, charge: bool | None = None, discharge: bool | None = None
+    ) -> None:
+        """Allow or forbid charging or discharging; the other permission stays as it is now.
+
+        The device takes the whole list of permissions: the current one is read first.
+        """
+        current = parse_batteries(await self._request("GET", "/api/batteries"))
+        wanted = {"charge_allowed": charge, "discharge_allowed": discharge}
+        permissions: list[str] = []
+        for permission, key in _PERMISSIONS.items():
+            allowed = current.get(key) if wanted[permission] is None else wanted[permission]
+            if not isinstance(allowed, bool):
+                raise Unsupported(f"{self.host} reports no battery permissions")
+            if allowed:
+                permissions.append(permission)
+        await self._request("PUT", "/api/batteries", {"permissions": permissions})
+
+    async def set_battery_charge_to_full(self, on: bool) -> None:
+        """Charge the batteries to full now, or stop that (the mode before comes back)."""
+        await self._request("PUT", "/api/batteries", {"charge_to_full": on})
+
+    # The Energy Socket's relay is on API v1 only (v2 has no socket yet): no entity asks for these.
+
+    async def set_power(self, on: bool) -> None:
+        """API v2 has no relay."""
+        raise Unsupported("API v2 has no relay")
+
+    async def set_switch_lock(self, locked: bool) -> None:
+        """API v2 has no relay."""
+        raise Unsupported("API v2 has no relay")
+
     def _connection_error(self, url: URL, err: Exception) -> HomeWizardError:
         """The typed error of a failed connection: a certificate not the device's, or no link."""
         if isinstance(err, aiohttp.ClientConnectorCertificateError):
@@ -436,7 +495,10 @@ class HomeWizardV2Client:
         return CannotConnect(f"cannot connect to {url}: {loggable(str(err) or type(err).__name__)}")
 
     async def _request(self, method: str, path: str, body: object = None) -> object:
-        """The parsed JSON of the HTTP 200 answer to ``method path``; typed errors otherwise."""
+        """The parsed JSON of the HTTP 200 answer to ``method path`` (None for 204 No Content).
+
+        Typed errors otherwise.
+        """
         url = self._base.with_path(path)
         headers = dict(_HEADERS)
         if self._token is not None:
@@ -462,6 +524,8 @@ class HomeWizardV2Client:
             error = self._connection_error(url, err)
             # the certificate's details stay out; a lost link keeps its cause
             raise error from (None if isinstance(error, UntrustedDevice) else err)
+        if status == 204:
+            return None
         try:
             payload = await parse_json(raw)
         except ValueError as err:
@@ -469,12 +533,16 @@ class HomeWizardV2Client:
                 raise InvalidPayload(f"{url} did not answer JSON: {loggable(err)}") from None
             payload = None
         if status != 200:
-            _raise_for(status, payload, url)
+            _raise_for(status, payload, url, write=method == "PUT")
         return payload
 
 
-def _raise_for(status: int, payload: object, url: URL) -> None:
-    """Raise the error an answer other than HTTP 200 stands for."""
+def _raise_for(status: int, payload: object, url: URL, *, write: bool = False) -> None:
+    """Raise the error an answer other than HTTP 200 stands for.
+
+    ``write``: a setting or an action, which a device may refuse (400: ``Rejected``) or, on older
+    firmware, not have (404: ``Unsupported``).
+    """
     error = payload.get("error") if isinstance(payload, dict) else None
     if error == "user:creation-not-enabled":
         raise ButtonNotPressed("press the button on the device")
@@ -484,6 +552,10 @@ def _raise_for(status: int, payload: object, url: URL) -> None:
         raise Unauthorized(f"{url.host} refuses the token")
     if status == 403:
         raise ApiDisabled(f"{url} is forbidden: {loggable(error, 80)}")
+    if write and status == 400:
+        raise Rejected(f"{url.path} refused the request: {loggable(error, 80)}")
+    if write and status == 404:
+        raise Unsupported(f"{url.path} does not exist on this device")
     if status == 404:
         raise NotHomeWizard(f"{url} does not exist")
     raise CannotConnect(f"{url} answered with HTTP status {status}: {loggable(error, 80)}")

@@ -106,21 +106,16 @@ SCALAR_KEYS: Final = (
     "wifi_rssi_db",
     "uptime_s",
     "cloud_enabled",  # bool
-    "status_led_brightness_pct",
     "api_v1_enabled",  # bool
     # a battery itself (Plug-In Battery)
     "state_of_charge_pct",
     "battery_cycles",
     # the batteries a P1 or kWh meter controls (API v2 batteries), power signed as power_w
-    "battery_mode",
     "battery_count",
     "battery_group_power_w",
     "battery_group_target_power_w",
     "battery_group_max_consumption_w",
     "battery_group_max_production_w",
-    "battery_charge_allowed",  # bool
-    "battery_discharge_allowed",  # bool
-    "battery_charge_to_full",  # bool
 )
 
 # The control modes of a group of batteries (``battery_mode``).
@@ -130,9 +125,6 @@ SWITCH_KEYS: Final = frozenset(
     {
         "cloud_enabled",
         "api_v1_enabled",
-        "battery_charge_allowed",
-        "battery_discharge_allowed",
-        "battery_charge_to_full",
     }
 )
 
@@ -143,6 +135,11 @@ CONTROL_KEYS: Final = (
     "switch_lock",  # bool: the relay is locked on
     "brightness",  # status light brightness, percent 0..100
     "cloud_enabled",  # bool: the device talks to its vendor's cloud
+    # the batteries a P1 or kWh meter controls (API v2 batteries)
+    "battery_mode",  # one of BATTERY_MODES
+    "battery_charge_allowed",  # bool
+    "battery_discharge_allowed",  # bool
+    "battery_charge_to_full",  # bool: charging to full now
 )
 
 
@@ -229,6 +226,8 @@ class MeterInfo:
     configuration_url: str | None = None
     # What the device can be told to do (``api.controls.Control`` values).
     controls: tuple[str, ...] = ()
+    # The modes the batteries it controls can be set to (``Control.BATTERY_MODE``).
+    battery_modes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
