@@ -7,7 +7,6 @@ the entry and its pollers are the integration's own, nothing mocked.
 from __future__ import annotations
 
 import json
-import logging
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import SOURCE_SSDP, SOURCE_USER, ConfigEntryState
@@ -16,14 +15,13 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResult, FlowResultType
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.service_info.ssdp import SsdpServiceInfo
-import pytest
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.meter_hub.const import CONF_LOCAL_METERS, CONF_SCAN_INTERVAL, DOMAIN
-from simulator.iammeter import VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud, Phase
+from simulator.iammeter import FakeIamMeterCloud
 from simulator.iammeter_local import FakeIamMeter
 
 from .conftest import StartMeter, async_poll, async_setup_cloud, meter_device
@@ -194,58 +192,6 @@ async def test_options_set_and_clear_a_meters_address(
     await hass.async_block_till_done(wait_background_tasks=True)
     assert account.options == {CONF_SCAN_INTERVAL: 300}
     assert _state(hass, "power_w") == cloud_power  # the cloud's again
-
-
-async def test_outage_and_return_keep_the_entities_and_every_counter(
-    hass: HomeAssistant,
-    cloud: FakeIamMeterCloud,
-    start_meter: StartMeter,
-    freezer: FrozenDateTimeFactory,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """Local -> cloud -> local: available throughout, and no counter ever goes down."""
-    account = await async_setup_cloud(hass, cloud)
-    fake = await _meter_ahead_of_the_cloud(hass, start_meter, freezer)
-    hass.config_entries.async_update_entry(
-        account, options={CONF_LOCAL_METERS: {SN: {CONF_HOST: fake.host}}}
-    )
-    await hass.async_block_till_done(wait_background_tasks=True)
-    live = fake.imported[0]
-    assert float(_state(hass, "energy_import_kwh")) == pytest.approx(live)
-    seen: list[float] = []
-
-    async def step(seconds: float) -> None:
-        await async_poll(hass, freezer, seconds)
-        seen.append(float(_state(hass, "energy_import_kwh")))
-
-    caplog.set_level(logging.INFO)
-    fake.status = 500  # the meter stops answering
-    for _ in range(3):
-        await step(1)
-    await step(300)  # a cloud poll: its counter lags the meter's by 0.25 kWh
-    assert _state(hass, "power_w") not in ("2345.0", "unavailable")  # the cloud's stand in
-    assert seen[-1] == pytest.approx(live)  # the counter keeps its last sure value
-    assert caplog.text.count("does not answer at") == 1
-
-    # the meter counted on meanwhile, and the cloud has it now
-    meter = cloud.account(VENDOR_EXAMPLE_LOGIN[0]).meter(SN)
-    meter.phases = (Phase(225, meter.phases[0].import_kwh + 0.5, 0),)  # type: ignore[union-attr]
-    await step(300)
-    from_cloud = seen[-1]
-    assert from_cloud > live
-
-    # back, a little below the cloud's last value (rounding): held, then it counts on
-    fake.status = None
-    fake.imported = [from_cloud - 0.004]
-    fake.power = [640.0]
-    await step(1)
-    assert _state(hass, "power_w") == "640.0"
-    assert seen[-1] == pytest.approx(from_cloud)
-    fake.imported = [from_cloud + 0.01]
-    await step(1)
-    assert seen[-1] == pytest.approx(from_cloud + 0.01)
-    assert caplog.text.count("answers at") == 1
-    assert seen == sorted(seen)
 
 
 async def test_a_local_entry_becomes_the_accounts_link(
