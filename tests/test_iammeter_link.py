@@ -21,7 +21,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.meter_hub.const import CONF_LOCAL_METERS, CONF_SCAN_INTERVAL, DOMAIN
-from simulator.iammeter import FakeIamMeterCloud
+from simulator.iammeter import VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud, Phase
 from simulator.iammeter_local import FakeIamMeter
 
 from .conftest import StartMeter, async_poll, async_setup_cloud, meter_device
@@ -236,3 +236,45 @@ async def test_diagnostics_show_the_link(
     assert link["source"] == "local"
     assert link["error"] is None
     assert link["last_local_reading"] is not None
+
+
+async def test_a_restart_during_an_outage_keeps_the_counter(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    start_meter: StartMeter,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """Restarted while the meter does not answer: the cloud's lower counter is no reset."""
+    account = await async_setup_cloud(hass, cloud)
+    fake = await _meter_ahead_of_the_cloud(hass, start_meter, freezer)
+    hass.config_entries.async_update_entry(
+        account, options={CONF_LOCAL_METERS: {SN: {CONF_HOST: fake.host}}}
+    )
+    await hass.async_block_till_done(wait_background_tasks=True)
+    live = _state(hass, "energy_import_kwh")
+    fake.status = 500
+    assert await hass.config_entries.async_reload(account.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    for _ in range(4):  # longer than a reset takes to be believed
+        await async_poll(hass, freezer, 300)
+        assert _state(hass, "energy_import_kwh") == live
+
+
+async def test_live_values_are_no_new_reading_of_the_other_meters(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    start_meter: StartMeter,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """A replaced meter of the account is believed after 3 cloud polls, live values or not."""
+    fake = await start_meter("WEM3080", serial=SN)
+    await async_setup_cloud(hass, cloud, local_meters={SN: {CONF_HOST: fake.host}})
+    other = cloud.account(VENDOR_EXAMPLE_LOGIN[0]).meter("674B1E5D")
+    other.phases = tuple(Phase(377, 1.0, 0.0) for _ in range(3))
+    key = "energy_import_kwh"
+    entity_id = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"674B1E5D_{key}")
+    assert entity_id is not None
+    before = float(hass.states.get(entity_id).state)  # type: ignore[union-attr]
+    for _ in range(4):
+        await async_poll(hass, freezer, 300)
+    assert float(hass.states.get(entity_id).state) < before / 2  # type: ignore[union-attr]
