@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 
+# Imported before a test freezes the clock (see test_cloud_diagnostics.py): mashumaro on Home
+# Assistant 2025.4 cannot compile the diagnostics download's dataclasses under a frozen clock.
+import aiohasupervisor  # noqa: F401
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import SOURCE_SSDP, SOURCE_USER, ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
