@@ -17,7 +17,8 @@ from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResult, FlowResultType
 from homeassistant.helpers import entity_registry as er
-from homeassistant.helpers.service_info.ssdp import SsdpServiceInfo
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
@@ -28,17 +29,10 @@ from simulator.iammeter import VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud, Phase
 from simulator.iammeter_local import FakeIamMeter
 
 from .conftest import StartMeter, async_poll, async_setup_cloud, meter_device
+from .test_iammeter_local_flow import _ssdp, _state as local_state, _submit_host
 
 # The vendor example account's single-phase meter.
 SN = "DA2BED94"
-
-
-async def _submit_host(hass: HomeAssistant, host: str) -> FlowResult:
-    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {"next_step_id": "local"}
-    )
-    return await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_HOST: host})
 
 
 def _entity_id(hass: HomeAssistant, key: str) -> str:
@@ -48,26 +42,25 @@ def _entity_id(hass: HomeAssistant, key: str) -> str:
 
 
 def _state(hass: HomeAssistant, key: str) -> str:
-    state = hass.states.get(_entity_id(hass, key))
-    assert state is not None, key
-    return state.state
+    return local_state(hass, SN, key)
 
 
-async def _meter_ahead_of_the_cloud(
+async def _account_and_meter(
     hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
     start_meter: StartMeter,
     freezer: FrozenDateTimeFactory,
-    ahead_kwh: float = 0.25,
-) -> FakeIamMeter:
-    """The account's meter on the network: its counter ``ahead_kwh`` past the cloud's.
+) -> tuple[MockConfigEntry, FakeIamMeter]:
+    """The account's entry, and its meter on the network, 0.25 kWh past the cloud's counter.
 
-    A minute passes first: the counter guard takes a rise only as fast as time allows.
+    A minute passes between: the counter guard takes a rise only as fast as time allows.
     """
+    account = await async_setup_cloud(hass, cloud)
     freezer.tick(60)
     fake = await start_meter("WEM3080", serial=SN)
-    fake.imported = [float(_state(hass, "energy_import_kwh")) + ahead_kwh]
+    fake.imported = [float(_state(hass, "energy_import_kwh")) + 0.25]
     fake.power = [2345.0]
-    return fake
+    return account, fake
 
 
 def _assert_one_device_one_set(hass: HomeAssistant, account_id: str) -> None:
@@ -82,16 +75,26 @@ def _assert_one_device_one_set(hass: HomeAssistant, account_id: str) -> None:
     assert len({entity.unique_id for entity in entities}) == len(entities)
 
 
-async def test_link_by_address(
+async def _start(hass: HomeAssistant, source: str, host: str) -> FlowResult:
+    """The meter at ``host`` entered by the user, or announced over SSDP."""
+    if source == SOURCE_SSDP:
+        return await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": SOURCE_SSDP}, data=_ssdp(host)
+        )
+    return await _submit_host(hass, host)
+
+
+@pytest.mark.parametrize("source", [SOURCE_USER, SOURCE_SSDP])
+async def test_link_by_address_or_discovery(
     hass: HomeAssistant,
     cloud: FakeIamMeterCloud,
     start_meter: StartMeter,
     freezer: FrozenDateTimeFactory,
+    source: str,
 ) -> None:
-    """The address of a meter of the account links it: live values on the account's entities."""
-    account = await async_setup_cloud(hass, cloud)
-    fake = await _meter_ahead_of_the_cloud(hass, start_meter, freezer)
-    result = await _submit_host(hass, fake.host)
+    """A meter of the account is offered as a link: live values on the account's entities."""
+    account, fake = await _account_and_meter(hass, cloud, start_meter, freezer)
+    result = await _start(hass, source, fake.host)
     assert result["step_id"] == "iammeter_link_confirm"
     assert result["description_placeholders"] == {
         "serial": SN,
@@ -116,45 +119,9 @@ async def test_link_by_address(
     # the same meter at a new address: the link follows, nothing is asked
     moved = await start_meter("WEM3080", serial=SN)
     moved.imported = list(fake.imported)
-    result = await _submit_host(hass, moved.host)
+    result = await _start(hass, source, moved.host)
     assert result["reason"] == "already_configured"
     assert account.options[CONF_LOCAL_METERS] == {SN: {CONF_HOST: moved.host}}
-
-
-def _ssdp(host: str) -> SsdpServiceInfo:
-    return SsdpServiceInfo(
-        ssdp_usn="uuid:iammeter::upnp:rootdevice",
-        ssdp_st="upnp:rootdevice",
-        ssdp_location=f"http://{host}/description.xml",
-        upnp={"manufacturer": "IAMMETER"},
-    )
-
-
-async def test_link_by_ssdp(
-    hass: HomeAssistant,
-    cloud: FakeIamMeterCloud,
-    start_meter: StartMeter,
-    freezer: FrozenDateTimeFactory,
-) -> None:
-    """A discovered meter of the account is offered as a link, not as a second device."""
-    account = await async_setup_cloud(hass, cloud)
-    fake = await _meter_ahead_of_the_cloud(hass, start_meter, freezer)
-    result = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": SOURCE_SSDP}, data=_ssdp(fake.host)
-    )
-    assert result["step_id"] == "iammeter_link_confirm"
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
-    assert result["reason"] == "iammeter_linked"
-    await hass.async_block_till_done(wait_background_tasks=True)
-    assert account.options[CONF_LOCAL_METERS] == {SN: {CONF_HOST: fake.host}}
-    _assert_one_device_one_set(hass, account.entry_id)
-    assert _state(hass, "power_w") == "2345.0"
-
-    # announced again: nothing to ask
-    result = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": SOURCE_SSDP}, data=_ssdp(fake.host)
-    )
-    assert result["reason"] == "already_configured"
 
 
 async def test_options_set_and_clear_a_meters_address(
@@ -163,9 +130,8 @@ async def test_options_set_and_clear_a_meters_address(
     start_meter: StartMeter,
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    account = await async_setup_cloud(hass, cloud)
-    cloud_power = _state(hass, "power_w")
-    fake = await _meter_ahead_of_the_cloud(hass, start_meter, freezer)
+    account, fake = await _account_and_meter(hass, cloud, start_meter, freezer)
+    cloud_power = _state(hass, "power_w")  # not linked yet
     other = await start_meter("WEM3080", serial="0THER001")
 
     async def set_address(host: str) -> FlowResult:
@@ -248,8 +214,7 @@ async def test_a_restart_during_an_outage_keeps_the_counter(
     freezer: FrozenDateTimeFactory,
 ) -> None:
     """Restarted while the meter does not answer: the cloud's lower counter is no reset."""
-    account = await async_setup_cloud(hass, cloud)
-    fake = await _meter_ahead_of_the_cloud(hass, start_meter, freezer)
+    account, fake = await _account_and_meter(hass, cloud, start_meter, freezer)
     hass.config_entries.async_update_entry(
         account, options={CONF_LOCAL_METERS: {SN: {CONF_HOST: fake.host}}}
     )
