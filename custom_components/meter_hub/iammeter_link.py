@@ -14,7 +14,9 @@ last value given to the entities until the new source's value reaches it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+import contextlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -46,6 +48,8 @@ from .coordinator import MeterData, MeterHubConfigEntry, MeterHubData
 from .iammeter_local_coordinator import iammeter_local_client
 from .sensor import GUARD_KEY, SENSORS
 
+# How long the setup of a cloud entry waits for the first answers of its linked meters.
+FIRST_READ_S = 3.0
 # The keys of cumulative values: the energy dashboard books every change of them.
 COUNTER_KEYS = frozenset(
     key
@@ -184,9 +188,14 @@ class IamMeterLinks:
         return merged
 
     async def async_poll_all(self) -> None:
-        """Read every linked meter once (at setup: the entities start with the live values)."""
-        for link in self.links.values():
-            await self._async_read(link)
+        """Read every linked meter once (at setup: the entities start with the live values).
+
+        A meter that does not answer within ``FIRST_READ_S`` does not hold up the entry's setup:
+        its values are the cloud's until it does.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FIRST_READ_S):
+                await asyncio.gather(*(self._async_read(link) for link in self.links.values()))
         if self.coordinator.data is not None:
             self.coordinator.data = self.overlay(self.coordinator.data)
 
