@@ -117,7 +117,8 @@ class LocalLink:
     local: Reading | None = None
     local_at: datetime | None = None
     error: str | None = None
-    # The source of the values given to the entities last: "local" or "cloud".
+    # The source of the values given to the entities last: "local", "cloud", or "restored" (the
+    # counters the entities had when they were last removed, before any source answered).
     source: str | None = None
     # The counters given to the entities last, and those held at their level after a switch.
     given: dict[str, float] = field(default_factory=dict)
