@@ -246,3 +246,30 @@ async def test_live_values_are_no_new_reading_of_the_other_meters(
     for _ in range(4):
         await async_poll(hass, freezer, 300)
     assert float(hass.states.get(entity_id).state) < before / 2  # type: ignore[union-attr]
+
+
+async def test_the_cloud_down_leaves_the_linked_meter_live(
+    hass: HomeAssistant,
+    cloud: FakeIamMeterCloud,
+    start_meter: StartMeter,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """The cloud's values too old: the other meters (674B1E5D) are unavailable, the linked one
+    is live."""
+    fake = await start_meter("WEM3080", serial=SN)
+    await async_setup_cloud(hass, cloud, local_meters={SN: {CONF_HOST: fake.host}})
+    cloud.inject_fault(4, endpoint="metersdata", status=500)
+    for _ in range(4):  # 20 minutes: the cloud's last reading is too old after 15
+        await async_poll(hass, freezer, 300)
+    assert local_state(hass, "674B1E5D", "power_w") == "unavailable"
+    fake.power = [777.0]
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, "power_w") == "777.0"
+
+    fake.status = 500  # the meter too: nothing is current
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, "power_w") == "unavailable"
+    fake.status = None
+    await async_poll(hass, freezer, 300)  # the cloud is back
+    assert local_state(hass, "674B1E5D", "power_w") != "unavailable"
+    assert _state(hass, "power_w") == "777.0"

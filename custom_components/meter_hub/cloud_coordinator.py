@@ -297,6 +297,9 @@ class CloudCoordinator(MeterHubCoordinator):
         if (data := self._fresh_data()) is not None:
             LOGGER.debug("IAMMETER poll failed, keeping the last reading: %s", err)
             return data
+        if self.links is not None and (live := self.links.without_cloud()) is not None:
+            LOGGER.debug("IAMMETER poll failed, only the linked meters are current: %s", err)
+            return live
         raise UpdateFailed(
             translation_domain=DOMAIN,
             translation_key="cloud_error",

@@ -188,6 +188,16 @@ class IamMeterLinks:
                 merged[serial] = link.merged(meter)
         return merged
 
+    def without_cloud(self) -> MeterHubData | None:
+        """The entry's data once the cloud's reading is too old, while a linked meter answers.
+
+        Every meter keeps its device with no values of the cloud's (their entities are
+        unavailable), and a linked meter that answers its own. None: none answers.
+        """
+        if all(link.local is None for link in self.links.values()):
+            return None
+        return {serial: MeterData(meter.info, Reading()) for serial, meter in self._cloud.items()}
+
     async def async_poll_all(self) -> None:
         """Read every linked meter once (at setup: the entities start with the live values).
 
