@@ -17,6 +17,7 @@ from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResult, FlowResultType
 from homeassistant.helpers import entity_registry as er
+from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
@@ -24,11 +25,21 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.meter_hub.const import CONF_LOCAL_METERS, CONF_SCAN_INTERVAL, DOMAIN
+from custom_components.meter_hub.const import (
+    CONF_LOCAL_METERS,
+    CONF_NET_METERING,
+    CONF_SCAN_INTERVAL,
+    CONF_SERIAL,
+    CONF_SOURCE,
+    CONF_VENDOR,
+    DOMAIN,
+    SOURCE_LOCAL,
+    VENDOR_IAMMETER,
+)
 from simulator.iammeter import VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud, Phase
 from simulator.iammeter_local import FakeIamMeter
 
-from .conftest import StartMeter, async_poll, async_setup_cloud, meter_device
+from .conftest import StartMeter, async_poll, async_setup_cloud, cloud_entry, meter_device
 from .test_iammeter_local_flow import _ssdp, _state as local_state, _submit_host
 
 # The vendor example account's single-phase meter.
@@ -273,3 +284,32 @@ async def test_the_cloud_down_leaves_the_linked_meter_live(
     await async_poll(hass, freezer, 300)  # the cloud is back
     assert local_state(hass, "674B1E5D", "power_w") != "unavailable"
     assert _state(hass, "power_w") == "777.0"
+
+
+async def test_both_entries_at_a_start_become_one(
+    hass: HomeAssistant, cloud: FakeIamMeterCloud, start_meter: StartMeter
+) -> None:
+    """Home Assistant starts a local entry of the meter and its cloud account side by side."""
+    fake = await start_meter("WEM3080", serial=SN)
+    local = MockConfigEntry(
+        domain=DOMAIN,
+        title="IAMMETER WEM3080",
+        unique_id=SN,
+        data={
+            CONF_SOURCE: SOURCE_LOCAL,
+            CONF_VENDOR: VENDOR_IAMMETER,
+            CONF_HOST: fake.host,
+            CONF_SERIAL: SN,
+            CONF_NET_METERING: False,
+        },
+        version=2,
+    )
+    local.add_to_hass(hass)
+    account = cloud_entry(cloud)
+    account.add_to_hass(hass)
+    assert await async_setup_component(hass, DOMAIN, {})
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert account.state is ConfigEntryState.LOADED
+    assert account.options[CONF_LOCAL_METERS] == {SN: {CONF_HOST: fake.host}}
+    _assert_one_device_one_set(hass, account.entry_id)
+    assert _state(hass, "power_w") == "1200.0"

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from homeassistant.components.sensor import SensorStateClass
-from homeassistant.config_entries import ConfigEntry
+from homeassistant.config_entries import ConfigEntry, OperationNotAllowed
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr, entity_registry as er
@@ -306,8 +306,16 @@ async def _async_adopt_local_entries(
             for key in (CONF_HOST, CONF_USERNAME, CONF_PASSWORD)
             if key in local.data
         }
-        # Unloaded first, so that its entities are free for this entry's platforms.
-        await hass.config_entries.async_unload(local.entry_id)
+        # Home Assistant starts the entries of an integration side by side: a setup of the local
+        # entry in progress ends first. Then it is unloaded, so that its entities are free for
+        # this entry's platforms.
+        async with local.setup_lock:
+            pass
+        try:
+            await hass.config_entries.async_unload(local.entry_id)
+        except OperationNotAllowed as err:
+            LOGGER.warning("Cannot retire the local entry %s yet: %s", local.title, err)
+            continue
         for entity in er.async_entries_for_config_entry(entities, local.entry_id):
             entities.async_update_entity(entity.entity_id, config_entry_id=entry.entry_id)
         hass.config_entries.async_update_entry(
