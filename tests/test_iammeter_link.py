@@ -158,6 +158,15 @@ async def test_options_set_and_clear_a_meters_address(
 
     result = await set_address(other.host)
     assert result["errors"] == {CONF_HOST: "iammeter_wrong_meter"}
+    result = await set_address("not a host!")
+    assert result["errors"] == {CONF_HOST: "invalid_host"}
+    fake.password = "s3cret"  # it asks for its Admin Security password
+    result = await set_address(fake.host)
+    assert result["errors"] == {"base": "iammeter_link_auth"}
+    fake.password = None
+    await other.stop()
+    result = await set_address(other.host)
+    assert result["errors"] == {"base": "cannot_connect"}
     result = await set_address(fake.host)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done(wait_background_tasks=True)
