@@ -243,6 +243,18 @@ class HomeAssistant:
         log(f"added {result.get('title')!r} ({step})")
         return result
 
+    async def link_meter(self, host: str) -> None:
+        """Add the IAMMETER meter at ``host``: a meter of the cloud account links to it."""
+        flow = await self._expect("POST", "/api/config/config_entries/flow", {"handler": DOMAIN})
+        path = f"/api/config/config_entries/flow/{flow['flow_id']}"
+        await self._expect("POST", path, {"next_step_id": "local"})
+        result = await self._expect("POST", path, {"host": host})
+        if result.get("step_id") == "iammeter_link_confirm":
+            result = await self._expect("POST", path, {})
+        if result.get("reason") not in ("iammeter_linked", "already_configured"):
+            raise DemoError(f"linking the meter at {host} failed: {result}")
+        log(f"IAMMETER meter at {host}: live values linked to its cloud account")
+
     async def wait_for_entries_loaded(self) -> list[dict[str, Any]]:
         async def probe() -> list[dict[str, Any]] | None:
             entries = await self.entries()
@@ -430,6 +442,10 @@ async def _run(args: argparse.Namespace) -> None:
                             "server": cloud["url"],
                         },
                     )
+                # The solar meter answers locally too: its live power next to the cloud's history.
+                for meter in cloud["meters"]:
+                    if "local_host" in meter:
+                        await hass.link_meter(meter["local_host"])
                 # The P1 meter, and the socket that can be switched from the dashboard.
                 for device in ("p1", "socket"):
                     await hass.add_entry("local", {"host": simulator["devices"][device]["host"]})

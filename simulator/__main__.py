@@ -12,6 +12,9 @@ base + 0    cloud        IAMMETER cloud, one account (``demo`` / ``demo-password
 base + 1    p1           HomeWizard P1 meter (HWE-P1): three phases, a gas and a water meter
 base + 2    socket       HomeWizard energy socket (HWE-SKT)
 base + 3    water        HomeWizard water meter (HWE-WTR)
+base + 9    solar        the cloud account's solar meter on the local IAMMETER API too:
+                         the same serial, its values now (the cloud's are up to a minute
+                         older), power moving every few seconds
 ==========  ===========  ============================================================
 
 The devices' values move with the clock (power varies, counters only increase, gas steps every
@@ -40,6 +43,7 @@ from typing import Any, Final
 
 from .homewizard import CONTROL_PATH, FakeHomeWizard
 from .iammeter import DEMO_LOGIN, FakeIamMeterCloud, demo_account
+from .iammeter_local import CloudMeterOnLan
 
 DEFAULT_PORT_BASE: Final = 8780
 # name, HomeWizard profile, offset from the port base, description
@@ -49,6 +53,8 @@ DEVICES: Final = (
     ("water", "HWE-WTR", 3, "HomeWizard water meter"),
 )
 CLOUD_OFFSET: Final = 0
+# The demo account's solar meter also answers on the local IAMMETER API here.
+SOLAR_LOCAL_OFFSET: Final = 9
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,8 +100,11 @@ async def _serve(args: argparse.Namespace) -> None:
         name: FakeHomeWizard(profile, seed=args.seed + index, start=start, auto_advance=True)
         for index, (name, profile, _, _) in enumerate(DEVICES)
     }
+    solar_sn = next(place.solar_sn for place in cloud.account(DEMO_LOGIN[0]).places)
+    solar = CloudMeterOnLan(cloud.account(DEMO_LOGIN[0]).meter(solar_sn or ""), cloud.clock)
     try:
         await cloud.start(_port(args.port_base, CLOUD_OFFSET))
+        await solar.start(_port(args.port_base, SOLAR_LOCAL_OFFSET))
         for name, profile, offset, _ in DEVICES:
             fake = devices[name]
             fake.api_enabled = not ({name, "all"} & set(args.api_disabled))
@@ -104,6 +113,9 @@ async def _serve(args: argparse.Namespace) -> None:
             except OSError as err:
                 raise SystemExit(f"simulator: cannot listen for {profile}: {err}") from err
         status = _status(cloud, devices)
+        for meter in status["cloud"]["meters"]:
+            if meter["sn"] == solar.serial:
+                meter["local_host"] = solar.host
         if args.ready_file:
             tmp = args.ready_file.with_name(args.ready_file.name + ".tmp")
             tmp.write_text(json.dumps(status, indent=2) + "\n", encoding="utf-8")
@@ -114,6 +126,7 @@ async def _serve(args: argparse.Namespace) -> None:
     finally:
         for fake in devices.values():
             await fake.stop()
+        await solar.stop()
         await cloud.stop()
         if args.ready_file:
             with contextlib.suppress(OSError):
@@ -161,6 +174,8 @@ def _print_status(status: dict[str, Any]) -> None:
         net = ", net metering" if meter["net_metering"] else ""
         solar = " (solar: exports)" if meter["exports"] else ""
         lines.append(f"                   meter {meter['sn']}: {kind}{net}{solar}")
+        if "local_host" in meter:
+            lines.append(f"                   ... and on the local API at {meter['local_host']}")
     for name, device in status["devices"].items():
         api = "" if device["api_enabled"] else "  [local API off: 403]"
         lines.append(f"  {name:<6} {device['profile']:<9} {device['host']}  (host){api}")

@@ -14,13 +14,17 @@ import argparse
 import asyncio
 import base64
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 import logging
 import random
 import time
 from typing import Any, Final
 
 from aiohttp import web
+
+from .iammeter import FakeMeter
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -226,6 +230,34 @@ class FakeIamMeter:
             self.failures = 0
             return True
         return False
+
+
+class CloudMeterOnLan(FakeIamMeter):
+    """A meter of the fake cloud that also answers on the network: the same meter, read now.
+
+    Its values are the cloud meter's at this moment (the cloud's are those of its last upload,
+    up to a minute older), so its counters are at or past the cloud's; its power moves a little
+    every few seconds on top, as a real meter's does between the cloud's slow swings.
+    """
+
+    JITTER_PERIOD_S: Final = 3
+
+    def __init__(self, meter: FakeMeter, clock: Callable[[], datetime], *, seed: int = 0) -> None:
+        """Serve ``meter`` (single- or three-phase, without net metering) at ``clock``'s time."""
+        super().__init__("WEM3080" if len(meter.phases) == 1 else "WEM3080T", serial=meter.sn)
+        self.meter, self.clock, self.seed = meter, clock, seed
+
+    def payload(self) -> dict[str, Any]:
+        """The answer now: the cloud meter's values at this moment, power jittered."""
+        now = self.clock()
+        # the documented 7-value row: V, I, P, import kWh, export kWh, Hz, PF
+        rows = self.meter.values(now, 7)
+        jitter = random.Random(f"{self.seed}:{int(now.timestamp()) // self.JITTER_PERIOD_S}")
+        for phase, row in enumerate(rows[: self.shape.phases]):
+            self.voltage[phase] = row[0] or 0.0
+            self.power[phase] = (row[2] or 0.0) * (1 + jitter.uniform(-0.04, 0.04))
+            self.imported[phase], self.exported[phase] = row[3] or 0.0, row[4] or 0.0
+        return super().payload()
 
 
 async def _serve(shapes: list[str], port: int) -> None:

@@ -29,10 +29,9 @@ from custom_components.meter_hub.const import (
     SOURCE_LOCAL,
     VENDOR_IAMMETER,
 )
-from simulator.iammeter import FakeIamMeterCloud
 from simulator.iammeter_local import FAILURES_BEFORE_429, FakeIamMeter
 
-from .conftest import StartMeter, async_poll, async_setup_cloud, meter_device
+from .conftest import StartMeter, async_poll, meter_device
 
 
 async def _submit_host(hass: HomeAssistant, host: str) -> FlowResult:
@@ -193,21 +192,6 @@ async def test_reauth_when_the_password_changes(
     await hass.async_block_till_done()
     assert entry.data[CONF_PASSWORD] == "n3w"
     assert entry.state is ConfigEntryState.LOADED
-
-
-async def test_meter_of_a_cloud_account_is_not_added_twice(
-    hass: HomeAssistant, cloud: FakeIamMeterCloud, start_meter: StartMeter
-) -> None:
-    """Two entries of one meter would count its energy twice on the energy dashboard."""
-    account = await async_setup_cloud(hass, cloud)
-    fake = await start_meter("WEM3080", serial="DA2BED94")
-    result = await _submit_host(hass, fake.host)
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "meter_in_cloud_account"
-    assert result["description_placeholders"] == {
-        "serial": "DA2BED94",
-        "account": account.title,
-    }
 
 
 async def test_same_meter_again_moves_the_entry(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 import json
 from pathlib import Path
 import signal
@@ -12,6 +13,8 @@ from aiohttp import ClientSession
 import pytest
 
 from simulator.homewizard import CONTROL_PATH, FakeHomeWizard
+from simulator.iammeter import ManualClock, demo_account
+from simulator.iammeter_local import CloudMeterOnLan
 
 ROOT = Path(__file__).parents[1]
 
@@ -103,3 +106,30 @@ async def test_python_m_simulator_serves_every_fake_and_stops(
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
     assert not ready.exists()
+
+
+async def test_the_demo_solar_meter_answers_locally_as_in_the_cloud(
+    socket_enabled: None,
+) -> None:
+    """Same serial; counters at or past the cloud's last upload; power moves every few seconds."""
+    clock = ManualClock()
+    solar = demo_account().meter("17A5C0DE")
+    fake = CloudMeterOnLan(solar, clock)
+    await fake.start()
+    powers = []
+    try:
+        async with ClientSession() as session:
+            for _ in range(3):
+                async with session.get(f"http://{fake.host}/api/monitor") as answer:
+                    body = await answer.json()
+                assert body["SN"] == solar.sn
+                _, _, power, imported, exported, *_ = body["Data"]
+                uploaded = solar.values(solar.last_upload(clock()), 7)[0]
+                assert imported >= uploaded[3]
+                assert exported >= uploaded[4]
+                assert power < 0  # solar: exports
+                powers.append(power)
+                clock.advance(timedelta(seconds=CloudMeterOnLan.JITTER_PERIOD_S))
+    finally:
+        await fake.stop()
+    assert len(set(powers)) == 3

@@ -14,7 +14,12 @@ from homeassistant.helpers import (
 )
 from homeassistant.helpers.typing import ConfigType
 
-from .cloud_coordinator import async_create_cloud_coordinator, cloud_entry_title, reading_store
+from .cloud_coordinator import (
+    CloudCoordinator,
+    async_create_cloud_coordinator,
+    cloud_entry_title,
+    reading_store,
+)
 from .compat import ENTRY_DONE, EntryResult, async_unload_platforms, device_config_entry_ids
 from .const import (
     CONF_ACCOUNT_ID,
@@ -30,6 +35,7 @@ from .const import (
 from .coordinator import MeterHubConfigEntry, MeterHubCoordinator, external_device_id
 from .entity import meter_device_info
 from .history import async_setup_history, history_store
+from .iammeter_link import async_setup_links
 from .iammeter_local_coordinator import IamMeterLocalCoordinator
 from .local_coordinator import async_create_local_coordinator
 from .services import async_setup_services
@@ -131,6 +137,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> 
             config_entry_id=entry.entry_id, **meter_device_info(meter.info)
         )
 
+    if isinstance(coordinator, CloudCoordinator):
+        # Before the settings are taken: adopting a local entry of a meter adds its address.
+        await async_setup_links(hass, entry, coordinator)
     settings = _settings(entry)
 
     async def _async_entry_updated(hass: HomeAssistant, entry: MeterHubConfigEntry) -> None:

@@ -8,7 +8,7 @@ that after a restart the sensors have their values before any call is made.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -50,6 +50,9 @@ from .coordinator import (
     MeterHubData,
     quiet_while_stopping,
 )
+
+if TYPE_CHECKING:
+    from .iammeter_link import IamMeterLinks
 
 STORAGE_VERSION = 1
 # After the cloud answered "nothing" (a limit was hit, maybe by another client of the account),
@@ -171,6 +174,8 @@ class CloudCoordinator(MeterHubCoordinator):
         self._cancel_next_poll: CALLBACK_TYPE | None = None
         # Set while the cloud rejects the token and no new one could be had yet.
         self._token_error: TokenRejected | None = None
+        # Meters of the account read at their local address too (None: none is).
+        self.links: IamMeterLinks | None = None
         entry.async_on_unload(self._async_unschedule)
 
     async def async_load_stored(self) -> None:
@@ -207,7 +212,7 @@ class CloudCoordinator(MeterHubCoordinator):
             self._schedule_next_poll()
             raise
         self._schedule_next_poll()
-        return data
+        return data if self.links is None else self.links.overlay(data)
 
     @callback
     def _schedule_next_poll(self) -> None:
@@ -292,6 +297,9 @@ class CloudCoordinator(MeterHubCoordinator):
         if (data := self._fresh_data()) is not None:
             LOGGER.debug("IAMMETER poll failed, keeping the last reading: %s", err)
             return data
+        if self.links is not None and (live := self.links.without_cloud()) is not None:
+            LOGGER.debug("IAMMETER poll failed, only the linked meters are current: %s", err)
+            return live
         raise UpdateFailed(
             translation_domain=DOMAIN,
             translation_key="cloud_error",
@@ -334,6 +342,7 @@ class CloudCoordinator(MeterHubCoordinator):
             "next_poll_at": self.next_poll_at.isoformat() if self.next_poll_at else None,
             "metersdata": self.client.last_meters_payload,
             "budget": self.budget.ledger.to_dict(),
+            "local_links": self.links.diagnostics() if self.links else {},
         }
 
 

@@ -16,7 +16,7 @@ from homeassistant.components.recorder.models import StatisticMetaData
 from homeassistant.config_entries import ConfigEntries, ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import DOMAIN as HOMEASSISTANT_DOMAIN, HomeAssistant
-from homeassistant.helpers import device_registry as dr, issue_registry as ir
+from homeassistant.helpers import device_registry as dr, issue_registry as ir, restore_state
 
 __all__ = [
     "ENTRY_DONE",
@@ -26,6 +26,7 @@ __all__ = [
     "async_delete_reauth_issue",
     "async_unload_platforms",
     "device_config_entry_ids",
+    "last_stored_state",
     "set_parent_device",
     "vol",
 ]
@@ -121,3 +122,16 @@ async def async_unload_platforms(
         await hass.config_entries.async_unload_platforms_or_raise(entry, platforms)  # type: ignore[attr-defined, unused-ignore]
         return None
     return await hass.config_entries.async_unload_platforms(entry, platforms)
+
+
+# --- restored states ------------------------------------------------------------------------------
+# Home Assistant 2026.11 keeps the states to restore by entity registry id too; those by entity id
+# moved from ``last_states`` to ``last_states_by_entity_id``.
+# Drop when the minimum is >= 2026.11 (then read ``last_states_by_entity_id``).
+def last_stored_state(hass: HomeAssistant, entity_id: str) -> restore_state.StoredState | None:
+    """The state ``entity_id`` had when it was last removed (a stop, a reload), if kept."""
+    data = restore_state.async_get(hass)
+    states: dict[str, restore_state.StoredState] = getattr(
+        data, "last_states_by_entity_id", None
+    ) or getattr(data, "last_states", {})
+    return states.get(entity_id)

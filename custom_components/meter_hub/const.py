@@ -31,6 +31,9 @@ VENDOR_IAMMETER: Final = "iammeter"
 # IAMMETER: whether the meter sent the net-metering row when its entry was made (its total
 # energy counters are then the net row's, else the sums of the phases).
 CONF_NET_METERING: Final = "net_metering"
+# IAMMETER cloud entry option: the local address (and credentials) of meters of the account, by
+# serial: their live values come from there (iammeter_link.py).
+CONF_LOCAL_METERS: Final = "local_meters"
 
 # Options
 CONF_SCAN_INTERVAL: Final = "scan_interval"

@@ -100,6 +100,8 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
     device_gone_after: timedelta
     # Whether every meter uploads to a cloud (an "Uploading" sensor each, also before its first).
     tracks_uploads: bool = False
+    # While listeners hear of an update of some meters only: their serials (None: every meter).
+    updated_serials: frozenset[str] | None = None
 
     def __init__(
         self,

@@ -16,7 +16,6 @@ from homeassistant.config_entries import (
     ConfigFlowResult,
 )
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.selector import TextSelector, TextSelectorConfig, TextSelectorType
 from homeassistant.helpers.service_info.ssdp import SsdpServiceInfo
 from yarl import URL
@@ -40,13 +39,13 @@ from .const import (
     CONF_SERIAL,
     CONF_SOURCE,
     CONF_VENDOR,
-    DOMAIN,
     LOGGER,
     SOURCE_LOCAL,
     VENDOR_IAMMETER,
 )
 from .entry_update import async_update_entry_data
 from .flow_local import HOST_SCHEMA, LocalFlow, implausible
+from .iammeter_link import cloud_entry_of, linked_meters, with_link
 from .iammeter_local_coordinator import iammeter_local_client
 
 # Admin Security has one user; the vendor's tools and clients call it "admin".
@@ -66,6 +65,7 @@ class IamMeterLocalFlow(LocalFlow):
 
     _iammeter_client: IamMeterLocalClient
     _iammeter_meter: LocalMeter
+    _link_target: ConfigEntry
 
     async def _async_not_homewizard(self, host: str, error: str) -> ConfigFlowResult | str:
         """No HomeWizard device at ``host`` (``error``): add the IAMMETER meter that answers."""
@@ -103,24 +103,16 @@ class IamMeterLocalFlow(LocalFlow):
         ):
             return self.async_abort(reason="already_configured")
         client = self._iammeter_client
-        credentials = {}
-        if (known := client.credentials) is not None:
-            credentials = {CONF_USERNAME: known.username, CONF_PASSWORD: known.password}
-        devices = dr.async_get(self.hass)
+        credentials = self._iammeter_link()
+        del credentials[CONF_HOST]
         for entry in self._async_current_entries(include_ignore=False):
             if entry.data.get(CONF_VENDOR) == VENDOR_IAMMETER and entry.unique_id == meter.serial:
                 # the user pointed at it: the answer named the meter
                 async_update_entry_data(self.hass, entry, {CONF_HOST: client.host, **credentials})
                 return self.async_abort(reason="already_configured")
-            if any(
-                (DOMAIN, meter.serial) in device.identifiers
-                for device in dr.async_entries_for_config_entry(devices, entry.entry_id)
-            ):
-                # Its cloud account has it: a second set of entities would count its energy twice.
-                return self.async_abort(
-                    reason="meter_in_cloud_account",
-                    description_placeholders={"serial": meter.serial, "account": entry.title},
-                )
+        if (cloud := cloud_entry_of(self.hass, meter.serial)) is not None:
+            # Its cloud account has it: a second set of entities would count its energy twice.
+            return await self._async_link(cloud, meter)
         return self.async_create_entry(
             title=f"IAMMETER {meter.model or meter.serial}",
             data={
@@ -163,6 +155,10 @@ class IamMeterLocalFlow(LocalFlow):
             "name": f"IAMMETER {result.model or ''}".strip(),
             "serial": result.serial,
         }
+        if (cloud := cloud_entry_of(self.hass, result.serial)) is not None:
+            if self._iammeter_implausible(cloud, result):
+                return self.async_abort(reason="already_configured")
+            return await self._async_link(cloud, result)
         return await self.async_step_iammeter_discovery_confirm()
 
     def _iammeter_implausible(self, entry: ConfigEntry, meter: LocalMeter) -> bool:
@@ -195,6 +191,46 @@ class IamMeterLocalFlow(LocalFlow):
                 "host": self._iammeter_client.host,
             },
         )
+
+    def _iammeter_link(self) -> dict[str, str]:
+        """The address of the flow's meter and the credentials it was read with, if any."""
+        client = self._iammeter_client
+        link = {CONF_HOST: client.host}
+        if (known := client.credentials) is not None:
+            link |= {CONF_USERNAME: known.username, CONF_PASSWORD: known.password}
+        return link
+
+    async def _async_link(self, cloud: ConfigEntry, meter: LocalMeter) -> ConfigFlowResult:
+        """``meter`` is in ``cloud``'s account: offer to read it at its address for that entry.
+
+        A meter linked already follows its new address (its answer named it) without a question.
+        """
+        if (known := linked_meters(cloud).get(meter.serial)) is not None:
+            link = {**known, **self._iammeter_link()}
+            if link != known:
+                options = with_link(cloud.options, meter.serial, link)
+                self.hass.config_entries.async_update_entry(cloud, options=options)
+            return self.async_abort(reason="already_configured")
+        self._iammeter_meter, self._link_target = meter, cloud
+        return await self.async_step_iammeter_link_confirm()
+
+    async def async_step_iammeter_link_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Confirm: live values from this address, history from the cloud account."""
+        cloud, meter = self._link_target, self._iammeter_meter
+        placeholders = {
+            "serial": meter.serial,
+            "host": self._iammeter_client.host,
+            "account": cloud.title,
+        }
+        if user_input is None:
+            return self.async_show_form(
+                step_id="iammeter_link_confirm", description_placeholders=placeholders
+            )
+        options = with_link(cloud.options, meter.serial, self._iammeter_link())
+        self.hass.config_entries.async_update_entry(cloud, options=options)
+        return self.async_abort(reason="iammeter_linked", description_placeholders=placeholders)
 
     async def async_step_iammeter_auth(
         self, user_input: dict[str, Any] | None = None

@@ -674,6 +674,8 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
     @callback
     def _handle_coordinator_update(self) -> None:
         """Write the state only when the value or the availability changed."""
+        if (updated := self.coordinator.updated_serials) is not None and self.serial not in updated:
+            return  # another meter's update: this one's reading is no new one
         # Most values are the same as at the last poll: then so is the state, unless the value
         # is a counter (the guard decides on the time of each reading).
         seen = (self._raw_value(), self.coordinator.last_update_success)
