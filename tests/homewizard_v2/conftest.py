@@ -11,7 +11,7 @@ from unittest.mock import patch
 from homeassistant.core import HomeAssistant
 import pytest
 
-from custom_components.meter_hub.api.homewizard_v2 import create_ssl_context
+from custom_components.meter_hub.api.homewizard_v2 import create_naming_context, create_ssl_context
 from simulator.tls import SimulatorAuthority
 
 
@@ -30,11 +30,14 @@ def trust(authority: SimulatorAuthority) -> ssl.SSLContext:
 
 
 @pytest.fixture
-def integration_trusts_the_simulator(trust: ssl.SSLContext) -> Iterator[None]:
-    """The integration's SSL context (flow and coordinator) trusts the simulator's CA."""
+def integration_trusts_the_simulator(
+    authority: SimulatorAuthority, trust: ssl.SSLContext
+) -> Iterator[None]:
+    """The integration's SSL contexts (flow and coordinator) trust the simulator's CA."""
+    naming_context = create_naming_context(authority.ca_file)
 
-    async def simulator_context() -> ssl.SSLContext:
-        return trust
+    async def simulator_context(*, naming: bool = False) -> ssl.SSLContext:
+        return naming_context if naming else trust
 
     with (
         patch("custom_components.meter_hub.flow_pairing.shared_ssl_context", simulator_context),
