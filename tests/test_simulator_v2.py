@@ -1,22 +1,20 @@
 """The simulator's HomeWizard API v2 devices as ``python -m simulator`` runs them: live values,
-the button, v1 on the same device, the WebSocket push at the rate asked for."""
+the button, v1 on the same device, the WebSocket push at the rate asked for (the command line:
+``tests/test_simulator.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-import json
 from pathlib import Path
-import signal
 import ssl
-import sys
 
 from aiohttp import ClientSession
 import pytest
 
 from custom_components.meter_hub.api.homewizard_v2 import HomeWizardV2Client, create_ssl_context
-from simulator.live_v2 import V2_DEVICES, LiveV2, v2_name
+from simulator.live_v2 import LiveV2, v2_name
 from simulator.tls import SimulatorAuthority
 
 ROOT = Path(__file__).parents[1]
@@ -136,37 +134,3 @@ async def test_push_at_the_rate_asked_for(live: LiveV2) -> None:
     interval = (times[-1] - times[1]) / 19  # the first is the answer to the subscription
     assert 0.03 < interval < 0.1, interval
     assert len(set(powers)) > 10, powers
-
-
-@pytest.mark.timeout(60)
-async def test_python_m_simulator_lists_the_v2_devices(
-    socket_enabled: None, tmp_path: Path
-) -> None:
-    ready = tmp_path / "simulator.json"
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "simulator", "--port-base", "0", "--push-rate", "5"),
-        *("--ready-file", str(ready)),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        banner = await asyncio.wait_for(process.stdout.readuntil(b"/_sim/press\n"), 30)
-        status = json.loads(ready.read_text(encoding="utf-8"))["homewizard_v2"]
-        assert sorted(status["devices"]) == sorted(spec.name for spec in V2_DEVICES)
-        assert status["push_interval"] == 0.2
-        ca_file = Path(status["ca_file"])
-        battery = status["devices"]["battery"]
-        assert battery["certificate_name"] == f"appliance/battery/{battery['serial']}"
-        assert battery["v1_host"] is None
-        assert f"curl -k -X POST {status['devices']['p1v2']['press']}".encode() in banner
-        async with ClientSession() as session:
-            context = create_ssl_context(ca_file)  # the simulator's CA, in its file
-            async with session.post(
-                battery["press"], ssl=context, server_hostname=battery["certificate_name"]
-            ) as answer:
-                assert answer.status == 204
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 30) == 0
-    assert not await asyncio.to_thread(ca_file.exists)  # the CA goes with the simulator

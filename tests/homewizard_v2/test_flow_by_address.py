@@ -7,10 +7,10 @@ HTTPS devices on 127.0.0.1.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+import contextlib
 import ssl
 import time
-from unittest.mock import patch
 
 from homeassistant.config_entries import SOURCE_USER
 from homeassistant.const import CONF_HOST
@@ -19,6 +19,7 @@ from homeassistant.data_entry_flow import FlowResult, FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.meter_hub.api.homewizard import NotHomeWizard
 from custom_components.meter_hub.api.homewizard_v2 import create_naming_context, read_device_name
 from custom_components.meter_hub.const import (
     CONF_API_VERSION,
@@ -32,27 +33,26 @@ from custom_components.meter_hub.const import (
 from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
 
+from .test_pairing_flow import fast_pairing, wait_for_pairing  # noqa: F401 - autouse fixture
+
 pytestmark = pytest.mark.usefixtures("refused_handshakes")
 
 
-@pytest.fixture(autouse=True)
-def fast_pairing(integration_trusts_the_simulator: None) -> Iterator[None]:
-    """Pairing asks every 20 ms and gives up after a second."""
-    with (
-        patch("custom_components.meter_hub.flow_pairing.PAIRING_INTERVAL", 0.02),
-        patch("custom_components.meter_hub.flow_pairing.PAIRING_TIME", 1.0),
-    ):
-        yield
+@contextlib.asynccontextmanager
+async def serving(fake: FakeHomeWizardV2) -> AsyncIterator[FakeHomeWizardV2]:
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
 
 
 @pytest.fixture
 async def battery(
     socket_enabled: None, authority: SimulatorAuthority
 ) -> AsyncIterator[FakeHomeWizardV2]:
-    fake = FakeHomeWizardV2(authority, "HWE-BAT", button_window=0.5)
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with serving(FakeHomeWizardV2(authority, "HWE-BAT", button_window=0.5)) as fake:
+        yield fake
 
 
 async def enter_host(hass: HomeAssistant, host: str) -> FlowResult:
@@ -61,6 +61,12 @@ async def enter_host(hass: HomeAssistant, host: str) -> FlowResult:
         result["flow_id"], {"next_step_id": "local"}
     )
     return await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_HOST: host})
+
+
+async def enter_host_of(hass: HomeAssistant, fake: FakeHomeWizardV2) -> FlowResult:
+    """The host form's answer for ``fake``, which listens only meanwhile."""
+    async with serving(fake):
+        return await enter_host(hass, fake.host)
 
 
 async def test_battery_entered_by_address_is_paired(
@@ -77,8 +83,7 @@ async def test_battery_entered_by_address_is_paired(
     assert result["progress_action"] == "pair_battery"
     pressed = time.monotonic()
     battery.press()
-    await hass.async_block_till_done()
-    result = await hass.config_entries.flow.async_configure(result["flow_id"])
+    result = await wait_for_pairing(hass, result["flow_id"])
     print(f"battery paired {time.monotonic() - pressed:.3f} s after the press")  # noqa: T201
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Plug-In Battery"
@@ -98,11 +103,7 @@ async def test_kwh_meter_by_address_is_named_for_its_kind(
 ) -> None:
     """The kWh meters share one certificate type: the form names the kind until it is paired."""
     meter = FakeHomeWizardV2(authority, "HWE-KWH3")
-    await meter.start()
-    try:
-        result = await enter_host(hass, meter.host)
-    finally:
-        await meter.stop()
+    result = await enter_host_of(hass, meter)
     assert result["step_id"] == "pair_confirm"
     assert result["description_placeholders"] == {"name": "kWh Meter", "host": meter.host}
 
@@ -113,11 +114,9 @@ async def test_certificate_of_another_ca_is_no_device(
     """A v2 look-alike whose certificate the integration's CA did not sign: nothing is sent."""
     stranger = SimulatorAuthority()
     fake = FakeHomeWizardV2(stranger, "HWE-BAT")
-    await fake.start()
     try:
-        result = await enter_host(hass, fake.host)
+        result = await enter_host_of(hass, fake)
     finally:
-        await fake.stop()
         stranger.cleanup()
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "local"
@@ -130,11 +129,7 @@ async def test_device_without_released_v2_is_not_paired(
 ) -> None:
     """An energy socket's certificate: its v2 is not released, the form keeps its error."""
     fake = FakeHomeWizardV2(authority, "HWE-BAT", common_name="appliance/energysocket/5c2fafaa0000")
-    await fake.start()
-    try:
-        result = await enter_host(hass, fake.host)
-    finally:
-        await fake.stop()
+    result = await enter_host_of(hass, fake)
     assert result["step_id"] == "local"
     assert result["errors"] == {"base": "cannot_connect"}
 
@@ -168,11 +163,8 @@ async def test_name_must_be_a_device_name(
     socket_enabled: None, authority: SimulatorAuthority
 ) -> None:
     fake = FakeHomeWizardV2(authority, "HWE-BAT", common_name="www.example.com")
-    await fake.start()
-    try:
+    async with serving(fake):
         naming = create_naming_context(authority.ca_file)
         assert naming.verify_mode is ssl.CERT_REQUIRED  # the chain is verified all the same
-        with pytest.raises(Exception, match="does not name a HomeWizard device"):
+        with pytest.raises(NotHomeWizard, match="does not name a HomeWizard device"):
             await read_device_name(fake.host, naming, 5)
-    finally:
-        await fake.stop()
