@@ -7,6 +7,7 @@ HTTPS devices on 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 import contextlib
 import ssl
@@ -19,7 +20,7 @@ from homeassistant.data_entry_flow import FlowResult, FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.meter_hub.api.homewizard import NotHomeWizard
+from custom_components.meter_hub.api.homewizard import CannotConnect, NotHomeWizard
 from custom_components.meter_hub.api.homewizard_v2 import create_naming_context, read_device_name
 from custom_components.meter_hub.const import (
     CONF_API_VERSION,
@@ -168,3 +169,26 @@ async def test_name_must_be_a_device_name(
         assert naming.verify_mode is ssl.CERT_REQUIRED  # the chain is verified all the same
         with pytest.raises(NotHomeWizard, match="does not name a HomeWizard device"):
             await read_device_name(fake.host, naming, 5)
+
+
+async def test_silent_address_is_given_up(
+    socket_enabled: None, authority: SimulatorAuthority
+) -> None:
+    """A host that accepts the connection but never answers the handshake: no device there."""
+    release = asyncio.Event()
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(CannotConnect, match=r"did not answer within 0\.1 s"):
+            await read_device_name(
+                f"127.0.0.1:{port}", create_naming_context(authority.ca_file), 0.1
+            )
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
