@@ -132,13 +132,21 @@ class PairingFlow(LocalFlow):
         other = await super()._async_not_homewizard(host, error)
         if not isinstance(other, str):
             return other
+        return await self._async_pair_by_certificate(host) or other
+
+    async def _async_api_v1_disabled(self, host: str, error: str) -> ConfigFlowResult | str:
+        """API v1 is switched off at ``host``: a device with API v2 (port 443) is paired."""
+        return await self._async_pair_by_certificate(v2_host(host)) or error
+
+    async def _async_pair_by_certificate(self, host: str) -> ConfigFlowResult | None:
+        """Pair the API v2 device at ``host``, known by its certificate (None: there is none)."""
         try:
-            target = await self._async_v2_only_target(host)
+            target = await self._async_v2_target(host)
         except HomeWizardError as err:
-            LOGGER.debug("No HomeWizard API v2 at %s either: %s", host, err)
-            return other
+            LOGGER.debug("No HomeWizard API v2 at %s: %s", host, err)
+            return None
         if target is None:
-            return other
+            return None
         serial = target.device_name.rpartition("/")[2]
         known = await self.async_set_unique_id(serial, raise_on_progress=False)
         # An entry on API v2 moves only once the address proves to be the device (its token,
@@ -152,8 +160,8 @@ class PairingFlow(LocalFlow):
         self._target = target
         return await self.async_step_pair_confirm()
 
-    async def _async_v2_only_target(self, host: str) -> PairingTarget | None:
-        """The v2 device at ``host`` (its certificate's name, its ``/api`` asking for a token)."""
+    async def _async_v2_target(self, host: str) -> PairingTarget | None:
+        """The v2 device at ``host``: its certificate's name, its ``/api`` asking for a token."""
         naming = await shared_ssl_context(naming=True)
         device_name = await read_device_name(host, naming, PAIRING_REQUEST_TIMEOUT)
         certificate_type = device_name.split("/")[1]

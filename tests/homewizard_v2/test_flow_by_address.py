@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import contextlib
 import ssl
 import time
+from unittest.mock import patch
 
 from homeassistant.config_entries import SOURCE_USER
 from homeassistant.const import CONF_HOST
@@ -31,6 +32,7 @@ from custom_components.meter_hub.const import (
     DOMAIN,
     SOURCE_LOCAL,
 )
+from simulator.homewizard import FakeHomeWizard
 from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
 
@@ -192,3 +194,33 @@ async def test_silent_address_is_given_up(
         release.set()
         server.close()
         await server.wait_closed()
+
+
+async def test_meter_with_api_v1_switched_off_is_paired(
+    hass: HomeAssistant, authority: SimulatorAuthority, homewizard: FakeHomeWizard
+) -> None:
+    """API v1 answers "not enabled" (``api_v1_enabled`` false): its API v2 is paired instead."""
+    async with serving(FakeHomeWizardV2(authority, "HWE-P1", v1=homewizard)) as p1:
+        homewizard.device["serial"] = p1.serial
+        homewizard.api_enabled = False
+        # the simulator's v2 is on another port of 127.0.0.1; a real device has both on one address
+        with patch("custom_components.meter_hub.flow_pairing.v2_host", return_value=p1.host):
+            result = await enter_host(hass, homewizard.host)
+        assert result["step_id"] == "pair_confirm"
+        assert result["description_placeholders"] == {"name": "P1 Meter", "host": p1.host}
+        p1.press()
+        await hass.config_entries.flow.async_configure(result["flow_id"], {})
+        result = await wait_for_pairing(hass, result["flow_id"])
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_HOST] == p1.host
+    assert result["data"][CONF_API_VERSION] == 2
+
+
+async def test_v1_device_with_its_api_off_is_told_so(
+    hass: HomeAssistant, homewizard: FakeHomeWizard
+) -> None:
+    """No API v2 at the address (nothing on port 443): the form says to switch API v1 on."""
+    homewizard.api_enabled = False
+    result = await enter_host(hass, homewizard.host)
+    assert result["step_id"] == "local"
+    assert result["errors"] == {"base": "api_not_enabled"}
