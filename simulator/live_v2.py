@@ -114,12 +114,13 @@ class LiveV2:
     async def run(self) -> None:
         """Every ``interval`` seconds: move the values, push them."""
         loop = asyncio.get_running_loop()
-        last = loop.time()
+        last = tick = loop.time()
         while True:
-            await asyncio.sleep(max(0.0, last + self.interval - loop.time()))
+            tick += self.interval
+            await asyncio.sleep(max(0.0, tick - loop.time()))
             now = loop.time()
             self.advance(now - last)
-            last = now
+            last, tick = now, max(tick, now - self.interval)  # late: no burst to catch up
             for fake in self.devices.values():
                 fake.push()
 
