@@ -18,7 +18,11 @@ drives headless Chromium (Debian's, through Playwright's ``executable_path``):
    adds the simulated energy socket the same way (local API off, then on) and checks its device
    page: the dialog and the sensors must show nl.json's texts;
 6. switch the socket off on its device page: its power drops to 0 W (read back from the
-   simulated socket, which measures nothing while off); switch it on again.
+   simulated socket, which measures nothing while off); switch it on again;
+7. HomeWizard API v2 (still in Dutch): add the simulated v2 P1 meter by its address; the pairing
+   step waits, the script presses the simulated button (``POST /_sim/press``) and the flow
+   finishes by itself; it prints how long after the press the dialog showed the new devices,
+   then checks the P1 meter's device page (its battery group's power among the sensors).
 
 No text on the flow dialogs or the device pages may be a raw translation key. Each step is
 screenshotted into ``--artifacts``; every wait is for a condition, with a deadline. The first
@@ -34,6 +38,7 @@ from collections.abc import Callable
 import json
 from pathlib import Path
 import re
+import ssl
 import subprocess
 import sys
 import time
@@ -118,6 +123,8 @@ LOCAL_DEVICES: dict[str, dict[str, str]] = {
     "Gas meter": {"Gas": "m³"},
     "Water meter": {"Water": "m³"},
 }
+# The simulator's P1 meter on API v2 (its product name).
+V2_P1 = "P1 Meter"
 SINGLE_PHASE = {"Energy import": "kWh", "Energy export": "kWh", "Power": "W", "Voltage": "V"}
 THREE_PHASE = {
     "Energy import": "kWh",
@@ -262,11 +269,15 @@ class Run:
         self.shot(f"{prefix}-menu")
         self.assert_no_raw_keys("the menu step", flow)
 
+    def finish_button(self) -> Locator:
+        """The button of the "created" step."""
+        labels = "|".join(re.escape(self.ui[label]) for label in ("finish_skip", "finish"))
+        return self.flow().get_by_role("button", name=re.compile(f"^({labels})$"))
+
     def finish_flow(self, prefix: str, devices: list[str]) -> None:
         """The "created" step lists ``devices``; finish it and wait for the dialog to close."""
         flow = self.flow()
-        labels = "|".join(re.escape(self.ui[label]) for label in ("finish_skip", "finish"))
-        finish = flow.get_by_role("button", name=re.compile(f"^({labels})$"))
+        finish = self.finish_button()
         expect(finish).to_be_visible()
         names = flow.get_by_role("textbox", name=self.ui["device_name"])  # one per new device
         expect(names).to_have_count(len(devices))
@@ -508,6 +519,53 @@ class Run:
         )
         self.shot("nl-socket-on")
 
+    def press_button(self, device: dict[str, Any]) -> None:
+        """Press the simulated button of a v2 device, as the user does on the real one."""
+        context = ssl.create_default_context(cafile=self.simulator["homewizard_v2"]["ca_file"])
+        context.check_hostname = False  # the simulator's own control; its CA is checked
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT  # device certificates have no extensions
+        request = urllib.request.Request(device["press"], method="POST")
+        with urllib.request.urlopen(request, timeout=10, context=context) as answer:
+            if answer.status != 204:
+                raise StepFailed(f"pressing the button of {device['host']}: {answer.status}")
+
+    def v2_pairing(self) -> None:
+        """Add the v2 P1 meter by address; the script presses its button while the flow waits."""
+        device = self.simulator["homewizard_v2"]["devices"]["p1v2"]
+        self.start_flow("v2")
+        flow = self.flow()
+        flow.get_by_text(self.text("config.step.user.menu_options.local")).click()
+        host = flow.get_by_label(self.text("config.step.local.data.host"))
+        expect(host).to_be_visible()
+        host.fill(device["host"])
+        flow.get_by_role("button", name=self.ui["submit"]).click()
+        title = self.text("config.step.pair_confirm.title", name=V2_P1)
+        expect(flow.get_by_text(title).first).to_be_visible()
+        self.shot("v2-pair-confirm")
+        self.assert_no_raw_keys("the pairing's first step", flow)
+        flow.get_by_role("button", name=self.ui["submit"]).click()
+        waiting = self.text("config.progress.pair_p1", name=V2_P1).split(":")[0]
+        expect(flow.get_by_text(waiting, exact=False).first).to_be_visible()
+        time.sleep(2)  # the user walks to the meter: the flow keeps waiting
+        expect(flow.get_by_text(waiting, exact=False).first).to_be_visible()
+        self.shot("v2-waiting-for-the-button")
+        self.assert_no_raw_keys("the pairing's waiting step", flow)
+        self.press_button(device)
+        pressed = time.monotonic()
+        expect(self.finish_button()).to_be_visible()
+        log(f"  pairing finished {time.monotonic() - pressed:.2f} s after the button press")
+        externals = [self.text(f"device.{kind}.name") for kind in ("gas_meter", "water_meter")]
+        self.finish_flow("v2", [V2_P1, *externals])
+
+    def v2_device(self) -> None:
+        sensors = {
+            self.text("entity.sensor.power.name"): "W",
+            self.text("entity.sensor.power_phase.name", phase="1"): "W",
+            self.text("entity.sensor.energy_import.name"): "kWh",
+            self.text("entity.sensor.battery_group_power.name"): "W",
+        }
+        self.check_device_page(V2_P1, sensors, "v2")
+
 
 def log(message: str) -> None:
     print(message, flush=True)
@@ -548,6 +606,8 @@ def main() -> int:
             ("Dutch: add the energy socket (local API off, then on)", run.dutch_socket_flow),
             ("Dutch: device page", run.dutch_socket_device),
             ("Dutch: switch the socket off and on", run.switch_socket),
+            ("HomeWizard v2: pair the P1 meter by address (the button pressed)", run.v2_pairing),
+            ("HomeWizard v2: device page", run.v2_device),
         ]
         for name, step in steps:
             if failed:

@@ -4,7 +4,10 @@ Used by ``scripts/develop --demo`` and ``scripts/e2e``; runs in the develop venv
 
   python scripts/ha_demo.py demo --url URL --simulator FILE --username U --password P
       onboard (or log in), add one IAMMETER cloud entry and the HomeWizard P1 through the config
-      flow API, then put the integration's sensors into the energy dashboard preferences
+      flow API, then put the integration's sensors into the energy dashboard preferences; the
+      simulator's P1 meter and Plug-In Battery on API v2 are paired as a user does it (the
+      progress step waits, the script presses the simulated button), the battery goes into the
+      energy dashboard
   python scripts/ha_demo.py onboard --url URL --username U --password P
       onboarding only (create the user, finish the other steps)
   python scripts/ha_demo.py energy --url URL --username U --password P [--simulator FILE]
@@ -22,6 +25,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 import json
 from pathlib import Path
+import ssl
 import sys
 import time
 from typing import Any
@@ -255,6 +259,35 @@ class HomeAssistant:
             raise DemoError(f"linking the meter at {host} failed: {result}")
         log(f"IAMMETER meter at {host}: live values linked to its cloud account")
 
+    async def pair_entry(self, device: dict[str, Any], ca_file: str) -> None:
+        """Add a simulated HomeWizard API v2 ``device`` by its address, pressing its button while
+        the pairing step waits; log how long after the press the flow finished."""
+        flow = await self._expect("POST", "/api/config/config_entries/flow", {"handler": DOMAIN})
+        path = f"/api/config/config_entries/flow/{flow['flow_id']}"
+        await self._expect("POST", path, {"next_step_id": "local"})
+        result = await self._expect("POST", path, {"host": device["host"]})
+        if result.get("type") == "abort" and result.get("reason") == "already_configured":
+            log(f"{device['profile']} entry exists already")
+            return
+        if result.get("step_id") != "pair_confirm":
+            raise DemoError(f"{device['host']} did not lead to the pairing: {result}")
+        result = await self._expect("POST", path, {})
+        if result.get("type") != "progress":
+            raise DemoError(f"the pairing did not wait for the button: {result}")
+        await press_button(self.session, device, ca_file)
+        pressed = time.monotonic()
+
+        async def finished() -> dict[str, Any] | None:
+            status, answer = await self.request("GET", path)
+            if status == 200 and answer.get("type") == "progress":
+                return None
+            if status == 200 and answer.get("type") != "create_entry":
+                raise DemoError(f"the pairing ended with {answer}")
+            return answer if status == 200 else {}  # 404: it finished (and was removed)
+
+        await until(f"the pairing of {device['host']}", finished, 70, every=0.05)
+        log(f"paired {device['profile']} {time.monotonic() - pressed:.2f} s after the press")
+
     async def wait_for_entries_loaded(self) -> list[dict[str, Any]]:
         async def probe() -> list[dict[str, Any]] | None:
             entries = await self.entries()
@@ -292,6 +325,8 @@ class HomeAssistant:
             "devices": [],
             "device_power": [],
             "grid_power": [],
+            "battery_import": [],
+            "battery_export": [],
         }
         power: dict[str, str] = {}  # device id -> its power sensor
         for entity in registry:
@@ -308,12 +343,15 @@ class HomeAssistant:
             device_id = entity.get("device_id") or ""
             device = devices.get(device_id, {})
             p1 = "P1" in " ".join(str(device.get(k) or "") for k in ("model", "model_id"))
+            battery = device.get("model_id") == "HWE-BAT"
             meter = cloud_meters.get(device.get("serial_number") or "")
             key, device_class = entity.get("translation_key"), attributes.get("device_class")
             if device_class in ("gas", "water"):
                 found[device_class].append(entity["entity_id"])
             elif device_class != "energy" or key not in ("energy_import", "energy_export"):
                 continue
+            elif battery:  # import: into the battery, export: out of it
+                found[f"battery_{key.removeprefix('energy_')}"].append(entity["entity_id"])
             elif p1:
                 found[f"grid_{key.removeprefix('energy_')}"].append(entity["entity_id"])
                 if key == "energy_import" and power.get(device_id):
@@ -394,6 +432,10 @@ class HomeAssistant:
             {"type": "solar", "stat_energy_from": s, "config_entry_solar_forecast": None}
             for s in found["solar"]
         ]
+        sources += [
+            {"type": "battery", "stat_energy_from": out, "stat_energy_to": into}
+            for out, into in zip(found["battery_export"], found["battery_import"], strict=True)
+        ]
         for kind in ("gas", "water"):
             sources += [
                 {"type": kind, "stat_energy_from": s, "stat_cost": None, **price}
@@ -406,6 +448,20 @@ class HomeAssistant:
         prefs = {"energy_sources": sources, "device_consumption": devices}
         await self.ws("energy/save_prefs", **prefs)
         return prefs
+
+
+async def press_button(
+    session: aiohttp.ClientSession, device: dict[str, Any], ca_file: str
+) -> None:
+    """Press the simulated button of a v2 device (its certificate checked against ``ca_file``)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.hostname_checks_common_name = True
+    context.verify_flags &= ~ssl.VERIFY_X509_STRICT  # the device certificates have no extensions
+    async with session.post(
+        device["press"], ssl=context, server_hostname=device["certificate_name"]
+    ) as answer:
+        if answer.status != 204:
+            raise DemoError(f"pressing the button of {device['host']}: HTTP {answer.status}")
 
 
 async def _energy(hass: HomeAssistant, simulator: dict[str, Any] | None) -> None:
@@ -446,9 +502,12 @@ async def _run(args: argparse.Namespace) -> None:
                 for meter in cloud["meters"]:
                     if "local_host" in meter:
                         await hass.link_meter(meter["local_host"])
-                # The P1 meter, and the socket that can be switched from the dashboard.
-                for device in ("p1", "socket"):
-                    await hass.add_entry("local", {"host": simulator["devices"][device]["host"]})
+                # The socket that can be switched from the dashboard (API v1).
+                await hass.add_entry("local", {"host": simulator["devices"]["socket"]["host"]})
+                # A P1 meter with a battery behind it, and the battery, on API v2 (paired).
+                v2 = simulator["homewizard_v2"]
+                for device in ("p1v2", "battery"):
+                    await hass.pair_entry(v2["devices"][device], v2["ca_file"])
                 await hass.wait_for_entries_loaded()
             if args.command in ("demo", "energy"):
                 await _energy(hass, args.simulator_status)

@@ -15,6 +15,10 @@ base + 3    water        HomeWizard water meter (HWE-WTR)
 base + 9    solar        the cloud account's solar meter on the local IAMMETER API too:
                          the same serial, its values now (the cloud's are up to a minute
                          older), power moving every few seconds
+base + 10   p1v2         HomeWizard P1 meter on API v2 (HTTPS), a Plug-In Battery behind it;
+                         its API v1 on base + 11
+base + 12   kwhv2        HomeWizard kWh meter (HWE-KWH3) on API v2; its API v1 on base + 13
+base + 14   battery      HomeWizard Plug-In Battery (HWE-BAT), API v2 only
 ==========  ===========  ============================================================
 
 The devices' values move with the clock (power varies, counters only increase, gas steps every
@@ -23,6 +27,11 @@ http://127.0.0.1:8781/_sim/api_enabled`` makes it answer 403 "API not enabled" (
 true`` switches it back on, a GET shows it; ``--api-disabled p1`` starts with it off.
 ``--port-base 0`` picks free ports; ``--ready-file`` writes what runs where as JSON once every
 fake listens. Ctrl-C (or SIGTERM) stops it.
+
+The API v2 devices (``simulator.live_v2``) have certificates of a CA the simulator makes at start
+(its file: ``homewizard_v2.ca_file`` in the ready file), push ``measurement`` on their WebSocket
+``--push-rate`` times a second (1 by default) and give a token only after their button was
+pressed: ``curl -k -X POST https://127.0.0.1:8790/_sim/press``.
 
 These are the same fakes the tests use (``simulator.homewizard``, ``simulator.iammeter``).
 """
@@ -44,6 +53,8 @@ from typing import Any, Final
 from .homewizard import CONTROL_PATH, FakeHomeWizard
 from .iammeter import DEMO_LOGIN, FakeIamMeterCloud, demo_account
 from .iammeter_local import CloudMeterOnLan
+from .live_v2 import LiveV2
+from .tls import SimulatorAuthority
 
 DEFAULT_PORT_BASE: Final = 8780
 # name, HomeWizard profile, offset from the port base, description
@@ -79,9 +90,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="start this device (p1, socket, water or all) with its local API off (403)",
     )
     parser.add_argument("--seed", type=int, default=0, help="randomness of the devices' values")
+    parser.add_argument(
+        "--push-rate",
+        type=float,
+        default=1.0,
+        help="measurements per second the API v2 devices push on their WebSocket (default "
+        "%(default)s, as a DSMR 5 meter)",
+    )
     parser.add_argument("--ready-file", type=Path, help="write what runs where here, as JSON")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0 < args.push_rate <= 100:
+        parser.error("--push-rate must be above 0 and at most 100")
+    return args
 
 
 def _port(base: int, offset: int) -> int:
@@ -102,6 +123,9 @@ async def _serve(args: argparse.Namespace) -> None:
     }
     solar_sn = next(place.solar_sn for place in cloud.account(DEMO_LOGIN[0]).places)
     solar = CloudMeterOnLan(cloud.account(DEMO_LOGIN[0]).meter(solar_sn or ""), cloud.clock)
+    authority = SimulatorAuthority()
+    live = LiveV2(authority, start=start, seed=args.seed, interval=1 / args.push_rate)
+    mover: asyncio.Task[None] | None = None
     try:
         await cloud.start(_port(args.port_base, CLOUD_OFFSET))
         await solar.start(_port(args.port_base, SOLAR_LOCAL_OFFSET))
@@ -112,7 +136,12 @@ async def _serve(args: argparse.Namespace) -> None:
                 await fake.start(_port(args.port_base, offset), control=True)
             except OSError as err:
                 raise SystemExit(f"simulator: cannot listen for {profile}: {err}") from err
-        status = _status(cloud, devices)
+        try:
+            await live.start(args.port_base)
+        except OSError as err:
+            raise SystemExit(f"simulator: cannot listen for the API v2 devices: {err}") from err
+        mover = asyncio.create_task(live.run())
+        status = _status(cloud, devices) | {"homewizard_v2": live.status()}
         for meter in status["cloud"]["meters"]:
             if meter["sn"] == solar.serial:
                 meter["local_host"] = solar.host
@@ -124,6 +153,10 @@ async def _serve(args: argparse.Namespace) -> None:
             _print_status(status)
         await stop.wait()
     finally:
+        if mover is not None:
+            mover.cancel()
+        await live.stop()
+        authority.cleanup()
         for fake in devices.values():
             await fake.stop()
         await solar.stop()
@@ -182,6 +215,16 @@ def _print_status(status: dict[str, Any]) -> None:
         lines.append(f"                   {device['description']}")
     some = next(iter(status["devices"].values()))
     lines.append(f"  Local API switch: curl -X POST -d false {some['switch']}  (true: on again)")
+    v2 = status["homewizard_v2"]
+    for name, device in v2["devices"].items():
+        v1 = f"  (API v1: {device['v1_host']})" if device["v1_host"] else ""
+        lines.append(f"  {name:<7} {device['profile']:<8} {device['host']}  (host, HTTPS){v1}")
+        lines.append(f"                   {device['description']}")
+    lines.append(
+        f"  API v2: certificates of {v2['ca_file']}; pushing every {v2['push_interval']:g} s"
+    )
+    press = v2["devices"]["p1v2"]["press"]
+    lines.append(f"  Press a v2 device's button (pairing): curl -k -X POST {press}")
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
 

@@ -12,9 +12,11 @@ import sys
 from aiohttp import ClientSession
 import pytest
 
+from custom_components.meter_hub.api.homewizard_v2 import create_ssl_context
 from simulator.homewizard import CONTROL_PATH, FakeHomeWizard
 from simulator.iammeter import ManualClock, demo_account
 from simulator.iammeter_local import CloudMeterOnLan
+from simulator.live_v2 import V2_DEVICES
 
 ROOT = Path(__file__).parents[1]
 
@@ -71,6 +73,8 @@ async def test_python_m_simulator_serves_every_fake_and_stops(
         "0",
         "--api-disabled",
         "water",
+        "--push-rate",
+        "5",
         "--ready-file",
         str(ready),
         cwd=ROOT,
@@ -102,10 +106,26 @@ async def test_python_m_simulator_serves_every_fake_and_stops(
                 json={"userName": cloud["username"], "password": cloud["password"]},
             ) as answer:
                 assert (await answer.json())["successful"] is True
+            # the HomeWizard API v2 devices, their CA, the button
+            v2 = status["homewizard_v2"]
+            assert sorted(v2["devices"]) == sorted(spec.name for spec in V2_DEVICES)
+            assert v2["push_interval"] == 0.2
+            battery = v2["devices"]["battery"]
+            assert battery["certificate_name"] == f"appliance/battery/{battery['serial']}"
+            assert battery["v1_host"] is None
+            ca_file = Path(v2["ca_file"])
+            context = create_ssl_context(ca_file)  # the simulator's CA, in its file
+            async with session.post(
+                battery["press"], ssl=context, server_hostname=battery["certificate_name"]
+            ) as answer:
+                assert answer.status == 204
+        press = f"curl -k -X POST {v2['devices']['p1v2']['press']}\n".encode()
+        assert press in await asyncio.wait_for(process.stdout.readuntil(b"/_sim/press\n"), 30)
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
     assert not ready.exists()
+    assert not await asyncio.to_thread(ca_file.exists)  # the CA goes with the simulator
 
 
 async def test_the_demo_solar_meter_answers_locally_as_in_the_cloud(

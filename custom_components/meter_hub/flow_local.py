@@ -132,6 +132,10 @@ class LocalFlow(ConfigFlow):
         """No HomeWizard device answers at ``host``: another vendor's step, or the error key."""
         return error
 
+    async def _async_api_v1_disabled(self, host: str, error: str) -> ConfigFlowResult | str:
+        """The device at ``host`` has API v1 switched off: the step that reaches it, or the error."""
+        return error
+
     async def async_step_local(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Add a HomeWizard device by its IP address or host name."""
         errors: dict[str, str] = {}
@@ -144,6 +148,10 @@ class LocalFlow(ConfigFlow):
                     async_update_entry_data(self.hass, entry, {CONF_HOST: host})
                     return self.async_abort(reason="already_configured")
                 return await self._async_local_device_found(host, device)
+            if error == "api_not_enabled":
+                other = await self._async_api_v1_disabled(host, error)
+                if not isinstance(other, str):
+                    return other
             if error in ("not_homewizard", "cannot_connect"):
                 other = await self._async_not_homewizard(host, error)
                 if not isinstance(other, str):

@@ -8,6 +8,7 @@ asking once per click of Submit misses it), and finishes by itself once the devi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -19,11 +20,14 @@ from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 
 from .api.homewizard import MODEL_NAMES, CannotConnect, HomeWizardDevice, HomeWizardError
 from .api.homewizard_v2 import (
+    CERTIFICATE_TYPES,
     V2_FIRMWARE,
     ButtonNotPressed,
     HomeWizardV2Client,
     NoStorage,
+    Unauthorized,
     UntrustedDevice,
+    read_device_name,
     server_hostname,
     shared_ssl_context,
     supports_api_v2,
@@ -60,6 +64,10 @@ BUTTON_HINTS: Final = {
     "SDM630-wifi": "pair_kwh",
     "HWE-BAT": "pair_battery",
 }
+
+# What a device found by its address is called until it is paired, where devices of several
+# product types carry one certificate type.
+SHARED_CERTIFICATE_TITLES: Final = {"energymeter": "kWh Meter"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +123,61 @@ class PairingFlow(LocalFlow):
             device.model_name,
         )
         return await self.async_step_pair_confirm()
+
+    async def _async_not_homewizard(self, host: str, error: str) -> ConfigFlowResult | str:
+        """No API v1 nor another vendor's meter at ``host``: perhaps a device with API v2 only.
+
+        The Plug-In Battery shows who it is in its certificate; it is paired.
+        """
+        other = await super()._async_not_homewizard(host, error)
+        if not isinstance(other, str):
+            return other
+        return await self._async_pair_by_certificate(host) or other
+
+    async def _async_api_v1_disabled(self, host: str, error: str) -> ConfigFlowResult | str:
+        """API v1 is switched off at ``host``: a device with API v2 (port 443) is paired."""
+        return await self._async_pair_by_certificate(v2_host(host)) or error
+
+    async def _async_pair_by_certificate(self, host: str) -> ConfigFlowResult | None:
+        """Pair the API v2 device at ``host``, known by its certificate (None: there is none)."""
+        try:
+            target = await self._async_v2_target(host)
+        except HomeWizardError as err:
+            LOGGER.debug("No HomeWizard API v2 at %s: %s", host, err)
+            return None
+        if target is None:
+            return None
+        serial = target.device_name.rpartition("/")[2]
+        known = await self.async_set_unique_id(serial, raise_on_progress=False)
+        # An entry on API v2 moves only once the address proves to be the device (its token,
+        # its reading); one on API v1 is moved to v2 by the pairing (pair_finish).
+        if (
+            known is not None
+            and known.source != SOURCE_IGNORE
+            and known.data.get(CONF_API_VERSION) == 2
+        ):
+            return await self._async_known_device_announced(known, target.host)
+        self._target = target
+        return await self.async_step_pair_confirm()
+
+    async def _async_v2_target(self, host: str) -> PairingTarget | None:
+        """The v2 device at ``host``: its certificate's name, its ``/api`` asking for a token."""
+        naming = await shared_ssl_context(naming=True)
+        device_name = await read_device_name(host, naming, PAIRING_REQUEST_TIMEOUT)
+        certificate_type = device_name.split("/")[1]
+        products = [
+            product
+            for product, named in CERTIFICATE_TYPES.items()
+            if named == certificate_type and product in V2_FIRMWARE
+        ]
+        if not products:  # a device whose API v2 is not released (socket, watermeter)
+            return None
+        title = SHARED_CERTIFICATE_TITLES.get(certificate_type, MODEL_NAMES[products[0]])
+        target = PairingTarget(host, device_name, products[0], title)
+        client = await self._async_client(target=target, request_timeout=PAIRING_REQUEST_TIMEOUT)
+        with contextlib.suppress(Unauthorized):  # API v2 wants a token: the pairing gets one
+            await client.device()
+        return target
 
     async def async_step_pair_confirm(
         self, user_input: dict[str, Any] | None = None
@@ -183,12 +246,16 @@ class PairingFlow(LocalFlow):
             await asyncio.sleep(PAIRING_INTERVAL)
 
     async def _async_client(
-        self, token: str | None = None, request_timeout: float = 10
+        self,
+        token: str | None = None,
+        request_timeout: float = 10,
+        target: PairingTarget | None = None,
     ) -> HomeWizardV2Client:
+        target = target or self._target
         return HomeWizardV2Client(
             async_get_clientsession(self.hass),
-            self._target.host,
-            device_name=self._target.device_name,
+            target.host,
+            device_name=target.device_name,
             ssl_context=await shared_ssl_context(),
             token=token,
             timeout=request_timeout,

@@ -11,7 +11,7 @@ from unittest.mock import patch
 from homeassistant.core import HomeAssistant
 import pytest
 
-from custom_components.meter_hub.api.homewizard_v2 import create_ssl_context
+from custom_components.meter_hub.api.homewizard_v2 import create_naming_context, create_ssl_context
 from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
 
@@ -34,11 +34,14 @@ def trust(authority: SimulatorAuthority) -> ssl.SSLContext:
 
 
 @pytest.fixture
-def integration_trusts_the_simulator(trust: ssl.SSLContext) -> Iterator[None]:
-    """The integration's SSL context (flow and coordinator) trusts the simulator's CA."""
+def integration_trusts_the_simulator(
+    authority: SimulatorAuthority, trust: ssl.SSLContext
+) -> Iterator[None]:
+    """The integration's SSL contexts (flow and coordinator) trust the simulator's CA."""
+    naming_context = create_naming_context(authority.ca_file)
 
-    async def simulator_context() -> ssl.SSLContext:
-        return trust
+    async def simulator_context(*, naming: bool = False) -> ssl.SSLContext:
+        return naming_context if naming else trust
 
     with (
         patch("custom_components.meter_hub.flow_pairing.shared_ssl_context", simulator_context),
@@ -51,17 +54,18 @@ def integration_trusts_the_simulator(trust: ssl.SSLContext) -> Iterator[None]:
 
 @pytest.fixture
 def refused_handshakes(hass: HomeAssistant) -> None:
-    """A client that refuses the device's certificate makes the device's side of the TLS
-    handshake fail: asyncio (Python 3.13.0, the minimum leg) reports that as an error of the
-    loop, which is the test's expectation here, not a fault.
+    """A client that refuses the device's certificate, or speaks plain HTTP to it (the host form
+    asks API v1 first), makes the device's side of the TLS handshake fail: asyncio (Python
+    3.13.0, the minimum leg) reports that as an error of the loop, which is the test's
+    expectation here, not a fault.
     """
     loop = hass.loop
     report = loop.get_exception_handler()
 
     def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if isinstance(context.get("exception"), ConnectionResetError) and "incoming" in str(
-            context.get("message")
-        ):
+        if isinstance(
+            context.get("exception"), ConnectionResetError | ssl.SSLError
+        ) and "incoming" in str(context.get("message")):
             return
         if report is not None:
             report(loop, context)

@@ -100,6 +100,8 @@ _HEADERS: Final = {**ACCEPT_ENCODING, "X-Api-Version": "2"}
 # The vendor's rule for a user name, and the form of its tokens.
 _USER_NAME: Final = re.compile(r"local/[a-zA-Z0-9\-_/\\# ]{1,40}")
 _TOKEN: Final = re.compile(r"[A-F0-9]{32}")
+# The name in a device certificate: the legacy product type and the serial (12 hex digits).
+_DEVICE_NAME: Final = re.compile(r"appliance/[a-z0-9]{1,32}/[0-9a-fA-F]{12}")
 # YYYY-MM-DDTHH:mm:ss in the meter's local time, as the vendor documents it.
 _TIMESTAMP: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 
@@ -157,16 +159,62 @@ def create_ssl_context(cafile: Path = CA_CERT) -> ssl.SSLContext:
     return context
 
 
-_contexts: dict[Path, ssl.SSLContext] = {}
+def create_naming_context(cafile: Path = CA_CERT) -> ssl.SSLContext:
+    """A context that verifies the chain against ``cafile`` and takes any device name.
 
-
-async def shared_ssl_context(cafile: Path = CA_CERT) -> ssl.SSLContext:
-    """The context of ``create_ssl_context``, built once (off the event loop) per CA file."""
-    if (context := _contexts.get(cafile)) is None:
-        loop = asyncio.get_running_loop()
-        context = await loop.run_in_executor(None, create_ssl_context, cafile)
-        _contexts[cafile] = context
+    Only to learn which device answers at an address (``read_device_name``); no request is ever
+    sent with it: every request names the device it expects (``HomeWizardV2Client``).
+    """
+    context = create_ssl_context(cafile)
+    context.check_hostname = False
     return context
+
+
+_contexts: dict[tuple[Path, bool], ssl.SSLContext] = {}
+
+
+async def shared_ssl_context(cafile: Path = CA_CERT, *, naming: bool = False) -> ssl.SSLContext:
+    """The context of ``create_ssl_context``, built once (off the event loop) per CA file.
+
+    ``naming``: the context of ``create_naming_context`` instead.
+    """
+    if (context := _contexts.get((cafile, naming))) is None:
+        loop = asyncio.get_running_loop()
+        create = create_naming_context if naming else create_ssl_context
+        context = await loop.run_in_executor(None, create, cafile)
+        _contexts[cafile, naming] = context
+    return context
+
+
+async def read_device_name(host: str, naming_context: ssl.SSLContext, seconds: float) -> str:
+    """The name ``appliance/<type>/<serial>`` in the certificate of the device at ``host``.
+
+    A device found by its address alone (no mDNS ``id``): the TLS handshake verifies the chain
+    against the context's CA, and the name the certificate carries is then the one every request
+    must find again. ``UntrustedDevice`` when the chain is not the CA's, ``NotHomeWizard`` when the
+    name is not a device's.
+    """
+    url = URL(f"https://{normalise_host(host)}")
+    try:
+        async with asyncio.timeout(seconds):
+            _, writer = await asyncio.open_connection(url.host, url.port, ssl=naming_context)
+    except TimeoutError as err:
+        raise CannotConnect(f"{url} did not answer within {seconds:g} s") from err
+    except ssl.SSLCertVerificationError:
+        raise UntrustedDevice(f"{url} has no certificate of the HomeWizard CA") from None
+    except OSError as err:
+        raise CannotConnect(f"cannot connect to {url}: {loggable(err)}") from err
+    certificate = writer.get_extra_info("peercert") or {}
+    writer.close()
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(seconds):
+            await writer.wait_closed()
+    subject = certificate.get("subject", ()) if isinstance(certificate, dict) else ()
+    names = [value for rdn in subject for key, value in rdn if key == "commonName"]
+    if len(names) != 1 or not _DEVICE_NAME.fullmatch(names[0]):
+        raise NotHomeWizard(f"{url} does not name a HomeWizard device in its certificate")
+    name: str = names[0]
+    return name
 
 
 # --- parsing ------------------------------------------------------------------------------------
