@@ -87,6 +87,8 @@ class FakeIamMeter:
         self.exported = [12.5, 310.125, 4.0][: self.shape.phases]
         self.net_import = 2975.0
         self.net_export = 140.25
+        # ``EA.Reactive`` per phase: [var, inductive kvarh, capacitive kvarh] (the vendor's example)
+        self.reactive = [[-119.0, 0.0, 258.703], [-120.0, 0.0, 260.278], [-118.0, 0.007, 256.485]]
         self._rng = random.Random(seed)
         self._last = time.monotonic()
         self._runner: web.AppRunner | None = None
@@ -148,13 +150,7 @@ class FakeIamMeter:
             rows.append(self._net_row())
         body["Datas"] = rows
         if self.shape.newest_firmware:
-            body["EA"] = {
-                "Reactive": [
-                    [-119.0, 0.0, 258.703],
-                    [-120.0, 0.0, 260.278],
-                    [-118.0, 0.007, 256.485],
-                ]
-            }
+            body["EA"] = {"Reactive": [list(row) for row in self.reactive]}
         return body
 
     def monitor_extras(self) -> dict[str, Any]:

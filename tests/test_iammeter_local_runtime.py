@@ -20,6 +20,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
+from custom_components.meter_hub.compat import REACTIVE_ENERGY
 from custom_components.meter_hub.const import (
     CONF_NET_METERING,
     CONF_SERIAL,
@@ -179,3 +180,29 @@ async def test_net_metering_switched_makes_the_totals_unavailable(
     meter.net_metering = True
     await async_poll(hass, freezer, 1)
     assert _state(hass, "energy_import_kwh") == "2975.0"
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
+async def test_reactive_energy_is_a_guarded_counter(
+    hass: HomeAssistant,
+    meter: FakeIamMeter,
+    entry: MockConfigEntry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """kvarh counters per phase, total_increasing, under the counter rule like the kWh ones."""
+    key = "reactive_energy_capacitive_l1_kvarh"
+    entity_id = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"5DB50BF4_{key}")
+    assert entity_id is not None
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.state == "258.703"
+    assert state.attributes["unit_of_measurement"] == "kvarh"
+    assert state.attributes["state_class"] == "total_increasing"
+    assert state.attributes.get("device_class") == (REACTIVE_ENERGY and "reactive_energy")
+    meter.reactive[0][2] = 1_000_000.0
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, key) == "258.703"
+    meter.reactive[0][2] = 258.71
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, key) == "258.71"
+    assert _state(hass, "reactive_energy_inductive_l3_kvarh") == "0.007"
