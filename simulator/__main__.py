@@ -12,7 +12,16 @@ base + 0    cloud        IAMMETER cloud, one account (``demo`` / ``demo-password
 base + 1    p1           HomeWizard P1 meter (HWE-P1): three phases, a gas and a water meter
 base + 2    socket       HomeWizard energy socket (HWE-SKT)
 base + 3    water        HomeWizard water meter (HWE-WTR)
+base + 10   wem3080      IAMMETER WEM3080 on the local network (single-phase, 7 values)
+base + 11   wem3080t     IAMMETER WEM3080T, three phases, Admin Security on (``admin`` /
+                         ``demo-admin``: its monitor paths answer 401 without them)
+base + 12   wem3080t_nem IAMMETER WEM3080T with net metering (the fourth row)
+base + 13   wem3162      IAMMETER WEM3162, older firmware (no serial in its answer)
+base + 14   (UDP)        SSDP responder for the IAMMETER meters (unicast M-SEARCH)
 ==========  ===========  ============================================================
+
+The IAMMETER meters answer "not ready" (HTTP 400, null values) for 5 s after the start, as
+after a boot.
 
 The devices' values move with the clock (power varies, counters only increase, gas steps every
 5 minutes). Each device has a switch for its local API: ``curl -X POST -d false
@@ -40,6 +49,7 @@ from typing import Any, Final
 
 from .homewizard import CONTROL_PATH, FakeHomeWizard
 from .iammeter import DEMO_LOGIN, FakeIamMeterCloud, demo_account
+from .iammeter_local import DemoMeters
 
 DEFAULT_PORT_BASE: Final = 8780
 # name, HomeWizard profile, offset from the port base, description
@@ -94,8 +104,10 @@ async def _serve(args: argparse.Namespace) -> None:
         name: FakeHomeWizard(profile, seed=args.seed + index, start=start, auto_advance=True)
         for index, (name, profile, _, _) in enumerate(DEVICES)
     }
+    local_meters = DemoMeters(args.seed)
     try:
         await cloud.start(_port(args.port_base, CLOUD_OFFSET))
+        await local_meters.start(args.port_base)
         for name, profile, offset, _ in DEVICES:
             fake = devices[name]
             fake.api_enabled = not ({name, "all"} & set(args.api_disabled))
@@ -104,6 +116,8 @@ async def _serve(args: argparse.Namespace) -> None:
             except OSError as err:
                 raise SystemExit(f"simulator: cannot listen for {profile}: {err}") from err
         status = _status(cloud, devices)
+        status["iammeter_local"] = local_meters.status()
+        status["iammeter_ssdp"] = f"127.0.0.1:{local_meters.ssdp.port}"
         if args.ready_file:
             tmp = args.ready_file.with_name(args.ready_file.name + ".tmp")
             tmp.write_text(json.dumps(status, indent=2) + "\n", encoding="utf-8")
@@ -112,6 +126,7 @@ async def _serve(args: argparse.Namespace) -> None:
             _print_status(status)
         await stop.wait()
     finally:
+        await local_meters.stop()
         for fake in devices.values():
             await fake.stop()
         await cloud.stop()
@@ -165,6 +180,10 @@ def _print_status(status: dict[str, Any]) -> None:
         api = "" if device["api_enabled"] else "  [local API off: 403]"
         lines.append(f"  {name:<6} {device['profile']:<9} {device['host']}  (host){api}")
         lines.append(f"                   {device['description']}")
+    for name, meter in status["iammeter_local"].items():
+        auth = "  [Admin Security: admin / demo-admin]" if meter["admin_security"] else ""
+        lines.append(f"  {name:<12} IAMMETER {meter['model']:<8} {meter['host']}  (host){auth}")
+    lines.append(f"  SSDP (IAMMETER)  {status['iammeter_ssdp']}  (UDP, unicast M-SEARCH)")
     some = next(iter(status["devices"].values()))
     lines.append(f"  Local API switch: curl -X POST -d false {some['switch']}  (true: on again)")
     sys.stdout.write("\n".join(lines) + "\n")
