@@ -88,6 +88,9 @@ class FakeIamMeter:
         self.password: str | None = None
         self.status: int | None = None
         self.body: bytes | None = None
+        self.headers: dict[str, str] = {}  # sent with ``status``/``body``
+        self.ssid: object = "home-wifi"  # what /api/monitor says (any JSON, for hostile text)
+        self.model: object = self.shape.model
         self.auto_advance = auto_advance
         self.request_count: Counter[str] = Counter()
         self.failures = 0
@@ -167,7 +170,7 @@ class FakeIamMeter:
 
     def monitor_extras(self) -> dict[str, Any]:
         """What ``/api/monitor`` adds on the newest firmware."""
-        return {"ssid": "home-wifi", "sig": 78, "model": self.shape.model}
+        return {"ssid": self.ssid, "sig": 78, "model": self.model}
 
     def _row(self, phase: int) -> list[float]:
         voltage, power = self.voltage[phase], self.power[phase]
@@ -214,7 +217,10 @@ class FakeIamMeter:
             raise web.HTTPNotFound
         if self.status is not None or self.body is not None:
             return web.Response(
-                body=self.body or b"{}", status=self.status or 200, content_type="application/json"
+                body=self.body or b"{}",
+                status=self.status or 200,
+                headers=self.headers,
+                content_type="application/json",
             )
         if self.not_ready_polls > 0 or time.monotonic() < self._ready_at:
             self.not_ready_polls = max(0, self.not_ready_polls - 1)

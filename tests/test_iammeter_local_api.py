@@ -268,6 +268,26 @@ async def test_429_retry_after_is_obeyed(
     assert fake.request_count.total() == sent
 
 
+@pytest.mark.parametrize(("header", "wait"), [({}, 60), ({"Retry-After": "5"}, 5)])
+async def test_429_is_never_hammered(
+    start_meter: StartMeter,
+    session: aiohttp.ClientSession,
+    header: dict[str, str],
+    wait: int,
+) -> None:
+    """Without Retry-After the client waits a minute of its own; with it, what it says."""
+    fake = await start_meter("WEM3080")
+    fake.status, fake.headers = 429, header
+    client = IamMeterLocalClient(session, fake.host)
+    with pytest.raises(TooManyRequests) as err:
+        await client.monitor()
+    assert err.value.retry_after == timedelta(seconds=wait)
+    for _ in range(5):
+        with pytest.raises(TooManyRequests):
+            await client.monitor()
+    assert fake.request_count.total() == 1
+
+
 async def test_another_meter_at_the_address(
     start_meter: StartMeter, session: aiohttp.ClientSession
 ) -> None:

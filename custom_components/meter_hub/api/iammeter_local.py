@@ -50,6 +50,9 @@ _REACTIVE_FIELDS: Final = (
     "reactive_energy_inductive_kvarh",
     "reactive_energy_capacitive_kvarh",
 )
+# How long to send nothing after a 429 without ``Retry-After`` (the vendor names no figure; the
+# flow's message says "wait a minute"): polling on at 1 s would hammer a meter that refuses.
+DEFAULT_RETRY_AFTER: Final = timedelta(minutes=1)
 _REACTIVE_BOUNDS: Final = ((-10_000_000, 10_000_000), (0, 1e10), (0, 1e10))
 
 
@@ -247,8 +250,9 @@ class IamMeterLocalClient:
             raise AuthRequired(f"{self.host}{path} asks for credentials (HTTP 401)")
         if status == 429:
             wait = retry_after_of(retry_after)
-            if wait is not None:
-                self._blocked_until = _loop_time() + wait.total_seconds()
+            if wait is None:
+                wait = DEFAULT_RETRY_AFTER
+            self._blocked_until = _loop_time() + wait.total_seconds()
             raise TooManyRequests(f"{self.host}{path}: too many requests (HTTP 429)", wait)
         if status == 404:
             raise NotIamMeter(f"{self.host} has no monitor path (HTTP 404)")
