@@ -16,12 +16,14 @@ import pytest
 from simulator.homewizard import FakeHomeWizard
 from simulator.iammeter import VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud
 
-from .conftest import async_setup_cloud, async_setup_local
+from .conftest import StartMeter, async_setup_cloud, async_setup_iammeter_local, async_setup_local
 from .fault_matrix import (
     BACKFILL_GLITCHES,
     CASES,
     CLOUD_CASES,
     CLOUD_COUNTER_CASES,
+    IAMMETER_CASES,
+    IAMMETER_NO_NEM_CASES,
     LOCAL_CASES,
     LOCAL_COUNTER_CASES,
     REQUIRED,
@@ -29,6 +31,7 @@ from .fault_matrix import (
     FaultCase,
     Run,
     backfill_phantom,
+    iammeter_state,
     run_case,
     run_counter_case,
 )
@@ -79,7 +82,7 @@ async def _finish(case: FaultCase | CounterCase, run: Run, record: CaseRecord) -
     secrets = _secrets(run)
     record.secrets_found = len(secrets)
     record.notes = outcome.problems
-    if run.homewizard is not None:
+    if run.homewizard is not None or run.iammeter is not None:
         # The fake device's counters stand still during these cases: all booking is phantom.
         record.phantom_kwh = sum(
             booked(states)
@@ -197,3 +200,36 @@ def test_backfill_counter_fault(fault_record: CaseRecord, name: str) -> None:
     fault_record.recovered = abs(phantom) <= 0.001
     fault_record.completed = True
     assert phantom == pytest.approx(0.0, abs=0.001)
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
+@pytest.mark.parametrize(
+    "case", [*IAMMETER_CASES, *IAMMETER_NO_NEM_CASES], ids=lambda case: case.id
+)
+async def test_iammeter_local_fault(
+    hass: HomeAssistant,
+    start_meter: StartMeter,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+    fault_record: CaseRecord,
+    case: FaultCase,
+) -> None:
+    fault_record.case = case.id
+    net_metering = case not in IAMMETER_NO_NEM_CASES
+    meter = await start_meter("WEM3080T", serial="5DB50BF4")
+    meter.net_metering = net_metering
+    logs = LogWatch(caplog)
+    entry = await async_setup_iammeter_local(hass, meter)
+    meter.request_count.clear()
+    counters = _watch_counters(hass, logs)
+    run = Run(
+        hass=hass,
+        freezer=freezer,
+        entry=entry,
+        logs=logs,
+        counters=counters,
+        port=int(meter.host.rpartition(":")[2]),
+        iammeter=meter,
+        iammeter_state=iammeter_state(meter),
+    )
+    await _finish(case, run, fault_record)
