@@ -20,7 +20,7 @@ def table(results: dict[str, Any]) -> str:
         f"`{results['command']}` on {results['date'][:10]}, revision {results.get('revision')}:"
         f" {machine['nproc']} x {machine['cpu']}, Python {machine['python']}, Home Assistant"
         f" {machine['homeassistant']}, python-homewizard-energy"
-        f" {machine['python-homewizard-energy']}; load average {machine.get('load_average_at_start')}"
+        f" {machine['python-homewizard-energy']}, iammeter {machine.get('iammeter', '-')}; load average {machine.get('load_average_at_start')}"
         f" at the start, {machine.get('load_average_at_end')} at the end.",
         *(
             f"The {part} part was run again alone: `{run['command']}` on {run['date'][:10]},"
@@ -106,4 +106,40 @@ def table(results: dict[str, Any]) -> str:
                 f" | {r['over_limit_answered_nothing'] + r['over_limit_recounted']} |"
             )
         lines.append("| Target | 288 whatever the meter count | ≤ 1 per day | | 0 |")
+    lines += _iammeter_rows(results.get("iammeter", {}))
     return "\n".join(lines)
+
+
+def _iammeter_rows(part: dict[str, Any]) -> list[str]:
+    """The IAMMETER local table: Meter Hub beside core's ``iammeter`` on the same meter."""
+    cpu, mem, latency = part.get("cpu", {}), part.get("memory", {}), part.get("latency", {})
+    if not any(("ratio_median" in cpu, "meter_hub" in mem, "median_s" in latency)):
+        return []
+    lines = [
+        "",
+        "| IAMMETER meter on the network (WEM3080T, net metering) | Meter Hub"
+        " | Core `iammeter` | Target |",
+        "| --- | --- | --- | --- |",
+    ]
+    if "ratio_median" in cpu:
+        lines += [
+            f"| CPU per poll (whole process), median (p95), {cpu['polls']} polls each"
+            f" | {_ms(cpu['meter_hub'])} | {_ms(cpu['iammeter'])} | |",
+            f"| Ratio Meter Hub / core, median (p95) | {cpu['ratio_median']}"
+            f" ({cpu['ratio_p95']}) | 1 | ≤ 1 |",
+            f"| Entities | {cpu['entities']['meter_hub']['enabled']} enabled"
+            f" | {cpu['entities']['iammeter']['enabled']} | |",
+        ]
+    if "meter_hub" in mem:
+        lines.append(
+            f"| Memory per entry ({mem['entries']} entries) | {mem['meter_hub']['per_entry_kib']}"
+            f" KiB | {mem['iammeter']['per_entry_kib']} KiB (per YAML platform) | |"
+        )
+    if "median_s" in latency:
+        lines.append(
+            f"| A change on the meter to the new state, {latency['changes']} changes"
+            f" | median {latency['median_s']} s, max {latency['max_s']} s"
+            f" (poll every {latency['interval_s']:g} s)"
+            f" | up to {latency['core_default_interval_s']} s (its fixed interval) | ≤ 1 s + a poll |"
+        )
+    return lines
