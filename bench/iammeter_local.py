@@ -45,7 +45,7 @@ from simulator.iammeter_local import FakeIamMeter
 
 from .clock import VirtualClock
 from .harness import async_start_hass
-from .local import _add_and_setup, _coordinator, _entities, _settle, _summary, _traced
+from .local import _add_and_setup, _coordinator, _entities, _settle, _summary, _timed_poll, _traced
 
 MH = "meter_hub"
 CORE = "iammeter"
@@ -132,16 +132,6 @@ async def _async_setup_core(hass: HomeAssistant, meter: Meter) -> DataUpdateCoor
     raise RuntimeError(f"core iammeter set up no entity for {meter.host}")
 
 
-async def _timed_poll(hass: HomeAssistant, coordinator: DataUpdateCoordinator[Any]) -> float:
-    start = time.process_time()
-    await coordinator.async_refresh()
-    await hass.async_block_till_done()
-    elapsed = time.process_time() - start
-    if not coordinator.last_update_success:
-        raise RuntimeError(f"{coordinator.name}: poll failed: {coordinator.last_exception}")
-    return elapsed
-
-
 def _core_entities(hass: HomeAssistant) -> dict[str, int]:
     entries = [e for e in er.async_get(hass).entities.values() if e.platform == CORE]
     return {
@@ -166,7 +156,7 @@ async def async_cpu(clock: VirtualClock, polls: int, warmup: int) -> dict[str, A
                 await _settle(hass)
                 order = (MH, CORE) if index % 2 == 0 else (CORE, MH)
                 for name in order:
-                    elapsed = await _timed_poll(hass, coordinators[name])
+                    elapsed = await _timed_poll(hass, coordinators[name], time.process_time)
                     if index >= warmup:
                         samples[name].append(elapsed)
             result: dict[str, Any] = {

@@ -127,8 +127,12 @@ def _iammeter_rows(part: dict[str, Any]) -> list[str]:
             f" | {_ms(cpu['meter_hub'])} | {_ms(cpu['iammeter'])} | |",
             f"| Ratio Meter Hub / core, median (p95) | {cpu['ratio_median']}"
             f" ({cpu['ratio_p95']}) | 1 | ≤ 1 |",
-            f"| Entities | {cpu['entities']['meter_hub']['enabled']} enabled"
-            f" | {cpu['entities']['iammeter']['enabled']} | |",
+            "| Entities, enabled of registered | "
+            + " | ".join(
+                f"{cpu['entities'][name]['enabled']} of {cpu['entities'][name]['registered']}"
+                for name in ("meter_hub", "iammeter")
+            )
+            + " | |",
         ]
     if "meter_hub" in mem:
         lines.append(

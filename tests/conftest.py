@@ -193,8 +193,11 @@ async def async_setup_local(
     return entry
 
 
-async def async_setup_iammeter_local(hass: HomeAssistant, fake: FakeIamMeter) -> MockConfigEntry:
-    """Set up an entry of the IAMMETER meter ``fake`` as the flow makes it; it must load."""
+async def async_setup_iammeter_local(
+    hass: HomeAssistant, fake: FakeIamMeter, **data: Any
+) -> MockConfigEntry:
+    """Set up an entry of the IAMMETER meter ``fake`` as the flow makes it (more ``data``: the
+    credentials); it must load."""
     entry = MockConfigEntry(
         domain=DOMAIN,
         title=f"IAMMETER {fake.shape.model}",
@@ -205,6 +208,7 @@ async def async_setup_iammeter_local(hass: HomeAssistant, fake: FakeIamMeter) ->
             CONF_HOST: fake.host,
             CONF_SERIAL: fake.serial,
             CONF_NET_METERING: fake.net_metering,
+            **data,
         },
     )
     entry.add_to_hass(hass)

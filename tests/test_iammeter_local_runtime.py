@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 import json
-from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME, STATE_UNAVAILABLE
+from homeassistant.const import CONF_PASSWORD, CONF_USERNAME, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 import pytest
@@ -21,18 +20,10 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.meter_hub.compat import REACTIVE_ENERGY
-from custom_components.meter_hub.const import (
-    CONF_NET_METERING,
-    CONF_SERIAL,
-    CONF_SOURCE,
-    CONF_VENDOR,
-    DOMAIN,
-    SOURCE_LOCAL,
-    VENDOR_IAMMETER,
-)
+from custom_components.meter_hub.const import DOMAIN
 from simulator.iammeter_local import FakeIamMeter
 
-from .conftest import async_poll, meter_device
+from .conftest import async_poll, async_setup_iammeter_local, meter_device
 
 
 @pytest.fixture
@@ -43,30 +34,9 @@ async def meter(socket_enabled: None) -> AsyncIterator[FakeIamMeter]:
     await fake.stop()
 
 
-async def _async_setup(hass: HomeAssistant, meter: FakeIamMeter, **data: Any) -> MockConfigEntry:
-    """Set up an entry of ``meter`` (with more entry ``data``); it must load."""
-    config_entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="IAMMETER WEM3080T",
-        unique_id=meter.serial,
-        data={
-            CONF_SOURCE: SOURCE_LOCAL,
-            CONF_VENDOR: VENDOR_IAMMETER,
-            CONF_HOST: meter.host,
-            CONF_SERIAL: meter.serial,
-            CONF_NET_METERING: True,
-            **data,
-        },
-    )
-    config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(config_entry.entry_id)
-    await hass.async_block_till_done()
-    return config_entry
-
-
 @pytest.fixture
 async def entry(hass: HomeAssistant, meter: FakeIamMeter) -> MockConfigEntry:
-    return await _async_setup(hass, meter)
+    return await async_setup_iammeter_local(hass, meter)
 
 
 def _state(hass: HomeAssistant, key: str, serial: str = "5DB50BF4") -> str:
@@ -149,7 +119,7 @@ async def test_diagnostics_hide_the_password_and_serial(
 ) -> None:
     """(Without the frozen clock: diagnostics fail under it on Home Assistant 2025.4.)"""
     meter.password = "s3cret"
-    config_entry = await _async_setup(
+    config_entry = await async_setup_iammeter_local(
         hass, meter, **{CONF_USERNAME: "admin", CONF_PASSWORD: "s3cret"}
     )
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, config_entry)
