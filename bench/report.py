@@ -13,6 +13,12 @@ def _requests(per_path: dict[str, float]) -> str:
     return ", ".join(f"`{path}` {count:g}" for path, count in per_path.items() if count)
 
 
+def _iammeter_version(machine: dict[str, Any]) -> str:
+    """The core ``iammeter`` library of a run, when it had one."""
+    version = machine.get("iammeter")
+    return f", iammeter {version}" if version and version != "not installed" else ""
+
+
 def table(results: dict[str, Any]) -> str:
     """Markdown: the machine, then one row per measurement, targets beside them."""
     machine = results["machine"]
@@ -20,11 +26,11 @@ def table(results: dict[str, Any]) -> str:
         f"`{results['command']}` on {results['date'][:10]}, revision {results.get('revision')}:"
         f" {machine['nproc']} x {machine['cpu']}, Python {machine['python']}, Home Assistant"
         f" {machine['homeassistant']}, python-homewizard-energy"
-        f" {machine['python-homewizard-energy']}, iammeter {machine.get('iammeter', '-')}; load average {machine.get('load_average_at_start')}"
+        f" {machine['python-homewizard-energy']}{_iammeter_version(machine)}; load average {machine.get('load_average_at_start')}"
         f" at the start, {machine.get('load_average_at_end')} at the end.",
         *(
             f"The {part} part was run again alone: `{run['command']}` on {run['date'][:10]},"
-            f" revision {run.get('revision')}; load average"
+            f" revision {run.get('revision')}{_iammeter_version(run['machine'])}; load average"
             f" {run['machine'].get('load_average_at_start')} at the start."
             for part, run in results.get("runs", {}).items()
         ),
