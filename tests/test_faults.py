@@ -9,9 +9,12 @@ cumulative sensor ever goes down. The figures go to ``scripts/faults`` through `
 
 from __future__ import annotations
 
+from typing import Any
+
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from simulator.homewizard import FakeHomeWizard
 from simulator.iammeter import VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud
@@ -101,10 +104,14 @@ async def _finish(case: FaultCase | CounterCase, run: Run, record: CaseRecord) -
 
 
 def _secrets(run: Run) -> list[str]:
-    """The account's password, a token or the refresh token in the log of a cloud case."""
+    """The account's password, a token or the refresh token in the log of a cloud case; an
+    IAMMETER meter's Admin Security password in the log of its case."""
+    text = "\n".join(record_text(record) for record in run.logs.records)
+    if run.iammeter is not None:
+        password = run.entry.data.get("password") or run.iammeter.password
+        return [f"{password[:3]}…"] if password and password in text else []
     if run.cloud is None:
         return []
-    text = "\n".join(record_text(record) for record in run.logs.records)
     data = run.entry.data
     candidates = {VENDOR_EXAMPLE_LOGIN[1], *run.cloud._tokens, data["token"], data["refresh_token"]}
     return [f"{secret[:3]}…" for secret in candidates if secret and secret in text]
@@ -115,6 +122,26 @@ def _watch_counters(hass: HomeAssistant, logs: LogWatch) -> CounterWatch:
     counters = CounterWatch(hass, logs)
     counters.seed()
     return counters
+
+
+def _run(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    entry: MockConfigEntry,
+    logs: LogWatch,
+    address: str,
+    **fake: Any,
+) -> Run:
+    """A case's run on ``entry`` of the fake (``homewizard=``, ``cloud=``...) at ``address``."""
+    return Run(
+        hass=hass,
+        freezer=freezer,
+        entry=entry,
+        logs=logs,
+        counters=_watch_counters(hass, logs),
+        port=int(address.rpartition(":")[2]),
+        **fake,
+    )
 
 
 @pytest.mark.parametrize("case", [*LOCAL_CASES, *LOCAL_COUNTER_CASES], ids=lambda case: case.id)
@@ -129,16 +156,7 @@ async def test_local_fault(
     fault_record.case = case.id
     logs = LogWatch(caplog)
     entry = await async_setup_local(hass, homewizard)
-    counters = _watch_counters(hass, logs)
-    run = Run(
-        hass=hass,
-        freezer=freezer,
-        entry=entry,
-        logs=logs,
-        counters=counters,
-        port=int(homewizard.host.rpartition(":")[2]),
-        homewizard=homewizard,
-    )
+    run = _run(hass, freezer, entry, logs, homewizard.host, homewizard=homewizard)
     await _finish(case, run, fault_record)
 
 
@@ -154,16 +172,7 @@ async def test_cloud_fault(
     fault_record.case = case.id
     logs = LogWatch(caplog)
     entry = await async_setup_cloud(hass, cloud)
-    counters = _watch_counters(hass, logs)
-    run = Run(
-        hass=hass,
-        freezer=freezer,
-        entry=entry,
-        logs=logs,
-        counters=counters,
-        port=int(cloud.url.rpartition(":")[2]),
-        cloud=cloud,
-    )
+    run = _run(hass, freezer, entry, logs, cloud.url, cloud=cloud)
     await _finish(case, run, fault_record)
 
 
@@ -221,15 +230,7 @@ async def test_iammeter_local_fault(
     logs = LogWatch(caplog)
     entry = await async_setup_iammeter_local(hass, meter)
     meter.request_count.clear()
-    counters = _watch_counters(hass, logs)
-    run = Run(
-        hass=hass,
-        freezer=freezer,
-        entry=entry,
-        logs=logs,
-        counters=counters,
-        port=int(meter.host.rpartition(":")[2]),
-        iammeter=meter,
-        iammeter_state=iammeter_state(meter),
+    run = _run(
+        hass, freezer, entry, logs, meter.host, iammeter=meter, iammeter_state=iammeter_state(meter)
     )
     await _finish(case, run, fault_record)
