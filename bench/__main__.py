@@ -37,12 +37,13 @@ def _machine() -> dict[str, Any]:
     from homeassistant.const import __version__ as ha_version  # noqa: PLC0415
 
     versions = {"python": platform.python_version(), "homeassistant": ha_version}
-    try:
-        from importlib.metadata import version  # noqa: PLC0415
+    from importlib.metadata import version  # noqa: PLC0415
 
-        versions["python-homewizard-energy"] = version("python-homewizard-energy")
-    except Exception:  # noqa: BLE001
-        versions["python-homewizard-energy"] = "not installed"
+    for library in ("python-homewizard-energy", "iammeter"):
+        try:
+            versions[library] = version(library)
+        except Exception:  # noqa: BLE001
+            versions[library] = "not installed"
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -167,10 +168,40 @@ def _run_local(
     return results
 
 
+def _run_iammeter(
+    step: Callable[[str, Callable[[], Any]], Any], *, polls: int, smoke: bool
+) -> dict[str, Any]:
+    """The IAMMETER local measurements (Meter Hub and core ``iammeter``), each on a fresh loop."""
+    from bench import harness, iammeter_local  # noqa: PLC0415
+
+    results = {
+        "cpu": step(
+            "iammeter: CPU time per poll",
+            lambda: harness.run(
+                lambda clock: iammeter_local.async_cpu(clock, polls, 5 if smoke else 50), None
+            ),
+        ),
+        "memory": step(
+            "iammeter: memory per entry",
+            lambda: harness.run(
+                lambda clock: iammeter_local.async_memory(clock, 2 if smoke else 20), None
+            ),
+        ),
+        "latency": step(
+            "iammeter: time from a change on the meter to the new state",
+            lambda: harness.run(
+                lambda clock: iammeter_local.async_latency(clock, 3 if smoke else 20), None
+            ),
+        ),
+    }
+    iammeter_local.describe(results, say)
+    return results
+
+
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench")
     parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--only", choices=("local", "cloud"))
+    parser.add_argument("--only", choices=("local", "cloud", "iammeter"))
     parser.add_argument("--polls", type=int)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--output", type=Path)
@@ -252,6 +283,9 @@ def main() -> int:
         )
         say(f"   ({time.monotonic() - t0:.1f} s)")
         cloud.describe(results["cloud"], say)
+
+    if args.only in (None, "iammeter"):
+        results["iammeter"] = _run_iammeter(step, polls=polls, smoke=smoke)
 
     results["seconds"] = round(time.monotonic() - started, 1)
     results["machine"]["load_average_at_end"] = round(os.getloadavg()[0], 2)

@@ -118,11 +118,16 @@ async def _settle(hass: HomeAssistant) -> None:
     await hass.async_block_till_done()
 
 
-async def _timed_poll(hass: HomeAssistant, coordinator: DataUpdateCoordinator[Any]) -> float:
-    start = time.thread_time()
+async def _timed_poll(
+    hass: HomeAssistant,
+    coordinator: DataUpdateCoordinator[Any],
+    cpu_time: Callable[[], float] = time.thread_time,
+) -> float:
+    """One poll's CPU time (``cpu_time``: of the event loop thread unless told otherwise)."""
+    start = cpu_time()
     await coordinator.async_refresh()
     await hass.async_block_till_done()
-    elapsed = time.thread_time() - start
+    elapsed = cpu_time() - start
     if not coordinator.last_update_success:
         raise RuntimeError(f"{coordinator.name}: poll failed: {coordinator.last_exception}")
     return elapsed

@@ -13,6 +13,12 @@ def _requests(per_path: dict[str, float]) -> str:
     return ", ".join(f"`{path}` {count:g}" for path, count in per_path.items() if count)
 
 
+def _iammeter_version(machine: dict[str, Any]) -> str:
+    """The core ``iammeter`` library of a run, when it had one."""
+    version = machine.get("iammeter")
+    return f", iammeter {version}" if version and version != "not installed" else ""
+
+
 def table(results: dict[str, Any]) -> str:
     """Markdown: the machine, then one row per measurement, targets beside them."""
     machine = results["machine"]
@@ -20,11 +26,11 @@ def table(results: dict[str, Any]) -> str:
         f"`{results['command']}` on {results['date'][:10]}, revision {results.get('revision')}:"
         f" {machine['nproc']} x {machine['cpu']}, Python {machine['python']}, Home Assistant"
         f" {machine['homeassistant']}, python-homewizard-energy"
-        f" {machine['python-homewizard-energy']}; load average {machine.get('load_average_at_start')}"
+        f" {machine['python-homewizard-energy']}{_iammeter_version(machine)}; load average {machine.get('load_average_at_start')}"
         f" at the start, {machine.get('load_average_at_end')} at the end.",
         *(
             f"The {part} part was run again alone: `{run['command']}` on {run['date'][:10]},"
-            f" revision {run.get('revision')}; load average"
+            f" revision {run.get('revision')}{_iammeter_version(run['machine'])}; load average"
             f" {run['machine'].get('load_average_at_start')} at the start."
             for part, run in results.get("runs", {}).items()
         ),
@@ -106,4 +112,44 @@ def table(results: dict[str, Any]) -> str:
                 f" | {r['over_limit_answered_nothing'] + r['over_limit_recounted']} |"
             )
         lines.append("| Target | 288 whatever the meter count | ≤ 1 per day | | 0 |")
+    lines += _iammeter_rows(results.get("iammeter", {}))
     return "\n".join(lines)
+
+
+def _iammeter_rows(part: dict[str, Any]) -> list[str]:
+    """The IAMMETER local table: Meter Hub beside core's ``iammeter`` on the same meter."""
+    cpu, mem, latency = part.get("cpu", {}), part.get("memory", {}), part.get("latency", {})
+    if not any(("ratio_median" in cpu, "meter_hub" in mem, "median_s" in latency)):
+        return []
+    lines = [
+        "",
+        "| IAMMETER meter on the network (WEM3080T, net metering) | Meter Hub"
+        " | Core `iammeter` | Target |",
+        "| --- | --- | --- | --- |",
+    ]
+    if "ratio_median" in cpu:
+        lines += [
+            f"| CPU per poll (whole process), median (p95), {cpu['polls']} polls each"
+            f" | {_ms(cpu['meter_hub'])} | {_ms(cpu['iammeter'])} | |",
+            f"| Ratio Meter Hub / core, median (p95) | {cpu['ratio_median']}"
+            f" ({cpu['ratio_p95']}) | 1 | ≤ 1 |",
+            "| Entities, enabled of registered | "
+            + " | ".join(
+                f"{cpu['entities'][name]['enabled']} of {cpu['entities'][name]['registered']}"
+                for name in ("meter_hub", "iammeter")
+            )
+            + " | |",
+        ]
+    if "meter_hub" in mem:
+        lines.append(
+            f"| Memory per entry ({mem['entries']} entries) | {mem['meter_hub']['per_entry_kib']}"
+            f" KiB | {mem['iammeter']['per_entry_kib']} KiB (per YAML platform) | |"
+        )
+    if "median_s" in latency:
+        lines.append(
+            f"| A change on the meter to the new state, {latency['changes']} changes"
+            f" | median {latency['median_s']} s, max {latency['max_s']} s"
+            f" (poll every {latency['interval_s']:g} s)"
+            f" | up to {latency['core_default_interval_s']} s (its fixed interval) | ≤ 1 s + a poll |"
+        )
+    return lines

@@ -23,6 +23,8 @@ drives headless Chromium (Debian's, through Playwright's ``executable_path``):
    step waits, the script presses the simulated button (``POST /_sim/press``) and the flow
    finishes by itself; it prints how long after the press the dialog showed the new devices,
    then checks the P1 meter's device page (its battery group's power among the sensors).
+8. (run before the Dutch steps) add a simulated IAMMETER meter by its address through the same local
+   device step, and check its device page: power, the net counters, frequency.
 
 No text on the flow dialogs or the device pages may be a raw translation key. Each step is
 screenshotted into ``--artifacts``; every wait is for a condition, with a deadline. The first
@@ -134,6 +136,9 @@ THREE_PHASE = {
     "Voltage phase 1": "V",
     "Current phase 3": "A",
 }
+# The simulated meter added by its address (``python -m simulator``'s ``iammeter_local``).
+IAMMETER_LOCAL = "wem3080t_nem"
+IAMMETER_LOCAL_SENSORS = {**THREE_PHASE, "Grid power": "W", "Frequency": "Hz"}
 
 # Deep text of a DOM subtree: text nodes and the labels of elements, through open shadow roots
 # (Home Assistant's frontend is made of web components; innerText stops at each shadow root).
@@ -340,19 +345,25 @@ class Run:
         expect(page.locator("ha-sidebar").get_by_text("Settings", exact=True)).to_be_visible()
         self.shot("logged-in")
 
-    def add_local_device(self, device: str, created: list[str], prefix: str) -> None:
-        """Add the simulated HomeWizard ``device``: local API off (the form says so), then on."""
-        self.switch_api(device, enabled=False)
+    def submit_host(self, host: str, prefix: str) -> Locator:
+        """The local device step with ``host`` submitted; its submit button."""
         self.start_flow(prefix)
         flow = self.flow()
         flow.get_by_text(self.text("config.step.user.menu_options.local")).click()
-        host = flow.get_by_label(self.text("config.step.local.data.host"))
-        expect(host).to_be_visible()
+        field = flow.get_by_label(self.text("config.step.local.data.host"))
+        expect(field).to_be_visible()
         self.shot(f"{prefix}-form")
-        self.assert_no_raw_keys("the HomeWizard form", flow)
-        host.fill(self.simulator["devices"][device]["host"])
+        self.assert_no_raw_keys("the local device form", flow)
+        field.fill(host)
         submit = flow.get_by_role("button", name=self.ui["submit"])
         submit.click()
+        return submit
+
+    def add_local_device(self, device: str, created: list[str], prefix: str) -> None:
+        """Add the simulated HomeWizard ``device``: local API off (the form says so), then on."""
+        self.switch_api(device, enabled=False)
+        submit = self.submit_host(self.simulator["devices"][device]["host"], prefix)
+        flow = self.flow()
         api_off = self.text("config.error.api_not_enabled").split(". ")[0]
         expect(flow.get_by_text(api_off, exact=False)).to_be_visible()
         self.shot(f"{prefix}-api-off")
@@ -488,6 +499,17 @@ class Run:
         }
         self.check_device_page("Energy Socket", sensors, "nl-local")
 
+    def iammeter_local_flow(self) -> None:
+        """The same local device step, with the address of a simulated IAMMETER meter."""
+        meter = self.simulator["iammeter_local"][IAMMETER_LOCAL]
+        self.submit_host(meter["host"], "iammeter-local")
+        self.finish_flow("iammeter-local", [f"IAMMETER {meter['serial']}"])
+
+    def iammeter_local_device(self) -> None:
+        """Its device page: power and the net counters, read from the meter every second."""
+        serial = self.simulator["iammeter_local"][IAMMETER_LOCAL]["serial"]
+        self.check_device_page(f"IAMMETER {serial}", IAMMETER_LOCAL_SENSORS, "iammeter-local")
+
     def switch_socket(self) -> None:
         """Off on the device page: the socket reports 0 W; then on again."""
         self.open_device("Energy Socket")
@@ -602,6 +624,8 @@ def main() -> int:
             ("IAMMETER: add the cloud account (wrong password, then right)", run.cloud_flow),
             ("IAMMETER: device pages", run.cloud_devices),
             ("energy dashboard", run.energy),
+            ("IAMMETER: add a meter on the network by its address", run.iammeter_local_flow),
+            ("IAMMETER: the local meter's device page", run.iammeter_local_device),
             ("Dutch: the user's language", run.speak_dutch),
             ("Dutch: add the energy socket (local API off, then on)", run.dutch_socket_flow),
             ("Dutch: device page", run.dutch_socket_device),

@@ -19,7 +19,16 @@ base + 10   p1v2         HomeWizard P1 meter on API v2 (HTTPS), a Plug-In Batter
                          its API v1 on base + 11
 base + 12   kwhv2        HomeWizard kWh meter (HWE-KWH3) on API v2; its API v1 on base + 13
 base + 14   battery      HomeWizard Plug-In Battery (HWE-BAT), API v2 only
+base + 20   wem3080      IAMMETER WEM3080 on the local network (single-phase, 7 values)
+base + 21   wem3080t     IAMMETER WEM3080T, three phases, Admin Security on (``admin`` /
+                         ``demo-admin``: its monitor paths answer 401 without them)
+base + 22   wem3080t_nem IAMMETER WEM3080T with net metering (the fourth row)
+base + 23   wem3162      IAMMETER WEM3162, older firmware (no serial in its answer)
+base + 24   (UDP)        SSDP responder for the IAMMETER meters (unicast M-SEARCH)
 ==========  ===========  ============================================================
+
+The IAMMETER meters answer "not ready" (HTTP 400, null values) for 5 s after the start, as
+after a boot.
 
 The devices' values move with the clock (power varies, counters only increase, gas steps every
 5 minutes). Each device has a switch for its local API: ``curl -X POST -d false
@@ -52,7 +61,7 @@ from typing import Any, Final
 
 from .homewizard import CONTROL_PATH, FakeHomeWizard
 from .iammeter import DEMO_LOGIN, FakeIamMeterCloud, demo_account
-from .iammeter_local import CloudMeterOnLan
+from .iammeter_local import CloudMeterOnLan, DemoMeters
 from .live_v2 import LiveV2
 from .tls import SimulatorAuthority
 
@@ -126,9 +135,11 @@ async def _serve(args: argparse.Namespace) -> None:
     authority = SimulatorAuthority()
     live = LiveV2(authority, start=start, seed=args.seed, interval=1 / args.push_rate)
     mover: asyncio.Task[None] | None = None
+    local_meters = DemoMeters(args.seed)
     try:
         await cloud.start(_port(args.port_base, CLOUD_OFFSET))
         await solar.start(_port(args.port_base, SOLAR_LOCAL_OFFSET))
+        await local_meters.start(args.port_base)
         for name, profile, offset, _ in DEVICES:
             fake = devices[name]
             fake.api_enabled = not ({name, "all"} & set(args.api_disabled))
@@ -141,14 +152,16 @@ async def _serve(args: argparse.Namespace) -> None:
         except OSError as err:
             raise SystemExit(f"simulator: cannot listen for the API v2 devices: {err}") from err
         mover = asyncio.create_task(live.run())
-        status = _status(cloud, devices) | {"homewizard_v2": live.status()}
+        status = _status(cloud, devices) | {
+            "homewizard_v2": live.status(),
+            "iammeter_local": local_meters.status(),
+            "iammeter_ssdp": f"127.0.0.1:{local_meters.ssdp.port}",
+        }
         for meter in status["cloud"]["meters"]:
             if meter["sn"] == solar.serial:
                 meter["local_host"] = solar.host
         if args.ready_file:
-            tmp = args.ready_file.with_name(args.ready_file.name + ".tmp")
-            tmp.write_text(json.dumps(status, indent=2) + "\n", encoding="utf-8")
-            tmp.replace(args.ready_file)
+            _write_ready(args.ready_file, status)
         if not args.quiet:
             _print_status(status)
         await stop.wait()
@@ -157,6 +170,7 @@ async def _serve(args: argparse.Namespace) -> None:
             mover.cancel()
         await live.stop()
         authority.cleanup()
+        await local_meters.stop()
         for fake in devices.values():
             await fake.stop()
         await solar.stop()
@@ -164,6 +178,13 @@ async def _serve(args: argparse.Namespace) -> None:
         if args.ready_file:
             with contextlib.suppress(OSError):
                 args.ready_file.unlink()
+
+
+def _write_ready(path: Path, status: dict[str, Any]) -> None:
+    """Write ``status`` at once (a reader never sees half of it)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(status, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def _status(cloud: FakeIamMeterCloud, devices: dict[str, FakeHomeWizard]) -> dict[str, Any]:
@@ -213,6 +234,10 @@ def _print_status(status: dict[str, Any]) -> None:
         api = "" if device["api_enabled"] else "  [local API off: 403]"
         lines.append(f"  {name:<6} {device['profile']:<9} {device['host']}  (host){api}")
         lines.append(f"                   {device['description']}")
+    for name, meter in status["iammeter_local"].items():
+        auth = "  [Admin Security: admin / demo-admin]" if meter["admin_security"] else ""
+        lines.append(f"  {name:<12} IAMMETER {meter['model']:<8} {meter['host']}  (host){auth}")
+    lines.append(f"  SSDP (IAMMETER)  {status['iammeter_ssdp']}  (UDP, unicast M-SEARCH)")
     some = next(iter(status["devices"].values()))
     lines.append(f"  Local API switch: curl -X POST -d false {some['switch']}  (true: on again)")
     v2 = status["homewizard_v2"]

@@ -25,11 +25,16 @@ from typing import Any, Final
 from aiohttp import web
 
 from .iammeter import FakeMeter
+from .ssdp import Announcement, SsdpResponder
 
 _LOGGER = logging.getLogger(__name__)
 
 LISTEN_HOST: Final = "127.0.0.1"
 MONITOR_PATHS: Final = ("/api/monitor", "/api/monitorjson", "/monitorjson")
+# The UPnP-style description (``/info.xml``, public) and the device type it names, which the
+# SSDP replies (``simulator.ssdp``) and Meter Hub's manifest match.
+DESCRIPTION_PATH: Final = "/info.xml"
+DEVICE_TYPE: Final = "urn:schemas-micasaverde-com:service:EnergyMetering:1"
 # Failed logins after which Admin Security answers 429, and the wait it asks for.
 FAILURES_BEFORE_429: Final = 3
 RETRY_AFTER_S: Final = 30
@@ -73,15 +78,22 @@ class FakeIamMeter:
         serial: str = "5DB50BF4",
         seed: int = 0,
         auto_advance: bool = False,
+        boot_seconds: float = 0.0,
     ) -> None:
         """A meter of ``shape`` (a key of ``SHAPES``) with the serial ``serial``."""
         self.shape = SHAPES[shape]
         self.serial = serial
         self.net_metering = shape.endswith("-NEM")
         self.not_ready_polls = 0
+        # not ready for this long after ``start`` (as after a power cut), whatever the polls
+        self.boot_seconds = boot_seconds
+        self._ready_at = 0.0
         self.password: str | None = None
         self.status: int | None = None
         self.body: bytes | None = None
+        self.headers: dict[str, str] = {}  # sent with ``status``/``body``
+        self.ssid: object = "home-wifi"  # what /api/monitor says (any JSON, for hostile text)
+        self.model: object = self.shape.model
         self.auto_advance = auto_advance
         self.request_count: Counter[str] = Counter()
         self.failures = 0
@@ -91,6 +103,8 @@ class FakeIamMeter:
         self.exported = [12.5, 310.125, 4.0][: self.shape.phases]
         self.net_import = 2975.0
         self.net_export = 140.25
+        # ``EA.Reactive`` per phase: [var, inductive kvarh, capacitive kvarh] (the vendor's example)
+        self.reactive = [[-119.0, 0.0, 258.703], [-120.0, 0.0, 260.278], [-118.0, 0.007, 256.485]]
         self._rng = random.Random(seed)
         self._last = time.monotonic()
         self._runner: web.AppRunner | None = None
@@ -106,10 +120,12 @@ class FakeIamMeter:
         app = web.Application()
         for path in MONITOR_PATHS:
             app.router.add_get(path, self._handle)
+        app.router.add_get(DESCRIPTION_PATH, self._description)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
         await web.TCPSite(self._runner, LISTEN_HOST, port).start()
         self._port = self._runner.addresses[0][1]
+        self._ready_at = time.monotonic() + self.boot_seconds
         return self._port
 
     async def stop(self) -> None:
@@ -152,18 +168,12 @@ class FakeIamMeter:
             rows.append(self._net_row())
         body["Datas"] = rows
         if self.shape.newest_firmware:
-            body["EA"] = {
-                "Reactive": [
-                    [-119.0, 0.0, 258.703],
-                    [-120.0, 0.0, 260.278],
-                    [-118.0, 0.007, 256.485],
-                ]
-            }
+            body["EA"] = {"Reactive": [list(row) for row in self.reactive]}
         return body
 
     def monitor_extras(self) -> dict[str, Any]:
         """What ``/api/monitor`` adds on the newest firmware."""
-        return {"ssid": "home-wifi", "sig": 78, "model": self.shape.model}
+        return {"ssid": self.ssid, "sig": 78, "model": self.model}
 
     def _row(self, phase: int) -> list[float]:
         voltage, power = self.voltage[phase], self.power[phase]
@@ -210,10 +220,13 @@ class FakeIamMeter:
             raise web.HTTPNotFound
         if self.status is not None or self.body is not None:
             return web.Response(
-                body=self.body or b"{}", status=self.status or 200, content_type="application/json"
+                body=self.body or b"{}",
+                status=self.status or 200,
+                headers=self.headers,
+                content_type="application/json",
             )
-        if self.not_ready_polls > 0:
-            self.not_ready_polls -= 1
+        if self.not_ready_polls > 0 or time.monotonic() < self._ready_at:
+            self.not_ready_polls = max(0, self.not_ready_polls - 1)
             return web.json_response(self._not_ready(), status=400)
         if self.auto_advance:
             now = time.monotonic()
@@ -223,6 +236,39 @@ class FakeIamMeter:
         if request.path == "/api/monitor":
             body |= self.monitor_extras()
         return web.json_response(body)
+
+    @property
+    def udn(self) -> str:
+        """The meter's UPnP device name."""
+        return f"uuid:iammeter-{self.serial.lower()}"
+
+    def announcement(self) -> Announcement:
+        """What the meter's SSDP replies say."""
+        return Announcement(f"http://{self.host}{DESCRIPTION_PATH}", self.udn, DEVICE_TYPE)
+
+    def description(self) -> str:
+        """The UPnP-style device description of ``/info.xml``."""
+        return (
+            '<?xml version="1.0"?>\n'
+            '<root xmlns="urn:schemas-upnp-org:device-1-0">\n'
+            "<specVersion><major>1</major><minor>0</minor></specVersion>\n"
+            f"<URLBase>http://{self.host}/</URLBase>\n"
+            "<device>\n"
+            f"<deviceType>{DEVICE_TYPE}</deviceType>\n"
+            f"<friendlyName>IAMMETER {self.shape.model} {self.serial}</friendlyName>\n"
+            "<manufacturer>IAMMETER</manufacturer>\n"
+            "<manufacturerURL>https://www.iammeter.com</manufacturerURL>\n"
+            f"<modelName>{self.shape.model}</modelName>\n"
+            f"<serialNumber>{self.serial}</serialNumber>\n"
+            f"<UDN>{self.udn}</UDN>\n"
+            f"<presentationURL>http://{self.host}/</presentationURL>\n"
+            "</device>\n"
+            "</root>\n"
+        )
+
+    async def _description(self, request: web.Request) -> web.Response:
+        self.request_count[request.path] += 1
+        return web.Response(text=self.description(), content_type="text/xml")
 
     def _authorised(self, request: web.Request) -> bool:
         expected = base64.b64encode(f"admin:{self.password}".encode()).decode()
@@ -258,6 +304,66 @@ class CloudMeterOnLan(FakeIamMeter):
             self.power[phase] = (row[2] or 0.0) * (1 + jitter.uniform(-0.04, 0.04))
             self.imported[phase], self.exported[phase] = row[3] or 0.0, row[4] or 0.0
         return super().payload()
+
+
+# The meters ``python -m simulator`` serves: name, shape, port offset from its port base, serial,
+# Admin Security password (the monitor paths ask for it: a meter with a 401 answer).
+DEMO_METERS: Final = (
+    ("wem3080", "WEM3080", 20, "51A3080A", None),
+    ("wem3080t", "WEM3080T", 21, "53B3080B", "demo-admin"),
+    ("wem3080t_nem", "WEM3080T-NEM", 22, "53C3080C", None),
+    ("wem3162", "WEM3162", 23, "", None),
+)
+SSDP_OFFSET: Final = 24
+# The not-ready answer after a boot lasts a few seconds on a real meter.
+BOOT_SECONDS: Final = 5.0
+
+
+class DemoMeters:
+    """Every shape on its own port, not ready for a few seconds, and an SSDP responder."""
+
+    def __init__(self, seed: int = 0, boot_seconds: float = BOOT_SECONDS) -> None:
+        """The meters of ``DEMO_METERS``, values moving with the clock."""
+        self.meters: dict[str, FakeIamMeter] = {}
+        for index, (name, shape, _, serial, password) in enumerate(DEMO_METERS):
+            meter = FakeIamMeter(
+                shape,
+                serial=serial,
+                seed=seed + index,
+                auto_advance=True,
+                boot_seconds=boot_seconds,
+            )
+            meter.password = password
+            self.meters[name] = meter
+        # the WEM3162's older answer has no serial: it has no description to announce
+        self.ssdp = SsdpResponder(
+            lambda: [m.announcement() for m in self.meters.values() if m.serial]
+        )
+
+    async def start(self, port_base: int) -> None:
+        """Listen from ``port_base`` (0: free ports)."""
+        for name, _, offset, *_ in DEMO_METERS:
+            await self.meters[name].start(port_base + offset if port_base else 0)
+        await self.ssdp.start(port_base + SSDP_OFFSET if port_base else 0)
+
+    async def stop(self) -> None:
+        """Stop every meter and the responder."""
+        self.ssdp.stop()
+        for meter in self.meters.values():
+            await meter.stop()
+
+    def status(self) -> dict[str, Any]:
+        """What runs where (the ``iammeter_local`` part of the simulator's ready file)."""
+        return {
+            name: {
+                "host": meter.host,
+                "model": meter.shape.model,
+                "serial": meter.serial or None,
+                "net_metering": meter.net_metering,
+                "admin_security": meter.password is not None,
+            }
+            for name, meter in self.meters.items()
+        }
 
 
 async def _serve(shapes: list[str], port: int) -> None:

@@ -27,15 +27,18 @@ from syrupy.assertion import SnapshotAssertion
 # Import the integration before Home Assistant's loader looks for custom_components elsewhere.
 from custom_components.meter_hub.const import (
     CONF_ACCOUNT_ID,
+    CONF_NET_METERING,
     CONF_PRODUCT_TYPE,
     CONF_REFRESH_TOKEN,
     CONF_SERIAL,
     CONF_SERVER,
     CONF_SOURCE,
     CONF_TOKEN,
+    CONF_VENDOR,
     DOMAIN,
     SOURCE_CLOUD,
     SOURCE_LOCAL,
+    VENDOR_IAMMETER,
 )
 from simulator.homewizard import FakeHomeWizard
 from simulator.iammeter import DEFAULT_START, VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud
@@ -190,6 +193,30 @@ async def async_setup_local(
 ) -> MockConfigEntry:
     """Set up an entry of ``fake`` with ``options``; it must load."""
     entry = local_entry(fake, **options)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+async def async_setup_iammeter_local(
+    hass: HomeAssistant, fake: FakeIamMeter, **data: Any
+) -> MockConfigEntry:
+    """Set up an entry of the IAMMETER meter ``fake`` as the flow makes it (more ``data``: the
+    credentials); it must load."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title=f"IAMMETER {fake.shape.model}",
+        unique_id=fake.serial,
+        data={
+            CONF_SOURCE: SOURCE_LOCAL,
+            CONF_VENDOR: VENDOR_IAMMETER,
+            CONF_HOST: fake.host,
+            CONF_SERIAL: fake.serial,
+            CONF_NET_METERING: fake.net_metering,
+            **data,
+        },
+    )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()

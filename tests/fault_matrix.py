@@ -44,7 +44,12 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 
 from custom_components.meter_hub.api.model import MAX_EXTERNAL_METERS
 from custom_components.meter_hub.cloud_coordinator import POLL_MARGIN, CloudCoordinator
-from custom_components.meter_hub.const import CLOUD_SCAN_INTERVAL, CLOUD_STALE_AFTER, DOMAIN
+from custom_components.meter_hub.const import (
+    CLOUD_SCAN_INTERVAL,
+    CLOUD_STALE_AFTER,
+    DOMAIN,
+    IAMMETER_LOCAL_SCAN_INTERVAL,
+)
 from custom_components.meter_hub.counter_guard import CounterGuard, rise_bound
 from custom_components.meter_hub.history import (
     HISTORY_COUNTER_RESET,
@@ -63,6 +68,7 @@ from simulator.iammeter import (
     Phase,
     vendor_example_account,
 )
+from simulator.iammeter_local import FakeIamMeter
 
 from .conftest import meter_device
 from .fault_records import CounterWatch, LogWatch, booked, describe
@@ -95,6 +101,10 @@ class Run:
     port: int
     homewizard: FakeHomeWizard | None = None
     cloud: FakeIamMeterCloud | None = None
+    # an IAMMETER meter on the local network, its state before the case, its requests meanwhile
+    iammeter: FakeIamMeter | None = None
+    iammeter_state: dict[str, Any] = field(default_factory=dict)
+    iammeter_requests_during: int = 0
     others: list[FakeHomeWizard] = field(default_factory=list)
     history: list[tuple[str, str]] = field(default_factory=list)
     stopped: bool = False
@@ -125,7 +135,7 @@ type Check = Callable[[Run], list[str]]
 class FaultCase:
     """One row of the matrix."""
 
-    source: Literal["local", "cloud"]
+    source: Literal["local", "cloud", "iammeter"]
     name: str
     covers: tuple[str, ...]  # the fault kinds of the issue this row stands for
     inject: Step
@@ -138,6 +148,7 @@ class FaultCase:
     check: Check | None = None  # more checks, after the recovery
     back: Check | None = None  # what else must be back for the case to have recovered
     lines: int | None = None  # log lines when it goes bad and when it recovers (None: by outage)
+    recovery_lines: int | None = None  # when it recovers, if not ``lines``
     # counters the counter guard holds back meanwhile: one log line each going bad and back
     held: int = 0
 
@@ -1690,7 +1701,9 @@ async def _tick(run: Run, delta: timedelta, *, hang: Callable[[], bool] | None =
 
 
 async def _poll(run: Run) -> None:
-    if run.homewizard is not None:
+    if run.iammeter is not None:
+        await _tick(run, IAMMETER_LOCAL_SCAN_INTERVAL)
+    elif run.homewizard is not None:
         fake = run.homewizard
         # a hostile answer may never end: like a hang, it runs into the client's timeout
         hangs = fake.hang or fake.respond is not None
@@ -1788,7 +1801,9 @@ async def run_case(case: FaultCase, run: Run) -> Outcome:
 
     # --- the recovery ---
     run.logs.mark()
-    if run.cloud is None:
+    if run.iammeter is not None:
+        await _restore_iammeter(run)
+    elif run.cloud is None:
         await _restore_local(run)
     else:
         await _restore_cloud(run)
@@ -1817,9 +1832,9 @@ async def run_case(case: FaultCase, run: Run) -> Outcome:
         problems.append(f"unavailable again after the recovery: {lost[:10]}")
     good = run.logs.lines()
     outcome.recovery_lines = len(good)
-    if len(good) != expected_lines:
+    if len(good) != (expected_lines if case.recovery_lines is None else case.recovery_lines):
         problems.append(f"{len(good)} log lines when it recovered: {describe(good)}")
-    if run.homewizard is not None and outcome.recovered:
+    if (run.homewizard or run.iammeter) is not None and outcome.recovered:
         # the device answers as before the fault: so do the entities
         differ = [
             f"{entity_id}: {before!r} -> {state.state if state else None!r}"
@@ -2145,3 +2160,334 @@ def backfill_phantom(glitches: dict[int, float]) -> float:
         return plan.rows[-1].sum + sum(difference for _, difference in plan.adjustments)
 
     return total(glitched) - total(true)
+
+
+# --- IAMMETER on the local network (issue 21) ----------------------------------------------------
+#
+# The meter is a WEM3080T with net metering (its entry made so), polled every second; its counters
+# stand still, so every kWh booked during a case is phantom.
+
+IAM_SERIAL = "5DB50BF4"
+IAM = f"sensor.iammeter_{IAM_SERIAL.lower()}"
+IAM_TOTALS = (f"{IAM}_energy_import", f"{IAM}_energy_export")
+IAM_OTHER_SERIAL = "0BADC0DE"
+# What a case may change on the fake meter, put back by ``_restore_iammeter``.
+_IAM_STATE: Final = (
+    "serial",
+    "net_metering",
+    "imported",
+    "exported",
+    "net_import",
+    "net_export",
+    "reactive",
+    "ssid",
+    "model",
+    "password",
+    "status",
+    "body",
+    "headers",
+    "not_ready_polls",
+)
+
+
+def iammeter_state(fake: FakeIamMeter) -> dict[str, Any]:
+    """What ``_restore_iammeter`` puts back: the fake's state before the case."""
+    return {name: copy.deepcopy(getattr(fake, name)) for name in _IAM_STATE}
+
+
+async def _restore_iammeter(run: Run) -> None:
+    fake = run.iammeter
+    assert fake is not None
+    run.iammeter_requests_during = fake.request_count.total()
+    for name, value in run.iammeter_state.items():
+        setattr(fake, name, copy.deepcopy(value))
+    fake.failures = 0
+    if run.stopped:
+        await fake.start(run.port)
+        run.stopped = False
+
+
+def _iam(**changes: object) -> Step:
+    """Set attributes of the fake meter; its request count starts again."""
+
+    async def inject(run: Run) -> None:
+        assert run.iammeter is not None
+        for name, value in changes.items():
+            setattr(run.iammeter, name, value)
+        run.iammeter.request_count.clear()
+
+    return inject
+
+
+def _iam_body(payload: object, status: int = 200) -> Step:
+    return _iam(status=status, body=json.dumps(payload).encode())
+
+
+def _iam_rows(change: Callable[[list[list[object]]], None]) -> Step:
+    """Serve the meter's own answer with its ``Datas`` rows changed."""
+
+    async def inject(run: Run) -> None:
+        assert run.iammeter is not None
+        payload = run.iammeter.payload() | run.iammeter.monitor_extras()
+        change(payload["Datas"])
+        await _iam_body(payload)(run)
+
+    return inject
+
+
+def _phase_1_hostile(rows: list[list[object]]) -> None:
+    rows[0] = ["230.1", None, 1e308, -5.0, math.inf, 50.01, 2.0]
+
+
+async def _refuse_iammeter(run: Run) -> None:
+    assert run.iammeter is not None
+    await run.iammeter.stop()
+    run.stopped = True
+
+
+def _requests(most: int) -> Check:
+    """The meter was asked at most ``most`` times while it refused (never hammered)."""
+
+    def check(run: Run) -> list[str]:
+        during = run.iammeter_requests_during
+        return [] if during <= most else [f"{during} requests while it refused (at most {most})"]
+
+    return check
+
+
+def _iam_other_never_lands(run: Run) -> list[str]:
+    problems = [
+        f"the other meter's reading reached {entity_id}"
+        for entity_id, state in run.history
+        if state in ("99999.0", "50.0", "60.0", "70.0")
+    ]
+    if meter_device(run.hass, IAM_OTHER_SERIAL) is not None:
+        problems.append("the other meter got a device")
+    if meter_device(run.hass, "null") is not None:
+        problems.append("the not-ready answer got a device")
+    return problems
+
+
+async def _finish_reauth(run: Run) -> None:
+    """The user answers the reauth flow that the 401 started, with the meter's credentials."""
+    flows = [
+        flow
+        for flow in run.hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+        if flow["context"]["source"] == "reauth"
+    ]
+    if len(flows) != 1:
+        return  # ``_iam_reauth_done`` reports it
+    await run.hass.config_entries.flow.async_configure(
+        flows[0]["flow_id"], {"username": "admin", "password": "s3cret"}
+    )
+    await run.hass.async_block_till_done()
+
+
+def _iam_reauth_done(run: Run) -> list[str]:
+    problems = _no_reauth_left(run)
+    if run.entry.data.get("password") != "s3cret":
+        problems.append("the reauth did not store the credentials")
+    return problems
+
+
+def _booked_nothing(run: Run) -> list[str]:
+    phantom = sum(booked(states) for states in run.counters.published.values())
+    return [f"{phantom} booked by a meter whose counters stand still"] if phantom else []
+
+
+def _iam_case(name: str, covers: str, inject: Step, outage: Outage, **more: Any) -> FaultCase:
+    return FaultCase(
+        source="iammeter", name=name, covers=(covers,), inject=inject, outage=outage, **more
+    )
+
+
+_IAM_NOT_READY = {"method": "uploadsn", "mac": None, "SN": "null", "Data": [None] * 5}
+_IAM_OVERSIZED = json.dumps({"SN": IAM_SERIAL, "Datas": [[1.0] * 7] * 3, "x": "y" * 20_000})
+_IAM_REACTIVE_SPIKE = [[-119.0, 0.0, SPIKE_KWH], [-120.0, 0.0, 260.278], [-118.0, 0.007, 256.485]]
+# Longer than a drop takes to be believed as a reset (3 polls over 60 s): the other counters
+# are never taken for one.
+_IAM_MODE_POLLS = 70
+
+IAMMETER_CASES: tuple[FaultCase, ...] = (
+    _iam_case(
+        "not-ready-http-400",
+        "not-ready",
+        _iam(not_ready_polls=FOREVER),
+        Outage.SOURCE,
+        check=_iam_other_never_lands,
+    ),
+    _iam_case(
+        "not-ready-null-values",
+        "not-ready",
+        _iam_body({"SN": IAM_SERIAL, "Datas": [[None] * 7] * 3}),
+        Outage.SOURCE,
+    ),
+    _iam_case(
+        "not-ready-serial-null-http-200",
+        "not-ready",
+        _iam_body(_IAM_NOT_READY),
+        Outage.SOURCE,
+        check=_iam_other_never_lands,
+    ),
+    _iam_case(
+        "http-401-reauth",
+        "http-401",
+        _iam(password="s3cret"),
+        Outage.SOURCE,
+        polls=10,
+        restore=_finish_reauth,
+        # the entry reloads with the new credentials: the flow's "reauth_successful" says it
+        recovery_lines=0,
+        back=_iam_reauth_done,
+        check=_requests(1),
+    ),
+    _iam_case(
+        "http-429-retry-after",
+        "http-429-retry-after",
+        _iam(status=429, headers={"Retry-After": "20"}),
+        Outage.SOURCE,
+        polls=10,
+        recover_within=timedelta(seconds=21),
+        check=_requests(1),
+    ),
+    _iam_case(
+        "http-429-without-retry-after",
+        "http-429",
+        _iam(status=429),
+        Outage.SOURCE,
+        polls=30,
+        recover_within=timedelta(seconds=61),
+        check=_requests(1),
+    ),
+    _iam_case(
+        "nem-row-disappears",
+        "nem-row-disappears",
+        _iam(net_metering=False),
+        Outage.PARTIAL,
+        # and what only the net row has: the reference voltage, frequency, power factor
+        unavailable=(*IAM_TOTALS, f"{IAM}_voltage", f"{IAM}_frequency", f"{IAM}_power_factor"),
+        polls=_IAM_MODE_POLLS,
+        check=_booked_nothing,
+    ),
+    _iam_case(
+        "counter-spike-up",
+        "counter-spike-up",
+        _iam(net_import=SPIKE_KWH),
+        Outage.NONE,
+        held=1,
+        check=_booked_nothing,
+    ),
+    _iam_case(
+        "counter-spike-down",
+        "counter-spike-down",
+        _iam(imported=[0.0, 847.25, 991.5]),
+        Outage.NONE,
+        held=1,
+        check=_booked_nothing,
+    ),
+    _iam_case(
+        "reactive-counter-spike",
+        "counter-spike-up",
+        _iam(reactive=_IAM_REACTIVE_SPIKE),
+        Outage.NONE,
+        held=1,
+    ),
+    _iam_case(
+        "meter-replaced-at-the-address",
+        "other-device",
+        _iam(serial=IAM_OTHER_SERIAL, net_import=99999.0, imported=[50.0, 60.0, 70.0]),
+        Outage.SOURCE,
+        check=_iam_other_never_lands,
+    ),
+    _iam_case(
+        "oversized-body", "oversized-body", _iam(body=_IAM_OVERSIZED.encode()), Outage.SOURCE
+    ),
+    _iam_case(
+        "invalid-json",
+        "invalid-json",
+        _iam(body=b'{"SN": "5DB50BF4", "Datas": [[230.1,'),
+        Outage.SOURCE,
+    ),
+    _iam_case(
+        "json-list",
+        "malformed-body",
+        _iam_body([[230.1, 1.0, 100.0, 1.0, 0.0, 50.0, 1.0]]),
+        Outage.SOURCE,
+    ),
+    _iam_case(
+        "five-rows",
+        "malformed-body",
+        _iam_rows(lambda rows: rows.append(rows[0])),
+        Outage.SOURCE,
+    ),
+    _iam_case("deep-nesting", "hostile-body", _iam(body=hostile.deeply_nested()), Outage.SOURCE),
+    _iam_case(
+        "hostile-values-phase-1",
+        "hostile-body",
+        _iam_rows(_phase_1_hostile),
+        Outage.PARTIAL,
+        unavailable=(
+            *(
+                f"{IAM}_{quantity}_phase_1"
+                for quantity in (
+                    "voltage",
+                    "current",
+                    "power",
+                    "energy_import",
+                    "energy_export",
+                    "power_factor",
+                )
+            ),
+            f"{IAM}_power",  # the sum of the phases lacks one
+        ),
+    ),
+    _iam_case(
+        "surrogate-ssid-and-model",
+        "text-surrogate",
+        _iam(ssid=SURROGATE, model=f"WEM{SURROGATE}3080T"),
+        Outage.PARTIAL,
+        unavailable=(f"{IAM}_wi_fi_ssid",),
+        check=_everything_saves,
+    ),
+    _iam_case(
+        "control-characters-in-ssid",
+        "text-control",
+        _iam(ssid=FORGED_LINE),
+        Outage.PARTIAL,
+        unavailable=(f"{IAM}_wi_fi_ssid",),
+        check=_log_lines_short,
+    ),
+    _iam_case("connection-refused", "connection-refused", _refuse_iammeter, Outage.SOURCE),
+)
+# Made without net metering, the entry sees the net row appear: its counters are others.
+IAMMETER_NO_NEM_CASES: tuple[FaultCase, ...] = (
+    _iam_case(
+        "nem-row-appears",
+        "nem-row-appears",
+        _iam(net_metering=True),
+        Outage.PARTIAL,
+        unavailable=IAM_TOTALS,
+        polls=_IAM_MODE_POLLS,
+        check=_booked_nothing,
+    ),
+)
+CASES = (*CASES, *IAMMETER_CASES, *IAMMETER_NO_NEM_CASES)
+IAMMETER_KINDS: Final = (
+    "not-ready",
+    "http-401",
+    "http-429",
+    "http-429-retry-after",
+    "nem-row-appears",
+    "nem-row-disappears",
+    "counter-spike-up",
+    "counter-spike-down",
+    "other-device",
+    "oversized-body",
+    "invalid-json",
+    "malformed-body",
+    "hostile-body",
+    "text-surrogate",
+    "text-control",
+    "connection-refused",
+)
+REQUIRED |= {kind: (*REQUIRED.get(kind, ()), "iammeter") for kind in IAMMETER_KINDS}

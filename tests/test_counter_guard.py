@@ -86,6 +86,9 @@ def _records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 def test_rise_bounds_per_quantity() -> None:
     assert rise_bound("energy", "kWh") == ELECTRICITY
     assert rise_bound("energy", "Wh") == RiseBound(400_000.0, 100.0)
+    # reactive energy: the same 400 (kvar instead of kW), with or without its device class
+    assert rise_bound("reactive_energy", "kvarh") == rise_bound(None, "kvarh") == ELECTRICITY
+    assert rise_bound("reactive_energy", "varh") == RiseBound(400_000.0, 100.0)
     assert rise_bound("energy", "GJ").per_hour == pytest.approx(1.44)
     assert rise_bound("gas", "m³") == GAS
     assert rise_bound("water", "m³") == WATER

@@ -9,19 +9,24 @@ cumulative sensor ever goes down. The figures go to ``scripts/faults`` through `
 
 from __future__ import annotations
 
+from typing import Any
+
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from simulator.homewizard import FakeHomeWizard
 from simulator.iammeter import VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud
 
-from .conftest import async_setup_cloud, async_setup_local
+from .conftest import StartMeter, async_setup_cloud, async_setup_iammeter_local, async_setup_local
 from .fault_matrix import (
     BACKFILL_GLITCHES,
     CASES,
     CLOUD_CASES,
     CLOUD_COUNTER_CASES,
+    IAMMETER_CASES,
+    IAMMETER_NO_NEM_CASES,
     LOCAL_CASES,
     LOCAL_COUNTER_CASES,
     REQUIRED,
@@ -29,6 +34,7 @@ from .fault_matrix import (
     FaultCase,
     Run,
     backfill_phantom,
+    iammeter_state,
     run_case,
     run_counter_case,
 )
@@ -79,7 +85,7 @@ async def _finish(case: FaultCase | CounterCase, run: Run, record: CaseRecord) -
     secrets = _secrets(run)
     record.secrets_found = len(secrets)
     record.notes = outcome.problems
-    if run.homewizard is not None:
+    if run.homewizard is not None or run.iammeter is not None:
         # The fake device's counters stand still during these cases: all booking is phantom.
         record.phantom_kwh = sum(
             booked(states)
@@ -98,10 +104,14 @@ async def _finish(case: FaultCase | CounterCase, run: Run, record: CaseRecord) -
 
 
 def _secrets(run: Run) -> list[str]:
-    """The account's password, a token or the refresh token in the log of a cloud case."""
+    """The account's password, a token or the refresh token in the log of a cloud case; an
+    IAMMETER meter's Admin Security password in the log of its case."""
+    text = "\n".join(record_text(record) for record in run.logs.records)
+    if run.iammeter is not None:
+        password = run.entry.data.get("password") or run.iammeter.password
+        return [f"{password[:3]}…"] if password and password in text else []
     if run.cloud is None:
         return []
-    text = "\n".join(record_text(record) for record in run.logs.records)
     data = run.entry.data
     candidates = {VENDOR_EXAMPLE_LOGIN[1], *run.cloud._tokens, data["token"], data["refresh_token"]}
     return [f"{secret[:3]}…" for secret in candidates if secret and secret in text]
@@ -112,6 +122,26 @@ def _watch_counters(hass: HomeAssistant, logs: LogWatch) -> CounterWatch:
     counters = CounterWatch(hass, logs)
     counters.seed()
     return counters
+
+
+def _run(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    entry: MockConfigEntry,
+    logs: LogWatch,
+    address: str,
+    **fake: Any,
+) -> Run:
+    """A case's run on ``entry`` of the fake (``homewizard=``, ``cloud=``...) at ``address``."""
+    return Run(
+        hass=hass,
+        freezer=freezer,
+        entry=entry,
+        logs=logs,
+        counters=_watch_counters(hass, logs),
+        port=int(address.rpartition(":")[2]),
+        **fake,
+    )
 
 
 @pytest.mark.parametrize("case", [*LOCAL_CASES, *LOCAL_COUNTER_CASES], ids=lambda case: case.id)
@@ -126,16 +156,7 @@ async def test_local_fault(
     fault_record.case = case.id
     logs = LogWatch(caplog)
     entry = await async_setup_local(hass, homewizard)
-    counters = _watch_counters(hass, logs)
-    run = Run(
-        hass=hass,
-        freezer=freezer,
-        entry=entry,
-        logs=logs,
-        counters=counters,
-        port=int(homewizard.host.rpartition(":")[2]),
-        homewizard=homewizard,
-    )
+    run = _run(hass, freezer, entry, logs, homewizard.host, homewizard=homewizard)
     await _finish(case, run, fault_record)
 
 
@@ -151,16 +172,7 @@ async def test_cloud_fault(
     fault_record.case = case.id
     logs = LogWatch(caplog)
     entry = await async_setup_cloud(hass, cloud)
-    counters = _watch_counters(hass, logs)
-    run = Run(
-        hass=hass,
-        freezer=freezer,
-        entry=entry,
-        logs=logs,
-        counters=counters,
-        port=int(cloud.url.rpartition(":")[2]),
-        cloud=cloud,
-    )
+    run = _run(hass, freezer, entry, logs, cloud.url, cloud=cloud)
     await _finish(case, run, fault_record)
 
 
@@ -197,3 +209,28 @@ def test_backfill_counter_fault(fault_record: CaseRecord, name: str) -> None:
     fault_record.recovered = abs(phantom) <= 0.001
     fault_record.completed = True
     assert phantom == pytest.approx(0.0, abs=0.001)
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
+@pytest.mark.parametrize(
+    "case", [*IAMMETER_CASES, *IAMMETER_NO_NEM_CASES], ids=lambda case: case.id
+)
+async def test_iammeter_local_fault(
+    hass: HomeAssistant,
+    start_meter: StartMeter,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+    fault_record: CaseRecord,
+    case: FaultCase,
+) -> None:
+    fault_record.case = case.id
+    net_metering = case not in IAMMETER_NO_NEM_CASES
+    meter = await start_meter("WEM3080T", serial="5DB50BF4")
+    meter.net_metering = net_metering
+    logs = LogWatch(caplog)
+    entry = await async_setup_iammeter_local(hass, meter)
+    meter.request_count.clear()
+    run = _run(
+        hass, freezer, entry, logs, meter.host, iammeter=meter, iammeter_state=iammeter_state(meter)
+    )
+    await _finish(case, run, fault_record)

@@ -100,6 +100,8 @@ async def test_three_phase_sums_phases(
     assert values["power_l2_w"] == -350.0
     assert values["reactive_power_l1_var"] == -119.0
     assert values["reactive_power_l3_var"] == -118.0
+    assert values["reactive_energy_inductive_l3_kvarh"] == 0.007
+    assert values["reactive_energy_capacitive_l1_kvarh"] == 258.703
     assert set(values) <= all_keys()
 
 
@@ -213,6 +215,25 @@ def test_hostile_fields_are_left_out() -> None:
     assert meter.reading.values == {"voltage_v": 230.0, "current_a": 1.0, "frequency_hz": 50.0}
 
 
+def test_reactive_rows_keep_what_is_valid() -> None:
+    """A short row gives what it has; a negative or absurd counter is "not reported"."""
+    meter = parse_monitor(
+        {
+            "SN": "A1",
+            "Datas": [[230.0, 1.0, 100.0, 1.0, 0.0, 50.0, 1.0]] * 3,
+            "EA": {"Reactive": [[-5.0], [1.0, -2.0, 1e11], [2.0, 3.5, 4.25]]},
+        }
+    )
+    reactive = {k: v for k, v in meter.reading.values.items() if k.startswith("reactive")}
+    assert reactive == {
+        "reactive_power_l1_var": -5.0,
+        "reactive_power_l2_var": 1.0,
+        "reactive_power_l3_var": 2.0,
+        "reactive_energy_inductive_l3_kvarh": 3.5,
+        "reactive_energy_capacitive_l3_kvarh": 4.25,
+    }
+
+
 async def test_admin_security_401_then_credentials(
     start_meter: StartMeter, session: aiohttp.ClientSession
 ) -> None:
@@ -245,6 +266,26 @@ async def test_429_retry_after_is_obeyed(
         with pytest.raises(TooManyRequests):
             await client.monitor()
     assert fake.request_count.total() == sent
+
+
+@pytest.mark.parametrize(("header", "wait"), [({}, 60), ({"Retry-After": "5"}, 5)])
+async def test_429_is_never_hammered(
+    start_meter: StartMeter,
+    session: aiohttp.ClientSession,
+    header: dict[str, str],
+    wait: int,
+) -> None:
+    """Without Retry-After the client waits a minute of its own; with it, what it says."""
+    fake = await start_meter("WEM3080")
+    fake.status, fake.headers = 429, header
+    client = IamMeterLocalClient(session, fake.host)
+    with pytest.raises(TooManyRequests) as err:
+        await client.monitor()
+    assert err.value.retry_after == timedelta(seconds=wait)
+    for _ in range(5):
+        with pytest.raises(TooManyRequests):
+            await client.monitor()
+    assert fake.request_count.total() == 1
 
 
 async def test_another_meter_at_the_address(

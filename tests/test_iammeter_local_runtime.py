@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 import json
-from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME, STATE_UNAVAILABLE
+from homeassistant.const import CONF_PASSWORD, CONF_USERNAME, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 import pytest
@@ -20,18 +19,11 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.meter_hub.const import (
-    CONF_NET_METERING,
-    CONF_SERIAL,
-    CONF_SOURCE,
-    CONF_VENDOR,
-    DOMAIN,
-    SOURCE_LOCAL,
-    VENDOR_IAMMETER,
-)
+from custom_components.meter_hub.compat import REACTIVE_ENERGY
+from custom_components.meter_hub.const import DOMAIN
 from simulator.iammeter_local import FakeIamMeter
 
-from .conftest import async_poll, meter_device
+from .conftest import async_poll, async_setup_iammeter_local, meter_device
 
 
 @pytest.fixture
@@ -42,30 +34,9 @@ async def meter(socket_enabled: None) -> AsyncIterator[FakeIamMeter]:
     await fake.stop()
 
 
-async def _async_setup(hass: HomeAssistant, meter: FakeIamMeter, **data: Any) -> MockConfigEntry:
-    """Set up an entry of ``meter`` (with more entry ``data``); it must load."""
-    config_entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="IAMMETER WEM3080T",
-        unique_id=meter.serial,
-        data={
-            CONF_SOURCE: SOURCE_LOCAL,
-            CONF_VENDOR: VENDOR_IAMMETER,
-            CONF_HOST: meter.host,
-            CONF_SERIAL: meter.serial,
-            CONF_NET_METERING: True,
-            **data,
-        },
-    )
-    config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(config_entry.entry_id)
-    await hass.async_block_till_done()
-    return config_entry
-
-
 @pytest.fixture
 async def entry(hass: HomeAssistant, meter: FakeIamMeter) -> MockConfigEntry:
-    return await _async_setup(hass, meter)
+    return await async_setup_iammeter_local(hass, meter)
 
 
 def _state(hass: HomeAssistant, key: str, serial: str = "5DB50BF4") -> str:
@@ -148,7 +119,7 @@ async def test_diagnostics_hide_the_password_and_serial(
 ) -> None:
     """(Without the frozen clock: diagnostics fail under it on Home Assistant 2025.4.)"""
     meter.password = "s3cret"
-    config_entry = await _async_setup(
+    config_entry = await async_setup_iammeter_local(
         hass, meter, **{CONF_USERNAME: "admin", CONF_PASSWORD: "s3cret"}
     )
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, config_entry)
@@ -179,3 +150,29 @@ async def test_net_metering_switched_makes_the_totals_unavailable(
     meter.net_metering = True
     await async_poll(hass, freezer, 1)
     assert _state(hass, "energy_import_kwh") == "2975.0"
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
+async def test_reactive_energy_is_a_guarded_counter(
+    hass: HomeAssistant,
+    meter: FakeIamMeter,
+    entry: MockConfigEntry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """kvarh counters per phase, total_increasing, under the counter rule like the kWh ones."""
+    key = "reactive_energy_capacitive_l1_kvarh"
+    entity_id = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"5DB50BF4_{key}")
+    assert entity_id is not None
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.state == "258.703"
+    assert state.attributes["unit_of_measurement"] == "kvarh"
+    assert state.attributes["state_class"] == "total_increasing"
+    assert state.attributes.get("device_class") == (REACTIVE_ENERGY and "reactive_energy")
+    meter.reactive[0][2] = 1_000_000.0
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, key) == "258.703"
+    meter.reactive[0][2] = 258.71
+    await async_poll(hass, freezer, 1)
+    assert _state(hass, key) == "258.71"
+    assert _state(hass, "reactive_energy_inductive_l3_kvarh") == "0.007"

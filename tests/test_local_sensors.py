@@ -852,6 +852,8 @@ def test_per_phase_voltage_current_power_and_energy_stay_enabled() -> None:
             "apparent_current_a",
             "reactive_current_a",
             "frequency_hz",
+            "reactive_energy_inductive_kvarh",
+            "reactive_energy_capacitive_kvarh",
         )
         for phase in (1, 2, 3)
     }

@@ -100,6 +100,19 @@ async def test_python_m_simulator_serves_every_fake_and_stops(
             water = status["devices"]["water"]["host"]
             async with session.get(f"http://{water}/api/v1/data") as answer:
                 assert answer.status == 403
+            local = status["iammeter_local"]
+            assert {name: meter["model"] for name, meter in local.items()} == {
+                "wem3080": "WEM3080",
+                "wem3080t": "WEM3080T",
+                "wem3080t_nem": "WEM3080T",
+                "wem3162": "WEM3162",
+            }
+            nem = local["wem3080t_nem"]["host"]
+            async with session.get(f"http://{nem}/api/monitor") as answer:
+                assert answer.status == 400  # just started: not ready yet
+            secured = local["wem3080t"]["host"]
+            async with session.get(f"http://{secured}/monitorjson") as answer:
+                assert answer.status == 401
             cloud = status["cloud"]
             async with session.post(
                 cloud["url"] + "/api/v1/user/login",

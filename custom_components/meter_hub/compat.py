@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Final, Literal
 
 from homeassistant.components.recorder.models import StatisticMetaData
+from homeassistant.components.sensor import SensorDeviceClass
 from homeassistant.config_entries import ConfigEntries, ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import DOMAIN as HOMEASSISTANT_DOMAIN, HomeAssistant
@@ -21,6 +22,8 @@ from homeassistant.helpers import device_registry as dr, issue_registry as ir, r
 __all__ = [
     "ENTRY_DONE",
     "HAS_UNIT_CLASS",
+    "KILO_VOLT_AMPERE_REACTIVE_HOUR",
+    "REACTIVE_ENERGY",
     "EntryResult",
     "RepairsFlowResult",
     "async_delete_reauth_issue",
@@ -56,6 +59,16 @@ except ImportError:
 HAS_UNIT_CLASS: Final = "unit_class" in (
     StatisticMetaData.__required_keys__ | StatisticMetaData.__optional_keys__
 )
+
+# --- sensor device classes ------------------------------------------------------------------------
+# Home Assistant 2025.6 added the reactive energy device class and its units (merged 2025-05-16);
+# before, such a sensor has no device class and its unit ("kvarh") as plain text.
+# Drop when the minimum is >= 2025.6 (then SensorDeviceClass.REACTIVE_ENERGY and
+# UnitOfReactiveEnergy.KILO_VOLT_AMPERE_REACTIVE_HOUR).
+REACTIVE_ENERGY: Final[SensorDeviceClass | None] = getattr(
+    SensorDeviceClass, "REACTIVE_ENERGY", None
+)
+KILO_VOLT_AMPERE_REACTIVE_HOUR: Final = "kvarh"
 
 # --- devices --------------------------------------------------------------------------------------
 # Home Assistant 2026.8 gives a device a single config entry (``DeviceEntry.config_entry_id``) and

@@ -73,8 +73,16 @@ class ResetRule:
 # Electricity: 400 kW, more than any low-voltage connection a home or small business meter sits
 # on (3 x 400 V x 500 A is 346 kVA); 0.1 kWh for the resolution and a late meter telegram.
 ELECTRICITY: Final = RiseBound(per_hour=400.0, allowance=0.1)  # kWh
-# Heat (and any other energy counter): the same 400 kW.
-_ENERGY_FACTORS: Final = {"Wh": 1000.0, "kWh": 1.0, "MWh": 0.001, "MJ": 3.6, "GJ": 0.0036}
+# Heat (and any other energy counter): the same 400 kW; reactive energy: the same 400 kvar.
+_ENERGY_FACTORS: Final = {
+    "Wh": 1000.0,
+    "kWh": 1.0,
+    "MWh": 0.001,
+    "MJ": 3.6,
+    "GJ": 0.0036,
+    "varh": 1000.0,
+    "kvarh": 1.0,
+}
 # Gas: 100 m3/h, the maximum flow of a G65 meter (homes have G4-G6, small businesses G25/G40).
 GAS: Final = RiseBound(per_hour=100.0, allowance=0.1)  # m3
 # Water: 20 m3/h, four times the overload flow of a DN25 house meter (Q4 = 5 m3/h).

@@ -50,6 +50,7 @@ from .api.model import (
     phase_key,
     tariff_key,
 )
+from .compat import KILO_VOLT_AMPERE_REACTIVE_HOUR, REACTIVE_ENERGY
 from .const import LOGGER
 from .coordinator import MeterData, MeterHubConfigEntry, MeterHubCoordinator, external_device_id
 from .counter_guard import CounterGuard, rise_bound
@@ -165,6 +166,21 @@ def _energy(direction: str) -> Iterable[MeterHubSensorEntityDescription]:
         )
 
 
+def _reactive_energy(kind: str) -> Iterable[MeterHubSensorEntityDescription]:
+    """Reactive energy counters of one kind (inductive, capacitive), per phase."""
+    for phase in PHASES:
+        yield MeterHubSensorEntityDescription(
+            key=phase_key(f"reactive_energy_{kind}_kvarh", phase),
+            translation_key=f"reactive_energy_{kind}_phase",
+            translation_placeholders={"phase": str(phase)},
+            device_class=REACTIVE_ENERGY,
+            native_unit_of_measurement=KILO_VOLT_AMPERE_REACTIVE_HOUR,
+            state_class=SensorStateClass.TOTAL_INCREASING,
+            suggested_display_precision=3,
+            entity_registry_enabled_default=False,
+        )
+
+
 def _event_counters(
     quantity: str, translation_key: str
 ) -> Iterable[MeterHubSensorEntityDescription]:
@@ -243,6 +259,8 @@ SENSORS: dict[str, MeterHubSensorEntityDescription] = {
         ),
         *_energy("import"),
         *_energy("export"),
+        *_reactive_energy("inductive"),
+        *_reactive_energy("capacitive"),
         *_event_counters("voltage_sag_count", "voltage_sags_phase"),
         *_event_counters("voltage_swell_count", "voltage_swells_phase"),
         MeterHubSensorEntityDescription(

@@ -42,9 +42,18 @@ MAX_BODY: Final = 16 * 1024
 _VALUE_KEYS: Final = ("Datas", "Data", "data")
 # What the not-ready answer carries as its serial (the JSON text "null", not null).
 _NO_SERIAL: Final = "null"
-# Reactive power per phase; the vendor's document says kvar but its examples (-119.0) and its
-# own integration read var.
-_REACTIVE_BOUND: Final = 10_000_000
+# The values of an ``EA.Reactive`` row. Its power: the vendor's document says kvar but its
+# examples (-119.0) and its own integration read var. Its counters: kvarh, bounded as the kWh
+# counters of the value rows.
+_REACTIVE_FIELDS: Final = (
+    "reactive_power_var",
+    "reactive_energy_inductive_kvarh",
+    "reactive_energy_capacitive_kvarh",
+)
+# How long to send nothing after a 429 without ``Retry-After`` (the vendor names no figure; the
+# flow's message says "wait a minute"): polling on at 1 s would hammer a meter that refuses.
+DEFAULT_RETRY_AFTER: Final = timedelta(minutes=1)
+_REACTIVE_BOUNDS: Final = ((-10_000_000, 10_000_000), (0, 1e10), (0, 1e10))
 
 
 class IamMeterLocalError(Exception):
@@ -171,16 +180,23 @@ def _has_number(values: object) -> bool:
 
 
 def _reactive(ea: object) -> dict[str, float]:
-    """Reactive power per phase from ``EA.Reactive`` rows ``[var, kvarh ind., kvarh cap.]``."""
+    """Reactive power and energy per phase from ``EA.Reactive``.
+
+    Each row is ``[power, inductive kvarh, capacitive kvarh]`` (phases A, B, C); a value that is
+    missing or out of bounds is "not reported", as everywhere.
+    """
     rows = ea.get("Reactive") if isinstance(ea, dict) else None
     if not isinstance(rows, list) or len(rows) != len(PHASES):
         return {}
     out: dict[str, float] = {}
     for phase, row in zip(PHASES, rows, strict=True):
-        if isinstance(row, list) and row:
-            power = in_range(row[0], -_REACTIVE_BOUND, _REACTIVE_BOUND)
-            if power is not None:
-                out[phase_key("reactive_power_var", phase)] = float(power)
+        if not isinstance(row, list):
+            continue
+        # a short row (older firmware) gives what it has
+        fields = zip(_REACTIVE_FIELDS, _REACTIVE_BOUNDS, row, strict=False)
+        for quantity, (low, high), value in fields:
+            if (number := in_range(value, low, high)) is not None:
+                out[phase_key(quantity, phase)] = float(number)
     return out
 
 
@@ -234,8 +250,9 @@ class IamMeterLocalClient:
             raise AuthRequired(f"{self.host}{path} asks for credentials (HTTP 401)")
         if status == 429:
             wait = retry_after_of(retry_after)
-            if wait is not None:
-                self._blocked_until = _loop_time() + wait.total_seconds()
+            if wait is None:
+                wait = DEFAULT_RETRY_AFTER
+            self._blocked_until = _loop_time() + wait.total_seconds()
             raise TooManyRequests(f"{self.host}{path}: too many requests (HTTP 429)", wait)
         if status == 404:
             raise NotIamMeter(f"{self.host} has no monitor path (HTTP 404)")

@@ -60,6 +60,9 @@ PHASE_QUANTITIES: Final = (
     "energy_export_kwh",
     "voltage_sag_count",
     "voltage_swell_count",
+    # reactive energy, per phase only (an IAMMETER three-phase meter's ``EA.Reactive``)
+    "reactive_energy_inductive_kvarh",
+    "reactive_energy_capacitive_kvarh",
 )
 
 # Tariff counters (T1..T4) of a smart meter.
