@@ -46,13 +46,13 @@ from custom_components.meter_hub.api.model import MAX_EXTERNAL_METERS
 from custom_components.meter_hub.cloud_coordinator import POLL_MARGIN, CloudCoordinator
 from custom_components.meter_hub.const import CLOUD_SCAN_INTERVAL, CLOUD_STALE_AFTER, DOMAIN
 from custom_components.meter_hub.counter_guard import CounterGuard, rise_bound
-from custom_components.meter_hub.history import (
-    HISTORY_COUNTER_RESET,
+from custom_components.meter_hub.history_planning import (
     Sample,
     SampleSeries,
     StatRow,
     plan_backfill,
 )
+from custom_components.meter_hub.history_recorder import HISTORY_COUNTER_RESET
 from simulator import hostile
 from simulator.homewizard import PROFILES, FakeHomeWizard
 from simulator.iammeter import (
@@ -114,7 +114,7 @@ class Run:
     @property
     def coordinator(self) -> Any:
         """The entry's coordinator."""
-        return self.entry.runtime_data
+        return self.entry.runtime_data.coordinator
 
 
 type Step = Callable[[Run], Awaitable[None]]

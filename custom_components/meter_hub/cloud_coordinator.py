@@ -8,7 +8,7 @@ that after a restart the sensors have their values before any call is made.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -43,13 +43,10 @@ from .const import (
     DOMAIN,
     LOGGER,
 )
-from .coordinator import (
-    MeterData,
-    MeterHubConfigEntry,
-    MeterHubCoordinator,
-    MeterHubData,
-    quiet_while_stopping,
-)
+from .coordinator import MeterData, MeterHubCoordinator, MeterHubData, quiet_while_stopping
+
+if TYPE_CHECKING:
+    from .runtime import CloudConfigEntry
 
 STORAGE_VERSION = 1
 # After the cloud answered "nothing" (a limit was hit, maybe by another client of the account),
@@ -147,7 +144,7 @@ class CloudCoordinator(MeterHubCoordinator):
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: MeterHubConfigEntry,
+        entry: CloudConfigEntry,
         client: IamMeterClient,
         budget: CloudBudget,
     ) -> None:
@@ -338,7 +335,7 @@ class CloudCoordinator(MeterHubCoordinator):
 
 
 async def async_create_cloud_coordinator(
-    hass: HomeAssistant, entry: MeterHubConfigEntry
+    hass: HomeAssistant, entry: CloudConfigEntry
 ) -> CloudCoordinator:
     """Build the client and coordinator of a cloud entry, starting from the stored reading."""
     client = IamMeterClient(
