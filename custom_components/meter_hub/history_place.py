@@ -9,7 +9,7 @@ before that day and rewrites the rows from there on, so the sum never breaks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -43,13 +43,13 @@ if TYPE_CHECKING:
 
 SITE_HOURLY_DAYS: Final = 7
 SITE_DAILY_DAYS: Final = 90
-SITE_FIELDS: Final[Mapping[str, tuple[str, str]]] = {
-    # statistic id suffix: (EnergyHistoryRow attribute, name)
-    "yield": ("yield_kwh", "yield"),
-    "from_grid": ("from_grid_kwh", "from grid"),
-    "to_grid": ("to_grid_kwh", "to grid"),
-    "self_use": ("self_use_kwh", "self use"),
-    "special_load": ("special_load_kwh", "special load"),
+SITE_FIELDS: Final[Mapping[str, tuple[Callable[[EnergyHistoryRow], float | None], str]]] = {
+    # statistic id suffix: (the row's value, name)
+    "yield": (lambda row: row.yield_kwh, "yield"),
+    "from_grid": (lambda row: row.from_grid_kwh, "from grid"),
+    "to_grid": (lambda row: row.to_grid_kwh, "to grid"),
+    "self_use": (lambda row: row.self_use_kwh, "self use"),
+    "special_load": (lambda row: row.special_load_kwh, "special load"),
 }
 RETRY_WITHOUT_CLOCK: Final = timedelta(minutes=30)
 
@@ -192,9 +192,8 @@ class PlaceEnergySync:
 
 
 def _add_points(points: Points, start: datetime, row: EnergyHistoryRow) -> None:
-    for suffix, (attribute, _name) in SITE_FIELDS.items():
-        value = getattr(row, attribute)
-        points[suffix][start] = points[suffix].get(start, 0.0) + (value or 0.0)
+    for suffix, (value_of, _name) in SITE_FIELDS.items():
+        points[suffix][start] = points[suffix].get(start, 0.0) + (value_of(row) or 0.0)
 
 
 def _metadata(place: str, suffix: str, statistic_id: str) -> StatisticMetaData:
