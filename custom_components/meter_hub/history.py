@@ -44,11 +44,11 @@ counts as a reset only once the samples after it confirm it as the cloud's polls
 external statistics (``history_place``).
 
 **The rooms.** ``CloudHistory`` (here) loads and saves the state, ticks every 5 minutes and runs
-what is due, one run at a time. The state is in three pieces, each with its own diagnostics:
-the gap ledger (``history_gaps``), the backfill's retries (``history_backfill``, which writes
-through ``history_recorder``) and the place sync (``history_place``); the account's clock is
-learned in ``history_clock``. What to write is planned in ``history_planning``, without Home
-Assistant.
+what is due, one run at a time. Each piece of the state has its own diagnostics: the gap
+ledger (``history_gaps``), the backfill's retries (``history_backfill``, which writes through
+``history_recorder``), the account's clock, learned in one place (``history_clock``), and the
+place sync (``history_place``). What to write is planned in ``history_planning``, without Home
+Assistant; the cloud calls go through ``history_calls``.
 """
 
 from __future__ import annotations
