@@ -83,7 +83,7 @@ async def _add_and_setup(hass: HomeAssistant, entry: config_entries.ConfigEntry[
 
 
 def _coordinator(entry: config_entries.ConfigEntry[Any]) -> DataUpdateCoordinator[Any]:
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     if not isinstance(coordinator, DataUpdateCoordinator):
         raise TypeError(f"{entry.domain}: no coordinator in runtime_data")
     return coordinator

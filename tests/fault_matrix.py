@@ -51,13 +51,13 @@ from custom_components.meter_hub.const import (
     IAMMETER_LOCAL_SCAN_INTERVAL,
 )
 from custom_components.meter_hub.counter_guard import CounterGuard, rise_bound
-from custom_components.meter_hub.history import (
-    HISTORY_COUNTER_RESET,
+from custom_components.meter_hub.history_planning import (
     Sample,
     SampleSeries,
     StatRow,
     plan_backfill,
 )
+from custom_components.meter_hub.history_recorder import HISTORY_COUNTER_RESET
 from simulator import hostile
 from simulator.homewizard import PROFILES, FakeHomeWizard
 from simulator.iammeter import (
@@ -124,7 +124,7 @@ class Run:
     @property
     def coordinator(self) -> Any:
         """The entry's coordinator."""
-        return self.entry.runtime_data
+        return self.entry.runtime_data.coordinator
 
 
 type Step = Callable[[Run], Awaitable[None]]

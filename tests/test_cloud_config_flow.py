@@ -483,7 +483,7 @@ async def test_existing_entry_named_after_the_user_is_renamed(
     entry = await async_setup_cloud(hass, cloud)
     assert entry.title == "IAMMETER account 2025"
     assert [r.getMessage() for r in caplog.records if USERNAME in record_text(r)] == []
-    assert USERNAME not in entry.runtime_data.name
+    assert USERNAME not in entry.runtime_data.coordinator.name
     # a title the user chose stays
     hass.config_entries.async_update_entry(entry, title="Home")
     assert await hass.config_entries.async_reload(entry.entry_id)
@@ -511,11 +511,11 @@ async def test_no_log_line_names_the_user(
     cloud.inject_fault(20, status=500, endpoint="metersdata")
     for _ in range(5):
         await async_poll(hass, freezer, 305)
-    assert not entry.runtime_data.last_update_success
+    assert not entry.runtime_data.coordinator.last_update_success
     cloud._faults.clear()
     for _ in range(2):
         await async_poll(hass, freezer, 305)
-    assert entry.runtime_data.last_update_success
+    assert entry.runtime_data.coordinator.last_update_success
     leaks = [
         f"{record.name}: {record_text(record)[:200]}"
         for record in caplog.records
@@ -532,7 +532,7 @@ async def test_reauth_after_a_password_change(
     hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
 ) -> None:
     entry = await async_setup_cloud(hass, cloud)
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     cloud.account(USERNAME).password = "changed-Passw0rd"
     cloud.expire_tokens()
     await async_poll(hass, freezer, 305)
@@ -554,8 +554,8 @@ async def test_reauth_after_a_password_change(
 
     assert entry.data[CONF_PASSWORD] == "changed-Passw0rd"
     assert entry.state is ConfigEntryState.LOADED
-    assert entry.runtime_data is not coordinator  # reloaded once, with the new password
-    assert entry.runtime_data.last_update_success
+    assert entry.runtime_data.coordinator is not coordinator  # reloaded once, with the new password
+    assert entry.runtime_data.coordinator.last_update_success
     assert calls(cloud, "login") == 3
     assert not any(call.over_limit for call in cloud.calls)
 
@@ -595,7 +595,7 @@ async def test_reauth_with_the_same_password_restarts_polling(
     account.password = "temporarily-different"
     cloud.expire_tokens()
     await async_poll(hass, freezer, 305)
-    assert not entry.runtime_data.last_update_success
+    assert not entry.runtime_data.coordinator.last_update_success
     account.password = PASSWORD
 
     result = await entry.start_reauth_flow(hass)
@@ -606,7 +606,7 @@ async def test_reauth_with_the_same_password_restarts_polling(
     made = calls(cloud, "metersdata")
     await async_poll(hass, freezer, 305)
     assert calls(cloud, "metersdata") == made + 1
-    assert entry.runtime_data.last_update_success
+    assert entry.runtime_data.coordinator.last_update_success
 
 
 async def test_reauth_with_another_account_is_refused(
@@ -732,7 +732,7 @@ async def test_options_poll_every_5_minutes_or_longer(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done(wait_background_tasks=True)
     assert entry.options == {CONF_SCAN_INTERVAL: 900}
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     assert isinstance(coordinator, CloudCoordinator)
     assert coordinator.poll_interval == timedelta(minutes=15)
 
@@ -745,13 +745,13 @@ async def test_unchanged_settings_and_a_new_token_do_not_reload(
     hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
 ) -> None:
     entry = await async_setup_cloud(hass, cloud, scan_interval=300)
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     hass.config_entries.async_update_entry(entry, data={**entry.data, CONF_TOKEN: "other"})
     await hass.async_block_till_done()
-    assert entry.runtime_data is coordinator
+    assert entry.runtime_data.coordinator is coordinator
     hass.config_entries.async_update_entry(entry, options={CONF_SCAN_INTERVAL: 600})
     await hass.async_block_till_done(wait_background_tasks=True)
-    assert entry.runtime_data is not coordinator
+    assert entry.runtime_data.coordinator is not coordinator
 
 
 async def test_entry_setup_failure_is_retried(

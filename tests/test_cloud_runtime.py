@@ -69,7 +69,7 @@ def state_of(hass: HomeAssistant, entity_id: str) -> str:
 
 
 def coordinator_of(entry: MockConfigEntry) -> CloudCoordinator:
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     assert isinstance(coordinator, CloudCoordinator)
     return coordinator
 
@@ -475,7 +475,7 @@ async def test_rejected_token_logs_in_once_and_keeps_the_new_token(
     assert new_token not in (old_token, "")
     assert entry.data[CONF_REFRESH_TOKEN] != "fake-refresh-token"
     # the entry was not reloaded for a new token, and kept its (5 minutes old) reading
-    assert entry.runtime_data is coordinator
+    assert entry.runtime_data.coordinator is coordinator
     assert state_of(hass, IMPORT) == value
 
     await tick(hass, freezer, POLL)

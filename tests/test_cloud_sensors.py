@@ -339,7 +339,7 @@ async def test_meter_that_never_uploaded_keeps_its_place(
         FakeMeter("5EA5C0DE", (Phase(800, 10.5, 0),), never_uploaded=True, upload_second=7)
     )
     entry = await async_setup_cloud(hass, cloud, DEMO_LOGIN)
-    assert entry.runtime_data.last_update_success
+    assert entry.runtime_data.coordinator.last_update_success
     assert_device(hass, "5EA5C0DE", None)
     assert_sensors(
         hass,
@@ -434,7 +434,7 @@ async def test_added_meter_appears_without_reload(
     hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
 ) -> None:
     entry = await async_setup_cloud(hass, cloud, DEMO_LOGIN)
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     cloud.account(DEMO_LOGIN[0]).meters.append(
         FakeMeter(
             "6EA5C0DE",
@@ -444,7 +444,7 @@ async def test_added_meter_appears_without_reload(
         )
     )
     await async_poll(hass, freezer, POLL)
-    assert entry.runtime_data is coordinator  # no reload
+    assert entry.runtime_data.coordinator is coordinator  # no reload
     assert_device(hass, "6EA5C0DE", THREE)
     assert float(state_of(hass, sensor_id("6EA5C0DE", "energy_import"))) > 6.0
     assert float(state_of(hass, sensor_id("6EA5C0DE", "power"))) > 0
@@ -494,7 +494,7 @@ async def test_failed_polls_keep_the_devices(
     cloud.inject_fault(20, status=503)
     for _ in range(8):
         await async_poll(hass, freezer, POLL)
-    assert not entry.runtime_data.last_update_success
+    assert not entry.runtime_data.coordinator.last_update_success
     devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
     assert len(devices) == len(vendor_example_account().meters)
 

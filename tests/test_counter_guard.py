@@ -389,7 +389,7 @@ async def test_two_low_cloud_answers_are_no_reset(
 ) -> None:
     """The review: two low answers 5 minutes apart were a reset (15,042.9 kWh booked)."""
     entry = await async_setup_cloud(hass, cloud)
-    payload = entry.runtime_data.client.last_meters_payload
+    payload = entry.runtime_data.coordinator.client.last_meters_payload
     before = hass.states.get(CLOUD_IMPORT).state
     history = _history(hass, CLOUD_IMPORT)
     for _ in range(2):
@@ -413,7 +413,7 @@ async def test_a_cloud_spike_up_never_reaches_the_state(
     hass: HomeAssistant, cloud: FakeIamMeterCloud, freezer: FrozenDateTimeFactory
 ) -> None:
     entry = await async_setup_cloud(hass, cloud)
-    payload = entry.runtime_data.client.last_meters_payload
+    payload = entry.runtime_data.coordinator.client.last_meters_payload
     before = float(hass.states.get(CLOUD_IMPORT).state)
     history = _history(hass, CLOUD_IMPORT)
     _serve_import(cloud, payload, before + 1_000_000)

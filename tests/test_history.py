@@ -35,7 +35,6 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
     async_wait_recording_done,
 )
 
-from custom_components.meter_hub import history
 from custom_components.meter_hub.api.budget import CallKind
 from custom_components.meter_hub.api.iammeter import parse_values
 from custom_components.meter_hub.cloud_budget import async_get_budget
@@ -51,21 +50,22 @@ from custom_components.meter_hub.const import (
     SOURCE_CLOUD,
 )
 from custom_components.meter_hub.counter_guard import CounterGuard, rise_bound
-from custom_components.meter_hub.history import (
-    HISTORY_COUNTER_RESET,
-    HISTORY_KEY,
+from custom_components.meter_hub.history import CloudHistory
+from custom_components.meter_hub.history_gaps import Gap
+from custom_components.meter_hub.history_place import SITE_FIELDS
+from custom_components.meter_hub.history_planning import (
     AccountClock,
     CounterTrack,
-    Gap,
-    HistoryManager,
     Sample,
     SampleSeries,
     StatRow,
     needs_history,
     plan_backfill,
     plan_site,
+    seam_difference,
     site_statistic_id,
 )
+from custom_components.meter_hub.history_recorder import HISTORY_COUNTER_RESET
 from simulator.iammeter import FakeAccount, FakeIamMeterCloud, FakeMeter, FakePlace, Phase
 
 START = datetime(2024, 3, 11, 8, 2, tzinfo=UTC)
@@ -160,9 +160,11 @@ class Harness:
         return self.entry
 
     @property
-    def manager(self) -> HistoryManager:
+    def history(self) -> CloudHistory:
         assert self.entry is not None
-        return self.hass.data[HISTORY_KEY][self.entry.entry_id]
+        history = self.entry.runtime_data.history
+        assert history is not None
+        return history
 
     async def settle(self) -> None:
         await self.hass.async_block_till_done(wait_background_tasks=True)
@@ -327,7 +329,7 @@ async def test_first_setup_writes_the_week_before_at_once(harness: Harness, rest
     # The recorder's first hour continues the week as it is compiled (not only once the
     # backfill has looked at it, two minutes later).
     await harness.live(setup_hour + HOUR + COMPILE_DELAY - dt_util.utcnow())
-    assert harness.manager.gaps
+    assert harness.history.gaps.pending
     for serial, key in itertools.product((GRID_SN, SOLAR_SN), KEYS):
         rows = await harness.rows(harness.entity_id(serial, key))
         assert rows[-1].start == setup_hour
@@ -335,7 +337,7 @@ async def test_first_setup_writes_the_week_before_at_once(harness: Harness, rest
     await harness.live(HOUR)
     # The recorder's first hour needed no history: it continued the week.
     assert harness.calls("meterdatalist2") == 4
-    assert harness.manager.gaps == []
+    assert harness.history.gaps.pending == []
 
     for serial, key in itertools.product((GRID_SN, SOLAR_SN), KEYS):
         rows = await harness.rows(harness.entity_id(serial, key))
@@ -365,11 +367,11 @@ async def test_budget_refusal_defers_the_week(harness: Harness) -> None:
         await budget.async_spend(CallKind.METERDATALIST, GRID_SN)
     await harness.setup()
     assert {c.key for c in harness.cloud.calls if c.endpoint == "meterdatalist2"} == {SOLAR_SN}
-    assert [gap.serials - gap.written for gap in harness.manager.gaps] == [{GRID_SN}]
+    assert [gap.serials - gap.written for gap in harness.history.gaps.pending] == [{GRID_SN}]
     entity_id = harness.entity_id(GRID_SN, "energy_import_kwh")
     assert await harness.rows(entity_id) == []
     await harness.live(3 * HOUR)
-    assert harness.manager.gaps == []
+    assert harness.history.gaps.pending == []
     rows = await harness.rows(entity_id)
     check_continuous(rows)
     setup_hour = START.replace(minute=0)
@@ -384,7 +386,7 @@ async def test_restart_replaces_the_stale_hours(harness: Harness) -> None:
     the backfill moves the energy into the hours it belongs to, and leaves the live hours."""
     await harness.setup()
     await harness.live(2 * HOUR + 30 * timedelta(minutes=1))
-    stopped = harness.manager.last_poll
+    stopped = harness.history.gaps.last_poll
     assert stopped is not None
     await harness.off(3 * HOUR)
     restarted = dt_util.utcnow()
@@ -482,17 +484,17 @@ async def test_reload_after_a_gap_backfills_from_the_stored_poll(harness: Harnes
     """The last poll is stored: a later start knows what it missed."""
     entry = await harness.setup()
     await harness.live(2 * HOUR)
-    stopped = harness.manager.last_poll
+    stopped = harness.history.gaps.last_poll
     assert await harness.hass.config_entries.async_unload(entry.entry_id)
     await harness.settle()
     harness.freezer.tick(2 * HOUR)
     harness.compiled = _period_floor(dt_util.utcnow())
     await harness.setup()
-    assert [(gap.start, gap.serials) for gap in harness.manager.gaps] == [
+    assert [(gap.start, gap.serials) for gap in harness.history.gaps.pending] == [
         (stopped, {GRID_SN, SOLAR_SN})
     ]
     await harness.live(2 * HOUR)
-    assert harness.manager.gaps == []
+    assert harness.history.gaps.pending == []
     for key in KEYS:
         check_continuous(await harness.rows(harness.entity_id(GRID_SN, key)))
 
@@ -504,14 +506,14 @@ async def test_importing_twice_changes_nothing(harness: Harness) -> None:
     await harness.live(2 * HOUR)
     ids = [harness.entity_id(serial, key) for serial in (GRID_SN, SOLAR_SN) for key in KEYS]
     before = {statistic_id: await harness.rows(statistic_id) for statistic_id in ids}
-    manager = harness.manager
-    assert manager.gaps == []
+    history = harness.history
+    assert history.gaps.pending == []
     # The same gaps again, the first setup's week too.
     now = dt_util.utcnow()
-    manager.gaps = [Gap(now - 8 * DAY, now - HOUR, {GRID_SN, SOLAR_SN})]
-    await manager.async_run()
+    history.gaps.pending = [Gap(now - 8 * DAY, now - HOUR, {GRID_SN, SOLAR_SN})]
+    await history.async_run()
     await harness.settle()
-    assert manager.gaps == []
+    assert history.gaps.pending == []
     assert {statistic_id: await harness.rows(statistic_id) for statistic_id in ids} == before
 
 
@@ -527,9 +529,9 @@ async def test_rate_limited_history_backs_off(harness: Harness) -> None:
         if budget.ledger.next_allowed(CallKind.METERDATALIST, serial) > dt_util.utcnow()
     ]
     assert len(refused) == 1, serial
-    assert [gap.serials - gap.written for gap in harness.manager.gaps] == [set(refused)]
+    assert [gap.serials - gap.written for gap in harness.history.gaps.pending] == [set(refused)]
     await harness.live(2 * HOUR)
-    assert harness.manager.gaps == []
+    assert harness.history.gaps.pending == []
     for key in KEYS:
         check_continuous(await harness.rows(harness.entity_id(refused[0], key)))
 
@@ -538,16 +540,16 @@ async def test_broken_history_answer_is_retried(harness: Harness) -> None:
     harness.cloud.inject_fault(2, status=500, endpoint="meterdatalist2")
     await harness.setup()
     await harness.live(20 * timedelta(minutes=1))
-    assert [len(gap.serials - gap.written) for gap in harness.manager.gaps] == [2]
+    assert [len(gap.serials - gap.written) for gap in harness.history.gaps.pending] == [2]
     await harness.live(2 * HOUR)
-    assert harness.manager.gaps == []
+    assert harness.history.gaps.pending == []
 
 
 async def test_backfill_gives_up_on_a_failing_cloud(harness: Harness) -> None:
     harness.cloud.inject_fault(20, status=500, endpoint="meterdatalist2")
     await harness.setup()
     await harness.live(3 * HOUR)
-    assert harness.manager.gaps == []
+    assert harness.history.gaps.pending == []
     # Three tries per meter, then only the live hours.
     assert harness.calls("meterdatalist2") == 6
     rows = await harness.rows(harness.entity_id(GRID_SN, "energy_import_kwh"))
@@ -561,7 +563,7 @@ async def test_no_recorder_no_history(hass: HomeAssistant, fake: FakeIamMeterClo
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    assert entry.entry_id not in hass.data.get(HISTORY_KEY, {})
+    assert entry.runtime_data.history is None
     hass.config.components.add("recorder")
 
 
@@ -571,8 +573,8 @@ async def test_new_meter_and_removed_meter(harness: Harness) -> None:
     account = harness.cloud.accounts[0]
     account.meters.append(FakeMeter("0E0E0E0E", (Phase(200, 50, 0),), upload_second=5))
     await harness.live(timedelta(minutes=11))
-    manager = harness.manager
-    assert [gap.serials for gap in manager.gaps] == [{"0E0E0E0E"}]
+    history = harness.history
+    assert [gap.serials for gap in history.gaps.pending] == [{"0E0E0E0E"}]
     # Its week is there at once (the gap stays until the recorder's first hour joins it).
     rows = await harness.rows(harness.entity_id("0E0E0E0E", "energy_import_kwh"))
     assert len(rows) == 7 * 24
@@ -581,7 +583,7 @@ async def test_new_meter_and_removed_meter(harness: Harness) -> None:
     # The meter leaves the account before it was backfilled: its gap goes with it.
     account.meters.pop()
     await harness.live(20 * timedelta(minutes=1))
-    assert manager.gaps == []
+    assert history.gaps.pending == []
 
 
 async def test_corrupt_store_is_ignored(harness: Harness, hass_storage: dict[str, Any]) -> None:
@@ -594,7 +596,7 @@ async def test_corrupt_store_is_ignored(harness: Harness, hass_storage: dict[str
     }
     await harness.setup()
     # Unreadable: started over, as on a first setup.
-    assert [gap.serials for gap in harness.manager.gaps] == [{GRID_SN, SOLAR_SN}]
+    assert [gap.serials for gap in harness.history.gaps.pending] == [{GRID_SN, SOLAR_SN}]
 
 
 # --- site energy -------------------------------------------------------------------------------
@@ -635,7 +637,7 @@ async def test_place_energy_as_external_statistics(harness: Harness) -> None:
     now = dt_util.utcnow()
     today = (now + OFFSET).date()
     hourly_from = today - 6 * DAY
-    ids = {suffix: f"{DOMAIN}:{PLACE}_{suffix}" for suffix in history.SITE_FIELDS}
+    ids = {suffix: f"{DOMAIN}:{PLACE}_{suffix}" for suffix in SITE_FIELDS}
     listed = await async_list_statistic_ids(hass, statistic_type="sum")
     assert {item["statistic_id"] for item in listed} >= set(ids.values())
     metadata = await get_instance(hass).async_add_executor_job(
@@ -676,8 +678,8 @@ async def test_place_energy_as_external_statistics(harness: Harness) -> None:
     assert after[-1].sum == pytest.approx(before[-1].sum + after[-1].state)
 
     # Importing again changes nothing.
-    harness.manager.site_hour = None
-    await harness.manager.async_run()
+    harness.history.place_sync.synced_hour = None
+    await harness.history.async_run()
     await harness.settle()
     assert await harness.rows(ids["from_grid"]) == after
 
@@ -830,13 +832,13 @@ def test_plan_open_end_writes_the_run_the_recorder_continues() -> None:
     # The recorder's first hour, compiled from 0 before the week was written, is moved onto it;
     # once moved (or when it continued the week), nothing.
     week = plan.rows
-    assert history.seam_difference(
+    assert seam_difference(
         [*week, StatRow(T0 + 3 * HOUR, 15.0, 1.2)], T0 + 3 * HOUR, _guard
     ) == pytest.approx(3.6 + (15.0 - 13.6) - 1.2)
-    assert history.seam_difference(
+    assert seam_difference(
         [*week, StatRow(T0 + 3 * HOUR, 15.0, 5.0)], T0 + 3 * HOUR, _guard
     ) == pytest.approx(0.0)
-    assert history.seam_difference(week, T0 + 3 * HOUR, _guard) == 0.0
+    assert seam_difference(week, T0 + 3 * HOUR, _guard) == 0.0
 
 
 @pytest.mark.parametrize("glitch", [1_015_234.567, 0.0, 5.0])

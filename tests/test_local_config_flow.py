@@ -425,7 +425,7 @@ async def test_zeroconf_moves_a_known_device_to_a_proven_address(
     # one reload (by the entry's update listener), not one from the flow as well
     assert reloads == [entry.entry_id]
     assert entry.state is ConfigEntryState.LOADED
-    assert entry.runtime_data.client.host == moved.host
+    assert entry.runtime_data.coordinator.client.host == moved.host
     assert hass.states.get("sensor.p1_meter_energy_import").state == "15234.567"
 
 
@@ -759,7 +759,7 @@ async def test_options_change_the_poll_interval(
     hass: HomeAssistant, homewizard: FakeHomeWizard, freezer: FrozenDateTimeFactory
 ) -> None:
     entry = await async_setup_local(hass, homewizard)
-    assert entry.runtime_data.update_interval == timedelta(seconds=5)
+    assert entry.runtime_data.coordinator.update_interval == timedelta(seconds=5)
 
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.FORM
@@ -777,7 +777,7 @@ async def test_options_change_the_poll_interval(
     assert entry.options == {CONF_SCAN_INTERVAL: 1}
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
-    assert entry.runtime_data.update_interval == timedelta(seconds=1)
+    assert entry.runtime_data.coordinator.update_interval == timedelta(seconds=1)
 
     # the new pace: one poll per second
     before = homewizard.request_count["/api/v1/data"]

@@ -88,7 +88,7 @@ async def test_polls_every_5_seconds_by_default(
     hass: HomeAssistant, homewizard: FakeHomeWizard, freezer: FrozenDateTimeFactory
 ) -> None:
     entry = await async_setup_local(hass, homewizard)
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     assert isinstance(coordinator, LocalCoordinator)
     assert coordinator.update_interval == timedelta(seconds=5)
     polls = homewizard.request_count["/api/v1/data"]
@@ -108,7 +108,7 @@ async def test_poll_interval_option(
     hass: HomeAssistant, homewizard: FakeHomeWizard, freezer: FrozenDateTimeFactory, seconds: int
 ) -> None:
     entry = await async_setup_local(hass, homewizard, scan_interval=seconds)
-    assert entry.runtime_data.update_interval == timedelta(seconds=seconds)
+    assert entry.runtime_data.coordinator.update_interval == timedelta(seconds=seconds)
     polls = homewizard.request_count["/api/v1/data"]
     if seconds > 2:
         await async_poll(hass, freezer, seconds - 1.5)
@@ -126,7 +126,7 @@ async def test_polls_never_overlap(hass: HomeAssistant, homewizard: FakeHomeWiza
     """A slow device: a refresh asked for meanwhile (update_entity, a second refresh) waits."""
     assert await async_setup_component(hass, "homeassistant", {})
     entry = await async_setup_local(hass, homewizard)
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     homewizard.max_in_flight = 0
     homewizard.hang = True
 
@@ -170,7 +170,7 @@ async def test_scheduled_poll_waits_for_a_slow_one(
     await hass.async_block_till_done(wait_background_tasks=True)
     await async_poll(hass, freezer, 1)
     assert homewizard.max_in_flight == 1
-    assert entry.runtime_data.last_update_success
+    assert entry.runtime_data.coordinator.last_update_success
 
 
 # --- failures -----------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ async def test_another_device_at_the_address_never_lands_on_this_one(
     assert _state(hass, POWER) == STATE_UNAVAILABLE
     assert _state(hass, WATER) == STATE_UNAVAILABLE
     assert "99999.0" not in history
-    assert list(entry.runtime_data.data) == ["5c2fafa1b2c3"]
+    assert list(entry.runtime_data.coordinator.data) == ["5c2fafa1b2c3"]
     (record,) = _records(caplog)
     assert "Another device (5c2faf999999) answers at" in record.getMessage()
     # the other device got no device of its own in this entry
@@ -445,7 +445,7 @@ async def test_new_data_point_and_meter_get_entities_without_reload(
     hass: HomeAssistant, homewizard: FakeHomeWizard, freezer: FrozenDateTimeFactory
 ) -> None:
     entry = await async_setup_local(hass, homewizard)
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     assert hass.states.get("sensor.p1_meter_power_phase_2") is None
     assert hass.states.get("sensor.p1_meter_energy_import") is None
 
@@ -462,7 +462,7 @@ async def test_new_data_point_and_meter_get_entities_without_reload(
     ]
     await async_poll(hass, freezer)
 
-    assert entry.runtime_data is coordinator  # no reload
+    assert entry.runtime_data.coordinator is coordinator  # no reload
     assert _state(hass, "sensor.p1_meter_power_phase_2") == "123"
     assert _state(hass, "sensor.p1_meter_energy_import") == "13462.548"
     gas = hass.states.get("sensor.gas_meter_gas")
@@ -487,7 +487,7 @@ async def test_external_meter_gone_for_good_loses_its_device(
     entry = await async_setup_local(hass, homewizard)
     entity_registry = er.async_get(hass)
     assert meter_device(hass, f"5c2fafa1b2c3_water_meter_{WATER_ID}") is not None
-    assert entry.runtime_data.device_gone_after == timedelta(hours=1)
+    assert entry.runtime_data.coordinator.device_gone_after == timedelta(hours=1)
 
     del homewizard.data["external"][1]
     await async_poll(hass, freezer)

@@ -155,7 +155,7 @@ async def test_no_secret_reaches_logs_errors_diagnostics_repairs_or_attributes(
     async def poll(count: int = 1) -> None:
         for _ in range(count):
             await _tick(hass, freezer, POLL)
-            if (err := entry.runtime_data.last_exception) is not None:
+            if (err := entry.runtime_data.coordinator.last_exception) is not None:
                 exceptions.append(err)
 
     # setup through the config flow: the password is typed in, the token comes from a login
@@ -186,7 +186,7 @@ async def test_no_secret_reaches_logs_errors_diagnostics_repairs_or_attributes(
     await poll(4)  # long enough for the reading to go stale: the failure is logged
     await cloud.start(port)
     await poll()
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     coordinator.client._timeout = 2
     cloud.inject_fault(endpoint="metersdata", hang_s=5)
     freezer.tick(POLL)
@@ -226,7 +226,7 @@ async def test_no_secret_reaches_logs_errors_diagnostics_repairs_or_attributes(
     await hass.async_block_till_done(wait_background_tasks=True)
     entry_tokens |= {entry.data[CONF_TOKEN], entry.data[CONF_REFRESH_TOKEN]}
     await poll(2)
-    assert entry.runtime_data.last_update_success
+    assert entry.runtime_data.coordinator.last_update_success
     issues.extend(asdict(issue) for issue in ir.async_get(hass).issues.values())
 
     # the download as a user makes it, with an access token of now (hours have passed)

@@ -381,7 +381,7 @@ async def test_dates_outside_what_the_cloud_can_have_spend_nothing(
     dates: dict[str, str],
 ) -> None:
     """Before 2015 (IAMMETER's start) or after tomorrow: refused before any call is made."""
-    budget = entry.runtime_data.budget.ledger.to_dict()
+    budget = entry.runtime_data.coordinator.budget.ledger.to_dict()
     before = len(fake.calls)
     with pytest.raises(ServiceValidationError) as caught:
         await call(hass, service, device_id=device_id(hass, SN), **dates)
@@ -391,7 +391,7 @@ async def test_dates_outside_what_the_cloud_can_have_spend_nothing(
     assert caught.value.translation_placeholders["first"] == "2015-01-01"
     assert caught.value.translation_placeholders["last"] == "2024-09-13"
     assert len(fake.calls) == before
-    assert entry.runtime_data.budget.ledger.to_dict() == budget
+    assert entry.runtime_data.coordinator.budget.ledger.to_dict() == budget
 
 
 async def test_first_and_last_dates_are_accepted(
@@ -420,7 +420,7 @@ async def test_only_administrators_spend_the_budget(
     data: dict[str, Any],
 ) -> None:
     target = device_id(hass, SN)
-    budget = entry.runtime_data.budget.ledger.to_dict()
+    budget = entry.runtime_data.coordinator.budget.ledger.to_dict()
     before = len(fake.calls)
 
     async def call_as(user_id: str) -> Any:
@@ -438,7 +438,7 @@ async def test_only_administrators_spend_the_budget(
     with pytest.raises(UnknownUser):
         await call_as("no-such-user")
     assert len(fake.calls) == before
-    assert entry.runtime_data.budget.ledger.to_dict() == budget
+    assert entry.runtime_data.coordinator.budget.ledger.to_dict() == budget
 
     response = await call_as(hass_admin_user.id)
     assert isinstance(response, dict)

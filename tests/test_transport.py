@@ -552,7 +552,7 @@ async def test_stored_reading_holds_known_fields_only(
     await fake.start()
     try:
         entry = await async_setup_cloud(hass, fake)
-        data = copy.deepcopy(entry.runtime_data.client.last_meters_payload)
+        data = copy.deepcopy(entry.runtime_data.coordinator.client.last_meters_payload)
         for item in data:
             item |= {"huge": 10**30, "nested": {"a": [[{"b": 1}]] * 50}}
         fake.inject_fault(body=_envelope(data, extra=10**30), endpoint="metersdata")
@@ -562,4 +562,4 @@ async def test_stored_reading_holds_known_fields_only(
     stored = hass_storage[f"{DOMAIN}.cloud_{entry.data['account_id']}"]["data"]["payload"]
     assert {key for item in stored for key in item} == {"sn", "values", "gmtTime"}
     assert [record for record in caplog.records if record.levelname == "ERROR"] == []
-    assert entry.runtime_data.last_update_success
+    assert entry.runtime_data.coordinator.last_update_success

@@ -498,7 +498,7 @@ async def test_poll_while_home_assistant_stops_is_quiet(
     # Home Assistant closes its web session while it stops; a poll runs into it.
     # (Around Home Assistant's guard against integrations that close it.)
     await aiohttp.ClientSession.close(async_get_clientsession(hass))
-    await entry.runtime_data.async_refresh()
+    await entry.runtime_data.coordinator.async_refresh()
     await hass.async_block_till_done()
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == LOGGER_NAME]
     assert errors == []
@@ -511,6 +511,6 @@ async def test_poll_failing_while_running_is_still_reported(
 ) -> None:
     entry = await async_setup_local(hass, homewizard)
     homewizard.status = 500
-    await entry.runtime_data.async_refresh()
-    assert not entry.runtime_data.last_update_success
+    await entry.runtime_data.coordinator.async_refresh()
+    assert not entry.runtime_data.coordinator.last_update_success
     assert "Error fetching" in caplog.text

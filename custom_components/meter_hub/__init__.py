@@ -14,30 +14,29 @@ from homeassistant.helpers import (
 )
 from homeassistant.helpers.typing import ConfigType
 
-from .cloud_coordinator import (
-    CloudCoordinator,
-    async_create_cloud_coordinator,
-    cloud_entry_title,
-    reading_store,
-)
+from .cloud_coordinator import cloud_entry_title, reading_store
 from .compat import ENTRY_DONE, EntryResult, async_unload_platforms, device_config_entry_ids
 from .const import (
     CONF_ACCOUNT_ID,
     CONF_SERIAL,
     CONF_SOURCE,
-    CONF_VENDOR,
     DOMAIN,
     LOGGER,
     RUNTIME_DATA_KEYS,
     SOURCE_LOCAL,
-    VENDOR_IAMMETER,
 )
-from .coordinator import MeterHubConfigEntry, MeterHubCoordinator, external_device_id
+from .coordinator import MeterHubConfigEntry, MeterHubCoordinator, SourceRuntime, external_device_id
 from .entity import meter_device_info
-from .history import async_setup_history, history_store
+from .history import history_store
 from .iammeter_link import async_setup_links
 from .iammeter_local_coordinator import IamMeterLocalCoordinator
 from .local_coordinator import async_create_local_coordinator
+from .runtime import (
+    async_create_cloud_runtime,
+    is_cloud_entry,
+    is_homewizard_entry,
+    is_iammeter_local_entry,
+)
 from .services import async_setup_services
 
 PLATFORMS: list[Platform] = [
@@ -114,21 +113,10 @@ async def _async_scope_external_meters(
 
 async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> EntryResult:
     """Set up a HomeWizard device or an IAMMETER account from a config entry."""
-    coordinator: MeterHubCoordinator
-    if entry.data.get(CONF_VENDOR) == VENDOR_IAMMETER:
-        coordinator = IamMeterLocalCoordinator(hass, entry)
-    elif entry.data[CONF_SOURCE] == SOURCE_LOCAL:
-        coordinator = await async_create_local_coordinator(hass, entry)
-    else:
-        if entry.title == entry.data[CONF_USERNAME]:
-            # Entries of earlier versions were named after the user name (often an e-mail
-            # address), which Home Assistant writes into log lines the README asks to share.
-            hass.config_entries.async_update_entry(
-                entry, title=cloud_entry_title(entry.data[CONF_ACCOUNT_ID])
-            )
-        coordinator = await async_create_cloud_coordinator(hass, entry)
+    runtime = await _async_create_runtime(hass, entry)
+    coordinator = runtime.coordinator
     await coordinator.async_config_entry_first_refresh()
-    entry.runtime_data = coordinator
+    entry.runtime_data = runtime
 
     # Register the meters before their entities, so sub-devices can name them as their parent.
     registry = dr.async_get(hass)
@@ -137,9 +125,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> 
             config_entry_id=entry.entry_id, **meter_device_info(meter.info)
         )
 
-    if isinstance(coordinator, CloudCoordinator):
+    if is_cloud_entry(entry):
         # Before the settings are taken: adopting a local entry of a meter adds its address.
-        await async_setup_links(hass, entry, coordinator)
+        await async_setup_links(hass, entry, entry.runtime_data.coordinator)
     settings = _settings(entry)
 
     async def _async_entry_updated(hass: HomeAssistant, entry: MeterHubConfigEntry) -> None:
@@ -149,11 +137,28 @@ async def async_setup_entry(hass: HomeAssistant, entry: MeterHubConfigEntry) -> 
 
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
-    coordinator.async_start_streams()
-    if entry.data[CONF_SOURCE] != SOURCE_LOCAL:
-        # Backfill of the energy statistics and the place's energy (needs the recorder).
-        await async_setup_history(hass, entry)
+    # What the source pushes; a cloud entry's backfill and place energy (needs the recorder).
+    await runtime.async_start()
     return ENTRY_DONE
+
+
+async def _async_create_runtime(
+    hass: HomeAssistant, entry: MeterHubConfigEntry
+) -> SourceRuntime[MeterHubCoordinator]:
+    """The runtime data of ``entry``'s source, before its first poll."""
+    if is_iammeter_local_entry(entry):
+        return SourceRuntime(IamMeterLocalCoordinator(hass, entry))
+    if is_homewizard_entry(entry):
+        return SourceRuntime(await async_create_local_coordinator(hass, entry))
+    if not is_cloud_entry(entry):  # pragma: no cover - every entry is of one of the sources
+        raise NotImplementedError(entry.data[CONF_SOURCE])
+    if entry.title == entry.data[CONF_USERNAME]:
+        # Entries of earlier versions were named after the user name (often an e-mail
+        # address), which Home Assistant writes into log lines the README asks to share.
+        hass.config_entries.async_update_entry(
+            entry, title=cloud_entry_title(entry.data[CONF_ACCOUNT_ID])
+        )
+    return await async_create_cloud_runtime(hass, entry)
 
 
 def _settings(entry: MeterHubConfigEntry) -> tuple[dict[str, Any], Mapping[str, Any]]:
@@ -182,7 +187,7 @@ async def async_remove_config_entry_device(
 ) -> bool:
     """Let the user remove a device of a meter that no longer reports."""
     identifiers = {ident for domain, ident in device.identifiers if domain == DOMAIN}
-    for serial, meter in entry.runtime_data.data.items():
+    for serial, meter in entry.runtime_data.coordinator.data.items():
         reported = {external_device_id(serial, ext) for ext in meter.reading.externals.values()}
         if serial in identifiers or identifiers & reported:
             return False

@@ -58,7 +58,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Binary sensors of every meter: uploads (if it uploads) and each on/off value it reports."""
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     created: set[tuple[str, str]] = set()
 
     @callback

@@ -49,7 +49,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """The buttons of every device that has them."""
-    async_add_entities(control_entities(entry.runtime_data, BUTTONS, MeterButton))
+    async_add_entities(control_entities(entry.runtime_data.coordinator, BUTTONS, MeterButton))
 
 
 class MeterButton(MeterControlEntity, ButtonEntity):

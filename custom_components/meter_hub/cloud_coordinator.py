@@ -43,16 +43,11 @@ from .const import (
     DOMAIN,
     LOGGER,
 )
-from .coordinator import (
-    MeterData,
-    MeterHubConfigEntry,
-    MeterHubCoordinator,
-    MeterHubData,
-    quiet_while_stopping,
-)
+from .coordinator import MeterData, MeterHubCoordinator, MeterHubData, quiet_while_stopping
 
 if TYPE_CHECKING:
     from .iammeter_link import IamMeterLinks
+    from .runtime import CloudConfigEntry
 
 STORAGE_VERSION = 1
 # After the cloud answered "nothing" (a limit was hit, maybe by another client of the account),
@@ -150,7 +145,7 @@ class CloudCoordinator(MeterHubCoordinator):
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: MeterHubConfigEntry,
+        entry: CloudConfigEntry,
         client: IamMeterClient,
         budget: CloudBudget,
     ) -> None:
@@ -347,7 +342,7 @@ class CloudCoordinator(MeterHubCoordinator):
 
 
 async def async_create_cloud_coordinator(
-    hass: HomeAssistant, entry: MeterHubConfigEntry
+    hass: HomeAssistant, entry: CloudConfigEntry
 ) -> CloudCoordinator:
     """Build the client and coordinator of a cloud entry, starting from the stored reading."""
     client = IamMeterClient(

@@ -36,7 +36,28 @@ class MeterData:
 
 
 type MeterHubData = dict[str, MeterData]
-type MeterHubConfigEntry = ConfigEntry[MeterHubCoordinator]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRuntime[C: MeterHubCoordinator]:
+    """What a loaded entry holds (``entry.runtime_data``): its coordinator, and what it adds.
+
+    ``runtime.py`` has the entry type of each source (a cloud entry adds its history jobs).
+    """
+
+    coordinator: C
+
+    async def async_start(self) -> None:
+        """Start what runs once the entities are set up (what the source pushes)."""
+        self.coordinator.async_start_streams()
+
+    def diagnostics(self) -> dict[str, Any]:
+        """What the runtime adds to the diagnostics download (nothing by default)."""
+        return {}
+
+
+type MeterHubConfigEntry = ConfigEntry[SourceRuntime[MeterHubCoordinator]]
+"""An entry of any source, as the platforms see it."""
 
 
 def external_device_id(parent: str, external: ExternalMeter) -> str:
@@ -93,7 +114,8 @@ def quiet_while_stopping[C: MeterHubCoordinator](
 class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
     """Polls one source (a HomeWizard device or an IAMMETER account) for all of its meters."""
 
-    config_entry: MeterHubConfigEntry
+    # Any source's entry: a coordinator reads its data and options, never its runtime data.
+    config_entry: ConfigEntry
     # When a lower counter value is accepted as a meter reset (in this source's own polls).
     counter_reset_rule: ResetRule
     # How long a meter may be missing before its device is removed.
@@ -106,7 +128,7 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: MeterHubConfigEntry,
+        entry: ConfigEntry,
         name: str,
         update_interval: timedelta | None,
     ) -> None:

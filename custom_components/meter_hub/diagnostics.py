@@ -18,6 +18,7 @@ from homeassistant.core import HomeAssistant
 
 from .const import (
     CONF_ACCOUNT_ID,
+    CONF_PLACE_ID,
     CONF_REFRESH_TOKEN,
     CONF_SERIAL,
     CONF_SOURCE,
@@ -37,6 +38,7 @@ SECRET_KEYS = frozenset(
         CONF_ACCOUNT_ID,
         CONF_HOST,
         CONF_SERIAL,
+        CONF_PLACE_ID,
         "unique_id",
         "meter_id",
         "wifi_ssid",
@@ -62,11 +64,14 @@ def short_serials(serials: Iterable[str]) -> dict[str, str]:
 def _sensitive_values(entry: MeterHubConfigEntry) -> dict[str, str]:
     """Every identifier or secret of the entry and its meters, as text, with its replacement."""
     found: set[str] = {
-        str(value) for key, value in entry.data.items() if key in SECRET_KEYS and value
+        str(value)
+        for key, value in (*entry.data.items(), *entry.options.items())
+        if key in SECRET_KEYS and value
     }
     if entry.unique_id:
         found.add(entry.unique_id)
-    for serial, meter in entry.runtime_data.data.items():
+    coordinator = entry.runtime_data.coordinator
+    for serial, meter in coordinator.data.items():
         found.add(serial)
         for external in meter.reading.externals.values():
             found.add(external.meter_id)
@@ -76,7 +81,7 @@ def _sensitive_values(entry: MeterHubConfigEntry) -> dict[str, str]:
             found.add(ssid)
     replacements = {value: REDACTED for value in found if len(value) >= 3}
     if entry.data.get(CONF_SOURCE) == SOURCE_CLOUD:
-        replacements.update(short_serials(entry.runtime_data.data))
+        replacements.update(short_serials(coordinator.data))
     # Longest first: a value that contains another is replaced as a whole.
     return dict(sorted(replacements.items(), key=lambda item: -len(item[0])))
 
@@ -111,7 +116,8 @@ async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: MeterHubConfigEntry
 ) -> dict[str, Any]:
     """Diagnostics of a config entry."""
-    coordinator = entry.runtime_data
+    runtime = entry.runtime_data
+    coordinator = runtime.coordinator
     sensitive = _sensitive_values(entry)
     diagnostics: dict[str, Any] = redact(
         {
@@ -137,6 +143,7 @@ async def async_get_config_entry_diagnostics(
                 for serial, meter in coordinator.data.items()
             },
             "source": coordinator.diagnostics(),
+            **runtime.diagnostics(),
         },
         sensitive,
     )

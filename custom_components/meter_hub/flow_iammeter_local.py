@@ -164,8 +164,8 @@ class IamMeterLocalFlow(LocalFlow):
     def _iammeter_implausible(self, entry: ConfigEntry, meter: LocalMeter) -> bool:
         """Whether ``meter``'s counters are below the entry's last reading (then it is not it)."""
         last = None
-        if entry.state is ConfigEntryState.LOADED and entry.runtime_data.data:
-            known = entry.runtime_data.data.get(meter.serial)
+        if entry.state is ConfigEntryState.LOADED and entry.runtime_data.coordinator.data:
+            known = entry.runtime_data.coordinator.data.get(meter.serial)
             last = known.reading if known is not None else None
         problem = implausible(meter.reading, last)
         if problem is not None:

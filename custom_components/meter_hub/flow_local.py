@@ -234,8 +234,8 @@ class LocalFlow(ConfigFlow):
         if device.product_type != entry.data[CONF_PRODUCT_TYPE]:
             return f"product type {device.product_type[:32]!r}"
         last = None
-        if entry.state is ConfigEntryState.LOADED and entry.runtime_data.data:
-            meter = entry.runtime_data.data.get(device.serial)
+        if entry.state is ConfigEntryState.LOADED and entry.runtime_data.coordinator.data:
+            meter = entry.runtime_data.coordinator.data.get(device.serial)
             last = meter.reading if meter is not None else None
         return implausible(reading, last)
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import contextlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.sensor import SensorStateClass
 from homeassistant.config_entries import ConfigEntry, OperationNotAllowed
@@ -44,9 +44,12 @@ from .const import (
     SOURCE_LOCAL,
     VENDOR_IAMMETER,
 )
-from .coordinator import MeterData, MeterHubConfigEntry, MeterHubData
+from .coordinator import MeterData, MeterHubData
 from .iammeter_local_coordinator import iammeter_local_client
 from .sensor import GUARD_KEY, SENSORS
+
+if TYPE_CHECKING:
+    from .runtime import CloudConfigEntry
 
 # How long the setup of a cloud entry waits for the first answers of its linked meters.
 FIRST_READ_S = 3.0
@@ -271,7 +274,7 @@ class IamMeterLinks:
 
 
 async def async_setup_links(
-    hass: HomeAssistant, entry: MeterHubConfigEntry, coordinator: CloudCoordinator
+    hass: HomeAssistant, entry: CloudConfigEntry, coordinator: CloudCoordinator
 ) -> None:
     """Give a cloud entry its linked meters, after adopting local entries of its meters."""
     await _async_adopt_local_entries(hass, entry, set(coordinator.data))
@@ -283,7 +286,7 @@ async def async_setup_links(
 
 
 async def _async_adopt_local_entries(
-    hass: HomeAssistant, entry: MeterHubConfigEntry, serials: set[str]
+    hass: HomeAssistant, entry: CloudConfigEntry, serials: set[str]
 ) -> None:
     """Turn local entries of the account's meters into links of ``entry``.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
@@ -30,13 +30,15 @@ from .const import (
 )
 from .coordinator import (
     MeterData,
-    MeterHubConfigEntry,
     MeterHubCoordinator,
     MeterHubData,
     communication_error,
     quiet_while_stopping,
     wrong_device_error,
 )
+
+if TYPE_CHECKING:
+    from .runtime import IamMeterLocalConfigEntry
 
 # The total energy counters, whose meaning net metering changes.
 TOTAL_COUNTERS = frozenset({"energy_import_kwh", "energy_export_kwh"})
@@ -58,7 +60,7 @@ class IamMeterLocalCoordinator(MeterHubCoordinator):
     counter_reset_rule = LOCAL_COUNTER_RESET
     device_gone_after = timedelta(hours=1)
 
-    def __init__(self, hass: HomeAssistant, entry: MeterHubConfigEntry) -> None:
+    def __init__(self, hass: HomeAssistant, entry: IamMeterLocalConfigEntry) -> None:
         """Set up polling of the entry's meter at the interval the user chose."""
         interval = timedelta(
             seconds=entry.options.get(

@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 import dataclasses
 from datetime import timedelta
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from homeassistant.config_entries import SOURCE_REAUTH
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntry
 from homeassistant.const import CONF_HOST
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
@@ -51,7 +51,6 @@ from .const import (
 )
 from .coordinator import (
     MeterData,
-    MeterHubConfigEntry,
     MeterHubCoordinator,
     MeterHubData,
     communication_error,
@@ -60,6 +59,9 @@ from .coordinator import (
 )
 from .push_link import PushLink
 from .repairs import async_offer_api_v2
+
+if TYPE_CHECKING:
+    from .runtime import HomeWizardConfigEntry
 
 # The system settings (the cloud connection) change only when someone changes them: read at the
 # first poll, after every write and then this often, not on every poll.
@@ -76,7 +78,7 @@ class LocalCoordinator(MeterHubCoordinator):
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: MeterHubConfigEntry,
+        entry: HomeWizardConfigEntry,
         client: HomeWizardClient | HomeWizardV2Client,
     ) -> None:
         """Set up polling of ``client`` at the interval the user chose."""
@@ -237,14 +239,14 @@ class LocalCoordinator(MeterHubCoordinator):
 
 
 async def async_create_local_coordinator(
-    hass: HomeAssistant, entry: MeterHubConfigEntry
+    hass: HomeAssistant, entry: HomeWizardConfigEntry
 ) -> LocalCoordinator:
     """Build the client and coordinator of a local entry."""
     return LocalCoordinator(hass, entry, await async_entry_client(hass, entry))
 
 
 async def async_entry_client(
-    hass: HomeAssistant, entry: MeterHubConfigEntry, host: str | None = None
+    hass: HomeAssistant, entry: ConfigEntry, host: str | None = None
 ) -> HomeWizardClient | HomeWizardV2Client:
     """The client of the device of a local entry, at its address or at ``host``."""
     session, tz = async_get_clientsession(hass), dt_util.get_default_time_zone()

@@ -46,7 +46,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """The numbers of every device that has them."""
-    async_add_entities(control_entities(entry.runtime_data, NUMBERS, MeterNumber))
+    async_add_entities(control_entities(entry.runtime_data.coordinator, NUMBERS, MeterNumber))
 
 
 class MeterNumber(MeterControlEntity, NumberEntity):

@@ -139,7 +139,7 @@ class MeterHubOptionsFlow(OptionsFlow):
                 value=serial,
                 label=f"{serial} ({links[serial][CONF_HOST]})" if serial in links else serial,
             )
-            for serial in sorted(entry.runtime_data.data)
+            for serial in sorted(entry.runtime_data.coordinator.data)
         ]
 
     async def async_step_local_address(

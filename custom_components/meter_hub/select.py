@@ -44,7 +44,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """The selects of every device that has them."""
-    async_add_entities(control_entities(entry.runtime_data, SELECTS, MeterSelect))
+    async_add_entities(control_entities(entry.runtime_data.coordinator, SELECTS, MeterSelect))
 
 
 class MeterSelect(MeterControlEntity, SelectEntity):

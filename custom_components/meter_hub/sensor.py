@@ -475,7 +475,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Create sensors for every key the meters report, now and whenever a new one appears."""
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     # The unique ids that have an entity, each with its meter's serial and external meter key
     # (None for the meter's own sensors). By unique id: an entity the user disabled or removed
     # is created again on its own, never with its siblings.

@@ -36,6 +36,7 @@ from .api.iammeter import (
 from .cloud_coordinator import CloudCoordinator
 from .compat import device_config_entry_ids, vol
 from .const import DOMAIN
+from .runtime import is_cloud_entry
 
 SERVICE_POWER_ANALYSIS: Final = "power_analysis"
 SERVICE_OFFLINE_ANALYSIS: Final = "offline_analysis"
@@ -113,8 +114,8 @@ def _meter(hass: HomeAssistant, device_id: str) -> tuple[CloudCoordinator, str]:
                 translation_key="entry_not_loaded",
                 translation_placeholders={"name": entry.title},
             )
-        coordinator = entry.runtime_data
-        if isinstance(coordinator, CloudCoordinator):
+        if is_cloud_entry(entry):
+            coordinator = entry.runtime_data.coordinator
             for serial in serials & set(coordinator.data or {}):
                 return coordinator, serial
     raise ServiceValidationError(

@@ -100,7 +100,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """The switches of every device that has them."""
-    async_add_entities(control_entities(entry.runtime_data, SWITCHES, MeterSwitch))
+    async_add_entities(control_entities(entry.runtime_data.coordinator, SWITCHES, MeterSwitch))
 
 
 class MeterSwitch(MeterControlEntity, SwitchEntity):

@@ -118,7 +118,7 @@ async def test_written_state_comes_with_the_push(
 ) -> None:
     """While the device pushes, a write is followed by no poll: the device pushes the change."""
     entry = await setup_entry(hass, device)
-    push = entry.runtime_data.push
+    push = entry.runtime_data.coordinator.push
     await until(hass, lambda: push is not None and push.pushing)
     mode = _id(hass, SELECT_DOMAIN, device, "battery_mode")
     cloud = _id(hass, SWITCH_DOMAIN, device, "cloud_enabled")
@@ -140,7 +140,7 @@ async def test_reboot_drops_the_socket_and_the_device_comes_back(
 ) -> None:
     device.reboot_seconds = 0.3
     entry = await setup_entry(hass, device)
-    push = entry.runtime_data.push
+    push = entry.runtime_data.coordinator.push
     assert push is not None
     await until(hass, lambda: push.pushing)
     reboot = _id(hass, BUTTON_DOMAIN, device, "reboot")

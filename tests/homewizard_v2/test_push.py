@@ -96,7 +96,7 @@ def power_id(hass: HomeAssistant, fake: FakeHomeWizardV2) -> str:
 
 
 def link_of(entry: MockConfigEntry) -> LocalCoordinator:
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     assert isinstance(coordinator, LocalCoordinator)
     assert coordinator.push is not None
     return coordinator
@@ -198,7 +198,7 @@ async def test_polling_only_when_chosen(hass: HomeAssistant, device: FakeHomeWiz
     entry = await setup_entry(hass, device, **{CONF_PUSH: False})
     await asyncio.sleep(0.2)
     await hass.async_block_till_done()
-    assert entry.runtime_data.push is None  # type: ignore[attr-defined]
+    assert entry.runtime_data.coordinator.push is None  # type: ignore[attr-defined]
     assert "/api/ws" not in device.request_count
 
 
