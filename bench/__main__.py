@@ -181,7 +181,9 @@ def _arguments() -> argparse.Namespace:
 def _merged(previous: dict[str, Any], run: dict[str, Any], part: str) -> dict[str, Any]:
     """The results file after ``--only PART``: the other parts kept, this part's run noted in ``runs``."""
     merged = {**previous, part: run[part]}
-    meta = {key: run[key] for key in ("command", "date", "revision", "machine", "seconds", "crashed")}
+    meta = {
+        key: run[key] for key in ("command", "date", "revision", "machine", "seconds", "crashed")
+    }
     merged["runs"] = {**previous.get("runs", {}), part: meta}
     return merged
 

@@ -316,7 +316,8 @@ class FakeHomeWizardV2:
         if self.fail_with is not None:
             status, body = self.fail_with
             return web.Response(status=status, body=body, content_type="application/json")
-        if request.headers.get("X-Api-Version") != "2":
+        # No header: the latest version (v2 here), as the vendor's versioning page says.
+        if request.headers.get("X-Api-Version", "2") != "2":
             return _error(400, "request:api-version-not-supported")
         if path == "/api/user" and request.method == "POST":
             return await self._create_user(request)

@@ -9,12 +9,14 @@ a poll would have produced. Pure asyncio and aiohttp, no Home Assistant imports.
 Bounds: a message is at most ``MAX_BODY`` bytes (aiohttp closes the socket otherwise); the device
 must ask for the token, and answer it, within ``handshake_timeout``; a socket silent for
 ``silence_limit`` seconds is taken as dead (a Wi-Fi drop closes nothing). Messages are handled one
-at a time as they are read, so a slow consumer slows the reading of the socket (aiohttp's reader
-pauses the transport) instead of queueing messages.
+at a time as they are read, each after the event loop's other work, so a slow consumer slows the
+reading of the socket (aiohttp's reader pauses the transport) instead of queueing messages, and a
+burst never holds the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -88,6 +90,9 @@ class PushStream:
                 kind, data = await self._receive(socket, self._silence_limit)
                 if (reading := self._take(kind, data)) is not None:
                     on_reading(reading)
+                # Messages already read return without a pause: the loop's other work goes
+                # first, so that a burst of them cannot hold the loop.
+                await asyncio.sleep(0)
 
     async def _authorise(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         kind, _ = await self._receive(socket, self._handshake_timeout)
