@@ -283,7 +283,7 @@ async def async_cpu(clock: VirtualClock, seconds: int, warmup: int) -> dict[str,
     async with _bench((MH, CORE), polling=False) as bench:
         samples: dict[str, list[float]] = {MH: [], CORE: []}
         written = {MH: 0, CORE: 0}
-        names = {entity_id: name for name, entity_id in _entity_ids(bench).items()}
+        names = _entity_ids(bench)
 
         @callback
         def count(event: Event[EventStateChangedData]) -> None:
