@@ -148,6 +148,9 @@ async def _bench(names: tuple[str, ...], *, polling: bool) -> AsyncIterator[_Ben
                 await _until(lambda: push is not None and push.pushing)
                 bench.coordinators[MH].async_add_listener(bench.delivered.set)
             yield bench
+            # unloaded first: a poll due while Home Assistant stops would meet a closed session
+            for entry in entries.values():
+                await hass.config_entries.async_unload(entry.entry_id)
             await hass.async_stop()
     finally:
         devices.close()

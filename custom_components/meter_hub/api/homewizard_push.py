@@ -67,8 +67,13 @@ class PushStream:
         self._device = device
         self._handshake_timeout = handshake_timeout
         self._silence_limit = silence_limit
-        self.topics: Final = ("measurement", "system") + (
-            ("batteries",) if device.product_type in BATTERY_CONTROLLERS else ()
+        # The device answers each subscription with the topic's data, in order: system and
+        # batteries first, so that the first reading of a connection already has them (else the
+        # entities of their values would go unavailable for a moment at every reconnect).
+        self.topics: Final = (
+            "system",
+            *(("batteries",) if device.product_type in BATTERY_CONTROLLERS else ()),
+            "measurement",
         )
         # The last message of each topic, parsed: a reading needs a measurement; system and
         # batteries come once at the subscription and then only when they change.
