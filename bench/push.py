@@ -34,7 +34,6 @@ import statistics
 import tempfile
 import time
 import tracemalloc
-from types import MappingProxyType
 from typing import Any
 from unittest.mock import patch
 
@@ -48,7 +47,17 @@ from custom_components.meter_hub.api.homewizard_v2 import create_ssl_context
 
 from .clock import VirtualClock
 from .harness import async_start_hass
-from .local import CORE, MH, _add_and_setup, _coordinator, _settle, _summary, _timed_poll, _traced
+from .local import (
+    CORE,
+    MH,
+    _add_and_setup,
+    _coordinator,
+    _settle,
+    _summary,
+    _timed_poll,
+    _traced,
+    config_entry,
+)
 from .push_device import PushDeviceInfo, PushDeviceProcess
 
 TOKEN = "B3C4D5E6F708192A3B4C5D6E7F809102"  # noqa: S105 - the fake device's user
@@ -73,19 +82,7 @@ def _entry(name: str, info: PushDeviceInfo, *, polling: bool) -> config_entries.
     else:
         data = {CONF_IP_ADDRESS: info.host, CONF_TOKEN: TOKEN}
         unique_id = f"{device['product_type']}_{device['serial']}"
-    return config_entries.ConfigEntry(
-        data=data,
-        discovery_keys=MappingProxyType({}),
-        domain=name,
-        minor_version=1,
-        options={},
-        pref_disable_polling=not polling,
-        source=config_entries.SOURCE_USER,
-        subentries_data=None,
-        title=device["product_name"],
-        unique_id=unique_id,
-        version=1,
-    )
+    return config_entry(name, data, unique_id, device["product_name"], polling=polling)
 
 
 @contextlib.contextmanager

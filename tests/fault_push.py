@@ -31,27 +31,19 @@ from typing import Any
 from unittest.mock import patch
 
 from homeassistant.config_entries import SOURCE_REAUTH
-from homeassistant.const import CONF_HOST, EVENT_STATE_CHANGED, STATE_UNAVAILABLE
+from homeassistant.const import EVENT_STATE_CHANGED, STATE_UNAVAILABLE
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.meter_hub.api.homewizard_push import PushStream
 from custom_components.meter_hub.api.homewizard_v2 import MAX_BODY, create_ssl_context
-from custom_components.meter_hub.const import (
-    CONF_API_VERSION,
-    CONF_PRODUCT_TYPE,
-    CONF_SERIAL,
-    CONF_SOURCE,
-    CONF_TOKEN,
-    DOMAIN,
-    SOURCE_LOCAL,
-)
 from custom_components.meter_hub.local_coordinator import LocalCoordinator
 from custom_components.meter_hub.push_link import PushLink
 from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
 
+from .conftest import local_entry
 from .fault_records import CounterWatch, LogWatch, describe
 
 USER = "local/home-assistant"
@@ -269,20 +261,7 @@ async def push_run(hass: HomeAssistant, logs: LogWatch) -> AsyncIterator[PushRun
             ),
             patch("custom_components.meter_hub.push_link.PushStream", short_stream),
         ):
-            entry = MockConfigEntry(
-                domain=DOMAIN,
-                title=fake.device["product_name"],
-                unique_id=fake.serial,
-                data={
-                    CONF_SOURCE: SOURCE_LOCAL,
-                    CONF_HOST: fake.host,
-                    CONF_SERIAL: fake.serial,
-                    CONF_PRODUCT_TYPE: fake.device["product_type"],
-                    CONF_API_VERSION: 2,
-                    CONF_TOKEN: TOKEN,
-                },
-                options={"scan_interval": 1},
-            )
+            entry = local_entry(fake, v2_token=TOKEN, scan_interval=1)
             entry.add_to_hass(hass)
             assert await hass.config_entries.async_setup(entry.entry_id)
             await hass.async_block_till_done()

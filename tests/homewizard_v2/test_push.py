@@ -18,7 +18,7 @@ from unittest.mock import patch
 
 import aiohttp
 from homeassistant.config_entries import SOURCE_REAUTH
-from homeassistant.const import CONF_HOST, STATE_UNAVAILABLE
+from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.update_coordinator import UpdateFailed
@@ -38,22 +38,17 @@ from custom_components.meter_hub.api.homewizard_v2 import (
 )
 from custom_components.meter_hub.api.model import Reading
 from custom_components.meter_hub.const import (
-    CONF_API_VERSION,
-    CONF_PRODUCT_TYPE,
     CONF_PUSH,
     CONF_PUSH_INTERVAL_MS,
-    CONF_SERIAL,
-    CONF_SOURCE,
-    CONF_TOKEN,
     DOMAIN,
     PUSH_STALE_AFTER,
-    SOURCE_LOCAL,
 )
 from custom_components.meter_hub.coordinator import MeterHubData
 from custom_components.meter_hub.local_coordinator import LocalCoordinator
 from custom_components.meter_hub.push_link import BACKOFF_MAX, backoff_delay
 from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
+from tests.conftest import local_entry
 
 USER = "local/home-assistant"
 TOKEN = "0123456789ABCDEF0123456789ABCDEF"
@@ -76,20 +71,7 @@ async def device(
 async def setup_entry(
     hass: HomeAssistant, fake: FakeHomeWizardV2, **options: object
 ) -> MockConfigEntry:
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title=fake.device["product_name"],
-        unique_id=fake.serial,
-        data={
-            CONF_SOURCE: SOURCE_LOCAL,
-            CONF_HOST: fake.host,
-            CONF_SERIAL: fake.serial,
-            CONF_PRODUCT_TYPE: fake.device["product_type"],
-            CONF_API_VERSION: 2,
-            CONF_TOKEN: TOKEN,
-        },
-        options=options,
-    )
+    entry = local_entry(fake, v2_token=TOKEN, **options)
     entry.add_to_hass(hass)
     await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
