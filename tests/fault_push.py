@@ -139,8 +139,9 @@ def _measurement(run: PushRun, **changes: object) -> str:
 
 async def _flood(run: PushRun) -> None:
     """2000 messages at once (a device gone wild), every one of them the same reading."""
+    message = _measurement(run)
     for _ in range(2000):
-        run.fake.send_raw(_measurement(run))
+        run.fake.send_raw(message)
 
 
 async def _counter_spike(run: PushRun) -> None:

@@ -523,7 +523,8 @@ async def test_a_slow_home_assistant_never_queues_messages(socket_enabled: None)
     # the device got thousands of messages ahead, this process held none of them
     assert pushed > handled + 1000
     assert growth < 512 * 1024
-    assert longest_gap < 0.1
+    # (the stream holding the loop until the socket's buffer is empty: seconds)
+    assert longest_gap < 0.5
 
 
 async def longest_loop_gap(condition: Callable[[], bool], within: float) -> float:
