@@ -20,8 +20,8 @@ DSMR 5 meter does), and at once after ``push()``. ``drop_sockets()`` cuts every 
 reboot or a Wi-Fi drop); ``hang_upgrade`` makes the device accept the connection but never answer
 the upgrade. Faults of the fault matrix: ``hang_authorization`` (the socket opens, the token is
 never asked for), ``mute`` (sockets stay open, nothing is sent), ``silent`` (a Wi-Fi drop: nothing
-is sent and every request and upgrade waits, no socket is closed), ``send_raw(text)`` (any text
-on every authorised socket).
+is sent and every request and upgrade waits, no socket is closed), ``send_raw(text, count)`` (any
+text on every authorised socket).
 """
 
 from __future__ import annotations
@@ -211,10 +211,15 @@ class FakeHomeWizardV2:
         """Send ``measurement`` on every socket now (a value changed), not at the next tick."""
         self._changed.set()
 
-    def send_raw(self, text: str) -> None:
-        """Send ``text`` as it is on every authorised socket."""
+    def send_raw(self, text: str, count: int = 1) -> None:
+        """Send ``text`` as it is, ``count`` times, on every authorised socket."""
+
+        async def send(socket: web.WebSocketResponse) -> None:
+            for _ in range(count):
+                await socket.send_str(text)
+
         for socket in self._authorised:
-            task = asyncio.get_running_loop().create_task(socket.send_str(text))
+            task = asyncio.get_running_loop().create_task(send(socket))
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 

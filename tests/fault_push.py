@@ -139,9 +139,7 @@ def _measurement(run: PushRun, **changes: object) -> str:
 
 async def _flood(run: PushRun) -> None:
     """2000 messages at once (a device gone wild), every one of them the same reading."""
-    message = _measurement(run)
-    for _ in range(2000):
-        run.fake.send_raw(message)
+    run.fake.send_raw(_measurement(run), 2000)
 
 
 async def _counter_spike(run: PushRun) -> None:
