@@ -198,10 +198,49 @@ def _run_iammeter(
     return results
 
 
+def _run_push(step: Callable[[str, Callable[[], Any]], Any], *, smoke: bool) -> dict[str, Any]:
+    """HomeWizard v2 push against core's polling, each measurement on a fresh Home Assistant."""
+    from bench import harness, push  # noqa: PLC0415
+
+    hour = 60 if smoke else 3600
+    results = {
+        "latency": step(
+            "push: latency from the device to the state (real time)",
+            lambda: harness.run(
+                lambda clock: push.async_latency(clock, 10 if smoke else 150, 0.2 if smoke else 1),
+                None,
+            ),
+        ),
+        "cpu": step(
+            f"push: CPU per pushed update and per core poll, {hour} simulated seconds",
+            lambda: harness.run(
+                lambda clock: push.async_cpu(clock, hour, 5 if smoke else 60), None
+            ),
+        ),
+        **{
+            f"memory_{name}": step(
+                f"push: memory of {name}, {hour} simulated seconds",
+                lambda name=name: harness.run(
+                    lambda clock: push.async_memory(clock, name, hour), None
+                ),
+            )
+            for name in (push.MH, push.CORE)
+        },
+        "reconnect": step(
+            "push: reconnect after the device was away (real time)",
+            lambda: harness.run(
+                lambda clock: push.async_reconnect(clock, 1 if smoke else 5, 3.0), None
+            ),
+        ),
+    }
+    push.describe(results, say)
+    return results
+
+
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench")
     parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--only", choices=("local", "cloud", "iammeter"))
+    parser.add_argument("--only", choices=("local", "cloud", "iammeter", "push"))
     parser.add_argument("--polls", type=int)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--output", type=Path)
@@ -267,6 +306,8 @@ def main() -> int:
 
     if args.only in (None, "local"):
         results["local"] = _run_local(step, polls=polls, smoke=smoke, profile=args.profile)
+    if args.only in (None, "push"):
+        results["push"] = _run_push(step, smoke=smoke)
     if args.only in (None, "cloud"):
         from bench import cloud  # noqa: PLC0415
 

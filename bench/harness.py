@@ -269,10 +269,13 @@ class DeviceProcess:
     the benchmark measures of the Home Assistant process, and they never hold its GIL.
     """
 
+    # The child's module: it reads the commands on standard input.
+    module = "bench.devices"
+
     def __init__(self) -> None:
         """Start the child process."""
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.devices"],
+        self._proc = subprocess.Popen(  # noqa: S603 - our own module, same interpreter
+            [sys.executable, "-m", self.module],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

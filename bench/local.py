@@ -59,17 +59,24 @@ def _entry(domain: str, device: DeviceInfo) -> config_entries.ConfigEntry[Any]:
     else:
         data = {CONF_IP_ADDRESS: device.host}
         unique_id = f"{info['product_type']}_{info['serial']}"
+    # The benchmark drives every poll itself.
+    return config_entry(domain, data, unique_id, info["product_name"], polling=False)
+
+
+def config_entry(
+    domain: str, data: dict[str, Any], unique_id: str, title: str, *, polling: bool
+) -> config_entries.ConfigEntry[Any]:
+    """A stored config entry of ``domain`` (``polling`` False: the coordinator never polls)."""
     return config_entries.ConfigEntry(
         data=data,
         discovery_keys=MappingProxyType({}),
         domain=domain,
         minor_version=1,
         options={},
-        # The benchmark drives every poll itself.
-        pref_disable_polling=True,
+        pref_disable_polling=not polling,
         source=config_entries.SOURCE_USER,
         subentries_data=None,
-        title=info["product_name"],
+        title=title,
         unique_id=unique_id,
         version=1,
     )
@@ -83,7 +90,8 @@ async def _add_and_setup(hass: HomeAssistant, entry: config_entries.ConfigEntry[
 
 
 def _coordinator(entry: config_entries.ConfigEntry[Any]) -> DataUpdateCoordinator[Any]:
-    coordinator = entry.runtime_data.coordinator
+    # Meter Hub keeps its coordinator in a runtime object; core's homewizard is the coordinator.
+    coordinator = getattr(entry.runtime_data, "coordinator", entry.runtime_data)
     if not isinstance(coordinator, DataUpdateCoordinator):
         raise TypeError(f"{entry.domain}: no coordinator in runtime_data")
     return coordinator

@@ -85,6 +85,7 @@ def table(results: dict[str, Any]) -> str:
             f" | {setup['meter_hub']['median_s'] * 1000:.1f} ms"
             f" | {setup['homewizard']['median_s'] * 1000:.1f} ms | < 500 ms |"
         )
+    lines += _push_rows(results.get("push", {}))
     cloud = results.get("cloud", {})
     if cloud:
         lines += [
@@ -153,3 +154,55 @@ def _iammeter_rows(part: dict[str, Any]) -> list[str]:
             f" | up to {latency['core_default_interval_s']} s (its fixed interval) | ≤ 1 s + a poll |"
         )
     return lines
+
+
+def _delay(summary: dict[str, Any]) -> str:
+    if "median_ms" not in summary:
+        return "never shown"
+    return f"{summary['median_ms']:g} ms (p99 {summary['p99_ms']:g})"
+
+
+def _push_rows(push: dict[str, Any]) -> list[str]:
+    """HomeWizard v2: Meter Hub pushed (WebSocket) against core polling every 5 s."""
+    rows: list[str] = []
+    latency = push.get("latency", {})
+    if "meter_hub" in latency:
+        core = latency["homewizard"]
+        rows.append(
+            f"| v2 push: latency device → state, median (p99), {latency['changes']} changes about"
+            f" {latency['mean_spacing_s']:g} s apart | {_delay(latency['meter_hub'])}"
+            f" | {_delay(core)}, polls every {latency['core_poll_s']} s;"
+            f" {core['never_shown']} of {latency['changes']} values never shown"
+            " | < 100 ms (p99 < 500 ms) |"
+        )
+    cpu = push.get("cpu", {})
+    if "ratio_median" in cpu:
+        hourly = cpu["cpu_per_simulated_hour_ms"]
+        rows += [
+            f"| v2: CPU per pushed update / per poll, median (p95), {cpu['simulated_s']} simulated s"
+            f" | {_ms(cpu['meter_hub'])} | {_ms(cpu['homewizard'])} | lower than core's |",
+            f"| v2: CPU per simulated hour (updates; state changes per update)"
+            f" | {hourly['meter_hub']:g} ms ({cpu['updates']['meter_hub']};"
+            f" {cpu['state_changes_per_update']['meter_hub']})"
+            f" | {hourly['homewizard']:g} ms ({cpu['updates']['homewizard']};"
+            f" {cpu['state_changes_per_update']['homewizard']}) | |",
+        ]
+    memory = {name: push.get(f"memory_{name}", {}) for name in ("meter_hub", "homewizard")}
+    if all("growth_later_kib_per_1000_updates" in m for m in memory.values()):
+        mh, core = memory["meter_hub"], memory["homewizard"]
+        rows.append(
+            "| v2: retained memory, last third of the hour, per 1000 updates (pushes / polls)"
+            f" | {mh['growth_later_kib_per_1000_updates']:+} KiB"
+            f" | {core['growth_later_kib_per_1000_updates']:+} KiB | no growth |"
+        )
+    reconnect = push.get("reconnect", {})
+    if "meter_hub" in reconnect:
+        rows.append(
+            f"| v2: device back after {reconnect['away_s']:g} s away → first pushed value,"
+            f" median (max) of {reconnect['times']}"
+            f" | {reconnect['meter_hub_first_pushed'].get('median_ms')} ms"
+            f" ({reconnect['meter_hub_first_pushed'].get('max_ms')})"
+            f" | next poll: {reconnect['homewizard'].get('median_ms')} ms"
+            f" ({reconnect['homewizard'].get('max_ms')}) | |"
+        )
+    return rows

@@ -18,7 +18,10 @@ the socket when none comes within ``authorization_deadline`` seconds, then sends
 topic at once and ``measurement`` again every ``push_interval`` seconds (1 s by default, as a
 DSMR 5 meter does), and at once after ``push()``. ``drop_sockets()`` cuts every open socket (a
 reboot or a Wi-Fi drop); ``hang_upgrade`` makes the device accept the connection but never answer
-the upgrade.
+the upgrade. Faults of the fault matrix: ``hang_authorization`` (the socket opens, the token is
+never asked for), ``mute`` (sockets stay open, nothing is sent), ``silent`` (a Wi-Fi drop: nothing
+is sent and every request and upgrade waits, no socket is closed), ``send_raw(text, count)`` (any
+text on every authorised socket).
 
 The writes (v2 docs: system.mdx, batteries.mdx): ``PUT /api/system`` (cloud connection, status
 light, API v1), ``PUT /api/batteries`` (``battery_group.py``), ``PUT /api/system/identify``
@@ -172,6 +175,11 @@ class FakeHomeWizardV2:
         self.push_interval = push_interval
         self.authorization_deadline = AUTHORIZATION_DEADLINE
         self.hang_upgrade = False
+        self.hang_authorization = False
+        self.mute = False
+        self.silent = False
+        # The authorised sockets (``send_raw``).
+        self._authorised: set[web.WebSocketResponse] = set()
         # Messages sent on the WebSocket, all sockets together.
         self.pushed = 0
         # The connections of the open sockets (cut to drop them).
@@ -247,6 +255,23 @@ class FakeHomeWizardV2:
     def _rebooting(self) -> bool:
         return time.monotonic() < self._rebooting_until
 
+    def send_raw(self, text: str, count: int = 1) -> None:
+        """Send ``text`` as it is, ``count`` times, on every authorised socket."""
+
+        async def send(socket: web.WebSocketResponse) -> None:
+            for _ in range(count):
+                await socket.send_str(text)
+
+        for socket in self._authorised:
+            task = asyncio.get_running_loop().create_task(send(socket))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+    async def _while(self, flag: str) -> None:
+        """Wait while attribute ``flag`` is set (or until the device stops)."""
+        while getattr(self, flag) and not self._stopping.is_set():  # noqa: ASYNC110 - plain flags
+            await asyncio.sleep(0.05)
+
     def drop_sockets(self) -> None:
         """Cut every open WebSocket, as a reboot or a Wi-Fi drop does (no closing handshake)."""
         for transport in self._sockets:
@@ -259,8 +284,8 @@ class FakeHomeWizardV2:
         if (task := asyncio.current_task()) is not None:
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
-        if self.hang_upgrade:
-            await self._stopping.wait()
+        await self._while("hang_upgrade")
+        await self._while("silent")
         if self._stopping.is_set() or self._rebooting():
             # A reconnect while the device shuts down or reboots.
             return _error(503, "request:unavailable")
@@ -269,6 +294,7 @@ class FakeHomeWizardV2:
             self._sockets.add(transport)
         try:
             await socket.prepare(request)
+            await self._while("hang_authorization")
             await socket.send_json(
                 {"type": "authorization_requested", "data": {"api_version": "2.0.0"}}
             )
@@ -282,6 +308,7 @@ class FakeHomeWizardV2:
                 await socket.send_json({"type": "error", "data": {"message": "user:unauthorized"}})
                 return socket
             await socket.send_json({"type": "authorized"})
+            self._authorised.add(socket)
             topics: set[str] = set()
             pusher = asyncio.create_task(self._push_loop(socket, topics))
             try:
@@ -289,6 +316,7 @@ class FakeHomeWizardV2:
                     if message.type is WSMsgType.TEXT:
                         await self._command(socket, message.json(), topics)
             finally:
+                self._authorised.discard(socket)
                 pusher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pusher
@@ -311,6 +339,8 @@ class FakeHomeWizardV2:
         }
 
     async def _send(self, socket: web.WebSocketResponse, topic: str) -> None:
+        if self.mute or self.silent:
+            return
         body = self._topics().get(topic)
         if body is None:
             await socket.send_json({"type": "error", "data": {"message": "request:not-found"}})
@@ -365,12 +395,14 @@ class FakeHomeWizardV2:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self.request_count[path] = self.request_count.get(path, 0) + 1
+        await self._while("silent")
         if self.fail_with is not None:
             status, body = self.fail_with
             return web.Response(status=status, body=body, content_type="application/json")
         if self._rebooting():
             return _error(503, "request:unavailable")
-        if request.headers.get("X-Api-Version") != "2":
+        # No header: the latest version (v2 here), as the vendor's versioning page says.
+        if request.headers.get("X-Api-Version", "2") != "2":
             return _error(400, "request:api-version-not-supported")
         if path == "/api/user" and request.method == "POST":
             return await self._create_user(request)

@@ -27,6 +27,7 @@ from syrupy.assertion import SnapshotAssertion
 # Import the integration before Home Assistant's loader looks for custom_components elsewhere.
 from custom_components.meter_hub.const import (
     CONF_ACCOUNT_ID,
+    CONF_API_VERSION,
     CONF_NET_METERING,
     CONF_PRODUCT_TYPE,
     CONF_REFRESH_TOKEN,
@@ -41,6 +42,7 @@ from custom_components.meter_hub.const import (
     VENDOR_IAMMETER,
 )
 from simulator.homewizard import FakeHomeWizard
+from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.iammeter import DEFAULT_START, VENDOR_EXAMPLE_LOGIN, FakeIamMeterCloud
 from simulator.iammeter_local import FakeIamMeter
 
@@ -139,8 +141,11 @@ async def homewizard(socket_enabled: None, device_profile: str) -> AsyncIterator
     await fake.stop()
 
 
-def local_entry(fake: FakeHomeWizard, **options: Any) -> MockConfigEntry:
-    """A config entry of the fake HomeWizard device."""
+def local_entry(
+    fake: FakeHomeWizard | FakeHomeWizardV2, *, v2_token: str | None = None, **options: Any
+) -> MockConfigEntry:
+    """A config entry of the fake HomeWizard device (API v2 with ``v2_token``)."""
+    v2 = {} if v2_token is None else {CONF_API_VERSION: 2, CONF_TOKEN: v2_token}
     return MockConfigEntry(
         domain=DOMAIN,
         title=fake.device.get("product_name", "HomeWizard"),
@@ -150,6 +155,7 @@ def local_entry(fake: FakeHomeWizard, **options: Any) -> MockConfigEntry:
             CONF_HOST: fake.host,
             CONF_SERIAL: fake.device["serial"],
             CONF_PRODUCT_TYPE: fake.device["product_type"],
+            **v2,
         },
         options=options,
     )

@@ -38,6 +38,7 @@ from .fault_matrix import (
     run_case,
     run_counter_case,
 )
+from .fault_push import PUSH_CASES, PUSH_REQUIRED, PushFaultCase, push_run, run_push_case
 from .fault_records import (
     MAX_LOOP_STALL,
     CaseRecord,
@@ -234,3 +235,45 @@ async def test_iammeter_local_fault(
         hass, freezer, entry, logs, meter.host, iammeter=meter, iammeter_state=iammeter_state(meter)
     )
     await _finish(case, run, fault_record)
+
+
+def test_the_push_matrix_covers_every_connection_fault() -> None:
+    covered = {kind for case in PUSH_CASES for kind in case.covers}
+    assert set(PUSH_REQUIRED) - covered == set()
+    assert len({case.id for case in PUSH_CASES}) == len(PUSH_CASES)
+
+
+@pytest.mark.parametrize("case", PUSH_CASES, ids=lambda case: case.id)
+async def test_push_fault(
+    hass: HomeAssistant,
+    socket_enabled: None,
+    caplog: pytest.LogCaptureFixture,
+    fault_record: CaseRecord,
+    case: PushFaultCase,
+) -> None:
+    fault_record.case = case.id
+    logs = LogWatch(caplog)
+    async with push_run(hass, logs) as run:
+        with LoopStallWatch() as stall:
+            outcome = await run_push_case(case, run)
+        run.counters.stop()
+        tracebacks = run.logs.tracebacks()
+        fault_record.loop_stall_s = stall.longest
+        fault_record.tracebacks = len(tracebacks)
+        fault_record.counter_regressions = len(run.counters.regressions)
+        fault_record.accepted_resets = len(run.counters.resets)
+        fault_record.recovered = outcome.recovered
+        fault_record.bad_lines = outcome.bad_lines
+        fault_record.recovery_lines = outcome.recovery_lines
+        fault_record.checks = outcome.checks
+        fault_record.notes = outcome.problems
+        # the device's counters stand still: whatever the statistics book is phantom
+        fault_record.phantom_kwh = sum(booked(states) for states in run.counters.published.values())
+        fault_record.completed = True
+
+    assert describe(tracebacks) == []
+    assert run.counters.regressions == []
+    assert run.counters.resets == []
+    assert fault_record.phantom_kwh == 0
+    assert outcome.problems == []
+    assert stall.longest < MAX_LOOP_STALL, stall.longest_callback

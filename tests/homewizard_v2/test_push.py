@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+import contextlib
+from datetime import timedelta
 import json
+from pathlib import Path
 import ssl
 import statistics
+import sys
 import time
+import tracemalloc
+from typing import Any
+from unittest.mock import patch
 
 import aiohttp
 from homeassistant.config_entries import SOURCE_REAUTH
-from homeassistant.const import CONF_HOST, STATE_UNAVAILABLE
-from homeassistant.core import Event, HomeAssistant
+from homeassistant.const import STATE_UNAVAILABLE
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.update_coordinator import UpdateFailed
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
@@ -23,26 +31,28 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.meter_hub.api.homewizard import CannotConnect
 from custom_components.meter_hub.api.homewizard_push import PushStream
-from custom_components.meter_hub.api.homewizard_v2 import HomeWizardV2Client, Unauthorized
+from custom_components.meter_hub.api.homewizard_v2 import (
+    HomeWizardV2Client,
+    Unauthorized,
+    create_ssl_context,
+)
 from custom_components.meter_hub.api.model import Reading
 from custom_components.meter_hub.const import (
-    CONF_API_VERSION,
-    CONF_PRODUCT_TYPE,
     CONF_PUSH,
     CONF_PUSH_INTERVAL_MS,
-    CONF_SERIAL,
-    CONF_SOURCE,
-    CONF_TOKEN,
     DOMAIN,
-    SOURCE_LOCAL,
+    PUSH_STALE_AFTER,
 )
+from custom_components.meter_hub.coordinator import MeterHubData
 from custom_components.meter_hub.local_coordinator import LocalCoordinator
 from custom_components.meter_hub.push_link import BACKOFF_MAX, backoff_delay
 from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
+from tests.conftest import local_entry
 
 USER = "local/home-assistant"
 TOKEN = "0123456789ABCDEF0123456789ABCDEF"
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.usefixtures("integration_trusts_the_simulator")
 
@@ -61,20 +71,7 @@ async def device(
 async def setup_entry(
     hass: HomeAssistant, fake: FakeHomeWizardV2, **options: object
 ) -> MockConfigEntry:
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title=fake.device["product_name"],
-        unique_id=fake.serial,
-        data={
-            CONF_SOURCE: SOURCE_LOCAL,
-            CONF_HOST: fake.host,
-            CONF_SERIAL: fake.serial,
-            CONF_PRODUCT_TYPE: fake.device["product_type"],
-            CONF_API_VERSION: 2,
-            CONF_TOKEN: TOKEN,
-        },
-        options=options,
-    )
+    entry = local_entry(fake, v2_token=TOKEN, **options)
     entry.add_to_hass(hass)
     await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
@@ -362,3 +359,181 @@ async def test_options_choose_push_and_its_interval(
     await hass.async_block_till_done()
     coordinator = link_of(entry)
     await until(hass, lambda: coordinator.push is not None and coordinator.push.pushing)
+
+
+# --- the keep-last-reading path, writes, and a slow Home Assistant -------------------------------
+
+
+async def test_entities_keep_the_last_pushed_reading_up_to_the_stale_limit(
+    hass: HomeAssistant, device: FakeHomeWizardV2
+) -> None:
+    """While push reconnects, failed polls keep the last reading, then entities go unavailable."""
+    assert timedelta(seconds=30) == PUSH_STALE_AFTER
+    with patch(
+        "custom_components.meter_hub.local_coordinator.PUSH_STALE_AFTER", timedelta(seconds=3)
+    ):
+        entry = await setup_entry(hass, device, scan_interval=1)
+    coordinator = link_of(entry)
+    push = coordinator.push
+    assert push is not None
+    await until(hass, lambda: push.pushing)
+    entity = power_id(hass, device)
+    device.measurement["power_w"] = 321
+    device.push()
+    await until(hass, lambda: hass.states.get(entity).state == "321")
+    failed: list[BaseException] = []
+    poll = coordinator._async_poll
+
+    async def counted() -> MeterHubData:
+        try:
+            return await poll()
+        except UpdateFailed as err:
+            failed.append(err)
+            raise
+
+    with patch.object(coordinator, "_async_poll", counted):
+        dropped = time.monotonic()
+        await device.stop()
+        await until(hass, lambda: len(failed) >= 1)
+        # the device is gone, a poll failed: the last pushed value stands
+        assert time.monotonic() - dropped < 3
+        assert hass.states.get(entity).state == "321"
+        assert coordinator.last_update_success
+        await until(hass, lambda: hass.states.get(entity).state == STATE_UNAVAILABLE, within=8)
+        # not before the stale limit
+        assert time.monotonic() - dropped >= 3
+    assert not push.pushing
+
+
+async def test_unchanged_pushed_values_write_no_state(
+    hass: HomeAssistant, device: FakeHomeWizardV2
+) -> None:
+    entry = await setup_entry(hass, device)
+    coordinator = link_of(entry)
+    await until(hass, lambda: coordinator.push is not None and coordinator.push.pushing)
+    entity = power_id(hass, device)
+    device.measurement["power_w"] = 555
+    device.push()
+    await until(hass, lambda: hass.states.get(entity).state == "555")
+    updates: list[object] = []
+    coordinator.async_add_listener(lambda: updates.append(None))
+    written: list[str] = []
+
+    @callback
+    def of_power(data: Mapping[str, Any]) -> bool:
+        return bool(data["entity_id"] == entity)
+
+    for kind in ("state_changed", "state_reported"):
+        hass.bus.async_listen(
+            kind, lambda event: written.append(event.event_type), event_filter=of_power
+        )
+    for _ in range(5):
+        device.push()
+        await asyncio.sleep(0.03)
+    await until(hass, lambda: len(updates) >= 5)
+    # five messages reached the entities; none of them changed the power, none wrote it
+    assert written == []
+    device.measurement["power_w"] = 556
+    device.push()
+    await until(hass, lambda: hass.states.get(entity).state == "556")
+    assert written == ["state_changed"]
+
+
+# A device that sends as fast as its socket lets it, in a process of its own: the memory this
+# process holds is then only the client's.
+_FLOODING_DEVICE = """
+import asyncio, sys
+from simulator.homewizard_v2 import FakeHomeWizardV2
+from simulator.tls import SimulatorAuthority
+
+async def main():
+    authority = SimulatorAuthority()
+    fake = FakeHomeWizardV2(authority, "HWE-P1", push_interval=0)
+    fake.users["local/home-assistant"] = sys.argv[1]
+    await fake.start()
+    print(fake.host, fake.server_hostname, authority.ca_file, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    print(fake.pushed, flush=True)
+    await fake.stop()
+    authority.cleanup()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_slow_home_assistant_never_queues_messages(socket_enabled: None) -> None:
+    """A consumer that takes 5 ms per message under a device that sends without pause: the
+    socket is read as fast as the consumer goes, so the memory held stays flat while the
+    device gets far ahead (its messages wait in the socket's buffers, not in this process)."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _FLOODING_DEVICE,
+        TOKEN,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    try:
+        host, name, ca_file = (await asyncio.wait_for(child.stdout.readline(), 30)).split()
+        handled = 0
+        traced: list[int] = []
+
+        def slow(_reading: Reading) -> None:
+            nonlocal handled
+            handled += 1
+            if handled in (200, 600):
+                traced.append(tracemalloc.get_traced_memory()[0])
+            time.sleep(0.005)  # a busy Home Assistant
+
+        async with aiohttp.ClientSession() as session:
+            client = HomeWizardV2Client(
+                session,
+                host.decode(),
+                device_name=name.decode(),
+                ssl_context=create_ssl_context(Path(ca_file.decode())),
+                token=TOKEN,
+            )
+            stream = PushStream(client, await client.device())
+            tracemalloc.start()
+            task = asyncio.create_task(stream.run(slow))
+            try:
+                # the loop goes on meanwhile: the stream waits its turn after each message
+                longest_gap = await longest_loop_gap(lambda: handled >= 600, within=30)
+            finally:
+                tracemalloc.stop()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, CannotConnect):
+                    await task
+        child.stdin.write(b"done\n")
+        await child.stdin.drain()
+        pushed = int(await asyncio.wait_for(child.stdout.readline(), 30))
+    finally:
+        if child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+        await child.wait()
+    growth = traced[1] - traced[0]
+    print(  # noqa: T201
+        f"handled {handled}, sent {pushed}, growth {growth / 1024:.0f} KiB,"
+        f" longest loop gap {longest_gap * 1000:.0f} ms"
+    )
+    # the device got thousands of messages ahead, this process held none of them
+    assert pushed > handled + 1000
+    assert growth < 512 * 1024
+    # (the stream holding the loop until the socket's buffer is empty: seconds)
+    assert longest_gap < 0.5
+
+
+async def longest_loop_gap(condition: Callable[[], bool], within: float) -> float:
+    """Tick every 10 ms until ``condition`` holds; the longest time between two ticks."""
+    longest = 0.0
+    async with asyncio.timeout(within):
+        last = time.monotonic()
+        while not condition():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            longest, last = max(longest, now - last), now
+    return longest

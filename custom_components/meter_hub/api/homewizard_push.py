@@ -9,12 +9,14 @@ a poll would have produced. Pure asyncio and aiohttp, no Home Assistant imports.
 Bounds: a message is at most ``MAX_BODY`` bytes (aiohttp closes the socket otherwise); the device
 must ask for the token, and answer it, within ``handshake_timeout``; a socket silent for
 ``silence_limit`` seconds is taken as dead (a Wi-Fi drop closes nothing). Messages are handled one
-at a time as they are read, so a slow consumer slows the reading of the socket (aiohttp's reader
-pauses the transport) instead of queueing messages.
+at a time as they are read, each after the event loop's other work, so a slow consumer slows the
+reading of the socket (aiohttp's reader pauses the transport) instead of queueing messages, and a
+burst never holds the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -65,8 +67,13 @@ class PushStream:
         self._device = device
         self._handshake_timeout = handshake_timeout
         self._silence_limit = silence_limit
-        self.topics: Final = ("measurement", "system") + (
-            ("batteries",) if device.product_type in BATTERY_CONTROLLERS else ()
+        # The device answers each subscription with the topic's data, in order: system and
+        # batteries first, so that the first reading of a connection already has them (else the
+        # entities of their values would go unavailable for a moment at every reconnect).
+        self.topics: Final = (
+            "system",
+            *(("batteries",) if device.product_type in BATTERY_CONTROLLERS else ()),
+            "measurement",
         )
         # The last message of each topic, parsed: a reading needs a measurement; system and
         # batteries come once at the subscription and then only when they change.
@@ -88,6 +95,9 @@ class PushStream:
                 kind, data = await self._receive(socket, self._silence_limit)
                 if (reading := self._take(kind, data)) is not None:
                     on_reading(reading)
+                # Messages already read return without a pause: the loop's other work goes
+                # first, so that a burst of them cannot hold the loop.
+                await asyncio.sleep(0)
 
     async def _authorise(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         kind, _ = await self._receive(socket, self._handshake_timeout)
