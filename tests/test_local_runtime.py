@@ -26,6 +26,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.meter_hub import async_remove_config_entry_device
+from custom_components.meter_hub.api.controls import DeviceControls
 from custom_components.meter_hub.const import DOMAIN
 from custom_components.meter_hub.local_coordinator import LocalCoordinator
 from simulator.homewizard import FakeHomeWizard
@@ -81,6 +82,10 @@ def _history(hass: HomeAssistant, entity_id: str) -> list[str]:
     return states
 
 
+async def _write_nothing(client: DeviceControls) -> None:
+    """A control write that changes nothing (a P1 meter has no controls)."""
+
+
 # --- polling ------------------------------------------------------------------------------------
 
 
@@ -123,7 +128,11 @@ async def test_poll_interval_option(
 
 
 async def test_polls_never_overlap(hass: HomeAssistant, homewizard: FakeHomeWizard) -> None:
-    """A slow device: a refresh asked for meanwhile (update_entity, a second refresh) waits."""
+    """A slow device: a refresh asked for meanwhile (a control's read-back, update_entity) waits.
+
+    A control's read-back refreshes past Home Assistant's debouncer, so only the coordinator's
+    own poll lock keeps it from polling next to the slow poll (and publishing out of order).
+    """
     assert await async_setup_component(hass, "homeassistant", {})
     entry = await async_setup_local(hass, homewizard)
     coordinator = entry.runtime_data
@@ -132,7 +141,7 @@ async def test_polls_never_overlap(hass: HomeAssistant, homewizard: FakeHomeWiza
 
     first = hass.async_create_task(coordinator.async_refresh())
     await _run_loop(until=lambda: homewizard.in_flight > 0)
-    second = hass.async_create_task(coordinator.async_refresh())
+    second = hass.async_create_task(coordinator.async_control(_write_nothing))
     third = hass.async_create_task(
         hass.services.async_call(
             "homeassistant", "update_entity", {"entity_id": POWER}, blocking=True
