@@ -88,8 +88,6 @@ class IamMeterLocalFlow(LocalFlow):
             raise FlowError("iammeter_rate_limited") from err
         except NoSerial as err:
             raise FlowError("iammeter_no_serial") from err
-        except NotIamMeter:
-            raise
         except CannotConnect as err:
             raise FlowError("cannot_connect") from err
 
@@ -200,7 +198,7 @@ class IamMeterLocalFlow(LocalFlow):
                 user_input[CONF_USERNAME], user_input[CONF_PASSWORD]
             )
             try:
-                return await self._async_create_iammeter_entry(await self._async_read_entry_meter())
+                return await self._async_create_iammeter_entry(await self._async_read_meter())
             except FlowError as err:
                 errors["base"] = err.key
         return self.async_show_form(
@@ -212,18 +210,20 @@ class IamMeterLocalFlow(LocalFlow):
             errors=errors,
         )
 
-    async def _async_read_entry_meter(self, entry: ConfigEntry | None = None) -> LocalMeter:
-        """The meter the flow's client reads; with ``entry``, it must be the entry's own.
-
-        Something else than an IAMMETER meter at the address cannot be reached as one.
-        """
+    async def _async_read_meter(self) -> LocalMeter:
+        """The meter the flow's client reads where one is expected (else: cannot connect)."""
         try:
-            meter = await self._async_read_iammeter()
+            return await self._async_read_iammeter()
         except NotIamMeter as err:
             raise FlowError("cannot_connect") from err
-        if entry is not None:
-            abort_if_other_device(entry, meter.serial)
-        return meter
+
+    async def _async_update_iammeter_entry(
+        self, entry: ConfigEntry, updates: dict[str, Any], reason: str
+    ) -> ConfigFlowResult:
+        """Update ``entry`` once its own meter answers the flow's client."""
+        meter = await self._async_read_meter()
+        abort_if_other_device(entry, meter.serial)
+        return self.async_update_reload_and_abort(entry, data_updates=updates, reason=reason)
 
     async def async_step_reauth_iammeter(
         self, user_input: dict[str, Any] | None = None
@@ -236,13 +236,11 @@ class IamMeterLocalFlow(LocalFlow):
                 self.hass, entry.data[CONF_HOST], user_input
             )
             try:
-                await self._async_read_entry_meter(entry)
+                return await self._async_update_iammeter_entry(
+                    entry, user_input, "reauth_successful"
+                )
             except FlowError as err:
                 errors["base"] = err.key
-            else:
-                return self.async_update_reload_and_abort(
-                    entry, data_updates=user_input, reason="reauth_successful"
-                )
         return self.async_show_form(
             step_id="reauth_iammeter",
             data_schema=self.add_suggested_values_to_schema(
@@ -260,16 +258,11 @@ class IamMeterLocalFlow(LocalFlow):
         errors: dict[str, str] = {}
         if user_input is not None:
             try:
-                self._iammeter_client = iammeter_local_client(
-                    self.hass, valid_host(user_input[CONF_HOST]), dict(entry.data)
+                host = valid_host(user_input[CONF_HOST])
+                self._iammeter_client = iammeter_local_client(self.hass, host, dict(entry.data))
+                return await self._async_update_iammeter_entry(
+                    entry, {CONF_HOST: self._iammeter_client.host}, "reconfigure_successful"
                 )
-                await self._async_read_entry_meter(entry)
             except FlowError as err:
                 errors["base"] = err.key
-            else:
-                return self.async_update_reload_and_abort(
-                    entry,
-                    data_updates={CONF_HOST: self._iammeter_client.host},
-                    reason="reconfigure_successful",
-                )
         return self._async_show_address_form("reconfigure_iammeter", entry, user_input, errors)
