@@ -29,6 +29,7 @@ from custom_components.meter_hub.const import (
     SOURCE_LOCAL,
     VENDOR_IAMMETER,
 )
+from simulator.homewizard import FakeHomeWizard
 from simulator.iammeter import FakeIamMeterCloud
 from simulator.iammeter_local import FAILURES_BEFORE_429, FakeIamMeter
 
@@ -328,3 +329,26 @@ async def test_ssdp_of_a_meter_not_readable_changes_nothing(
         DOMAIN, context={"source": SOURCE_SSDP}, data=_ssdp(fake.host)
     )
     assert result["reason"] == "cannot_connect"
+
+
+async def test_reauth_where_something_else_answers(
+    hass: HomeAssistant, start_meter: StartMeter, freezer: FrozenDateTimeFactory
+) -> None:
+    """The meter's address now serves another device: the form says it cannot connect."""
+    fake = await start_meter("WEM3080")
+    await _add(hass, fake)
+    fake.password = "n3w"
+    await async_poll(hass, freezer, 1)
+    (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    port = int(fake.host.rsplit(":", 1)[1])
+    await fake.stop()
+    other = FakeHomeWizard()
+    await other.start(port)
+    try:
+        result = await hass.config_entries.flow.async_configure(
+            flow["flow_id"], {CONF_USERNAME: "admin", CONF_PASSWORD: "n3w"}
+        )
+    finally:
+        await other.stop()
+    assert result["step_id"] == "reauth_iammeter"
+    assert result["errors"] == {"base": "cannot_connect"}
