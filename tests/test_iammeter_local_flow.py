@@ -5,6 +5,8 @@ Every flow and poll talks HTTP to a fake meter on 127.0.0.1; nothing of the inte
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
@@ -12,12 +14,14 @@ from homeassistant.config_entries import (
     SOURCE_USER,
     ConfigEntryState,
 )
-from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResult, FlowResultType
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.service_info.ssdp import SsdpServiceInfo
 import pytest
+from pytest_homeassistant_custom_component.common import snapshot_platform
+from syrupy.assertion import SnapshotAssertion
 
 from custom_components.meter_hub.const import (
     CONF_NET_METERING,
@@ -352,3 +356,19 @@ async def test_reauth_where_something_else_answers(
         await other.stop()
     assert result["step_id"] == "reauth_iammeter"
     assert result["errors"] == {"base": "cannot_connect"}
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
+@pytest.mark.parametrize("shape", ["WEM3080", "WEM3080-5", "WEM3080T", "WEM3080T-NEM"])
+async def test_entities(
+    hass: HomeAssistant,
+    entity_registry: er.EntityRegistry,
+    start_meter: StartMeter,
+    shape: str,
+    snapshot: SnapshotAssertion,
+) -> None:
+    """Every sensor of each shape: registry entry and state."""
+    fake = await start_meter(shape)
+    with patch("custom_components.meter_hub.PLATFORMS", [Platform.SENSOR]):
+        result = await _add(hass, fake)
+    await snapshot_platform(hass, entity_registry, snapshot, result["result"].entry_id)
