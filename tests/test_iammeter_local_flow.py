@@ -9,6 +9,7 @@ from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import (
+    SOURCE_IGNORE,
     SOURCE_RECONFIGURE,
     SOURCE_SSDP,
     SOURCE_USER,
@@ -20,7 +21,7 @@ from homeassistant.data_entry_flow import FlowResult, FlowResultType
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.service_info.ssdp import SsdpServiceInfo
 import pytest
-from pytest_homeassistant_custom_component.common import snapshot_platform
+from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.meter_hub.const import (
@@ -372,3 +373,28 @@ async def test_entities(
     with patch("custom_components.meter_hub.PLATFORMS", [Platform.SENSOR]):
         result = await _add(hass, fake)
     await snapshot_platform(hass, entity_registry, snapshot, result["result"].entry_id)
+
+
+async def test_a_second_meter_is_added_next_to_the_first(
+    hass: HomeAssistant, start_meter: StartMeter
+) -> None:
+    """Added by address, then announced: each meter gets its own entry."""
+    await _add(hass, await start_meter("WEM3080"))
+    second = await start_meter("WEM3080T", serial="0000SECOND")
+    await _add(hass, second)
+    third = await start_meter("WEM3080T-NEM", serial="0000THIRD0")
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_SSDP}, data=_ssdp(third.host)
+    )
+    assert result["step_id"] == "iammeter_discovery_confirm"
+    assert len(hass.config_entries.async_entries(DOMAIN)) == 2
+
+
+async def test_an_ignored_meter_entered_by_address_stays_ignored(
+    hass: HomeAssistant, start_meter: StartMeter
+) -> None:
+    fake = await start_meter("WEM3080")
+    MockConfigEntry(domain=DOMAIN, unique_id=fake.serial, source=SOURCE_IGNORE).add_to_hass(hass)
+    result = await _submit_host(hass, fake.host)
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"

@@ -29,6 +29,7 @@ from custom_components.meter_hub import async_remove_config_entry_device
 from custom_components.meter_hub.api.controls import DeviceControls
 from custom_components.meter_hub.const import DOMAIN
 from custom_components.meter_hub.local_coordinator import LocalCoordinator
+from custom_components.meter_hub.sensor import GUARD_KEY
 from simulator.homewizard import FakeHomeWizard
 
 from .conftest import MakeFake, async_poll, async_setup_local, meter_device
@@ -569,3 +570,24 @@ async def test_user_may_remove_only_gone_devices(
     del homewizard.data["external"][1]
     await async_poll(hass, freezer)
     assert await async_remove_config_entry_device(hass, entry, water)
+
+
+async def test_malformed_stored_reference_is_ignored(
+    hass: HomeAssistant, homewizard: FakeHomeWizard
+) -> None:
+    """A guard reference that is not numbers (a damaged store) restores nothing."""
+    mock_restore_cache_with_extra_data(
+        hass,
+        [
+            (
+                State(IMPORT, "15300.0"),
+                {
+                    "native_value": 15300.0,
+                    "native_unit_of_measurement": "kWh",
+                    GUARD_KEY: {"value": "15300.0", "at": None, "confirmed_at": None},
+                },
+            )
+        ],
+    )
+    await async_setup_local(hass, homewizard)
+    assert _state(hass, IMPORT) == "15234.567"

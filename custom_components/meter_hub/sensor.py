@@ -6,6 +6,7 @@ also when it first appears after setup.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -608,9 +609,9 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
             bound = rise_bound(description.device_class, description.native_unit_of_measurement)
             self._guard = CounterGuard(unique_id, bound, coordinator.counter_reset_rule)
 
+    @abstractmethod
     def _raw_value(self) -> Value | None:
         """The value of this sensor in the coordinator's latest data (None: not reported)."""
-        raise NotImplementedError
 
     def _current(self) -> tuple[NativeValue, bool]:
         """The state to show now and whether the entity is available."""
