@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 from homeassistant.config_entries import (
@@ -144,9 +145,9 @@ class LocalFlow(ConfigFlow):
         """The device at the host the user entered answers API v1: add it (v2: see pairing)."""
         return self._async_create_local_entry(host, device)
 
+    @abstractmethod
     async def _async_not_homewizard(self, host: str, error: FlowError) -> ConfigFlowResult:
-        """No HomeWizard device answers at ``host``: another vendor's step, or ``error``."""
-        raise error
+        """No HomeWizard device answers at ``host``: another vendor's step, or raise ``error``."""
 
     async def async_step_local(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Add a HomeWizard device by its IP address or host name."""
