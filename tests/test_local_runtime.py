@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 import logging
 from typing import Any
+from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
@@ -29,7 +30,7 @@ from custom_components.meter_hub import async_remove_config_entry_device
 from custom_components.meter_hub.api.controls import DeviceControls
 from custom_components.meter_hub.const import DOMAIN
 from custom_components.meter_hub.local_coordinator import LocalCoordinator
-from custom_components.meter_hub.sensor import GUARD_KEY
+from custom_components.meter_hub.sensor import GUARD_KEY, MeterReadingSensor
 from simulator.homewizard import FakeHomeWizard
 
 from .conftest import MakeFake, async_poll, async_setup_local, meter_device
@@ -591,3 +592,18 @@ async def test_malformed_stored_reference_is_ignored(
     )
     await async_setup_local(hass, homewizard)
     assert _state(hass, IMPORT) == "15234.567"
+
+
+async def test_no_sensor_is_created_again_at_each_poll(
+    hass: HomeAssistant, homewizard: FakeHomeWizard, freezer: FrozenDateTimeFactory
+) -> None:
+    """Also those disabled by default (the smart meter identifier): Home Assistant never adds
+    them, and each poll would create them again (a cost on every poll, nothing visible)."""
+    await async_setup_local(hass, homewizard)
+    original = MeterReadingSensor.__init__
+    with patch.object(
+        MeterReadingSensor, "__init__", autospec=True, side_effect=original
+    ) as created:
+        for _ in range(3):
+            await async_poll(hass, freezer)
+    assert created.call_count == 0

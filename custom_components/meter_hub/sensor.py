@@ -478,30 +478,18 @@ async def async_setup_entry(
     created: Created = {}
     bounds = ExternalMeterBounds()
 
-    def track(sensor: MeterHubSensor, external_key: str | None = None) -> MeterHubSensor:
-        """Record ``sensor`` in ``created`` until it is removed (then it may come back)."""
-        unique_id = sensor.unique_id or ""
-        created[unique_id] = (sensor.serial, external_key)
-
-        @callback
-        def forget() -> None:
-            created.pop(unique_id, None)
-
-        sensor.async_on_remove(forget)
-        return sensor
-
     @callback
     def add_new_sensors() -> None:
         new: list[MeterHubSensor] = []
         for serial, meter in coordinator.data.items():
             new.extend(
-                track(MeterReadingSensor(coordinator, serial, SENSORS[key]))
+                MeterReadingSensor(coordinator, serial, SENSORS[key], created)
                 for key in (*meter.reading.values, *meter.reading.expected)
                 if key in SENSORS and f"{serial}_{key}" not in created
             )
             externals = meter.reading.externals
             new.extend(
-                track(ExternalReadingSensor(coordinator, serial, ext_key, description), ext_key)
+                ExternalReadingSensor(coordinator, serial, ext_key, description, created)
                 for ext_key in bounds.admitted(serial, externals.values(), created)
                 for description in (external_description(externals[ext_key]), EXTERNAL_MEASURED_AT)
                 if external_unique_id(serial, externals[ext_key], description) not in created
@@ -595,11 +583,19 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
         serial: str,
         description: MeterHubSensorEntityDescription,
         unique_id: str,
+        created: tuple[Created, str | None],
     ) -> None:
-        """Initialise the sensor of ``description`` on meter ``serial``."""
+        """Initialise the sensor of ``description`` on meter ``serial``.
+
+        ``created`` is the platform's record of the sensors it made and this one's external
+        meter key: the sensor is in it from now on (also one Home Assistant does not add, being
+        disabled, so that it is not made again at every poll) until it is removed.
+        """
         super().__init__(coordinator, serial)
         self.entity_description = description
         self._attr_unique_id = unique_id
+        self._created = created[0]
+        self._created[unique_id] = (serial, created[1])
         self._published: tuple[NativeValue, bool] = (None, False)
         self._inputs: tuple[Value | None, bool] | None = None
         self._guard: CounterGuard | None = None
@@ -686,6 +682,11 @@ class MeterHubSensor(MeterHubEntity, RestoreSensor):
             self._guard.confirmed_at,
         )
 
+    async def async_will_remove_from_hass(self) -> None:
+        """Forget the unique id so the sensor is created again if its data comes back."""
+        await super().async_will_remove_from_hass()
+        self._created.pop(self._attr_unique_id or "", None)
+
     @property
     def native_value(self) -> NativeValue:
         """The published value."""
@@ -719,10 +720,12 @@ class MeterReadingSensor(MeterHubSensor):
         coordinator: MeterHubCoordinator,
         serial: str,
         description: MeterHubSensorEntityDescription,
+        created: Created,
     ) -> None:
         """Initialise the sensor of ``description.key`` on meter ``serial``."""
         self._key = description.key
-        super().__init__(coordinator, serial, description, f"{serial}_{description.key}")
+        unique_id = f"{serial}_{description.key}"
+        super().__init__(coordinator, serial, description, unique_id, (created, None))
         self._attr_device_info = meter_device_info(coordinator.data[serial].info)
 
     def _raw_value(self) -> Value | None:
@@ -739,12 +742,13 @@ class ExternalReadingSensor(MeterHubSensor):
         serial: str,
         external_key: str,
         description: MeterHubSensorEntityDescription,
+        created: Created,
     ) -> None:
         """Initialise the sensor of external meter ``external_key`` read through ``serial``."""
         self._external_key = external_key
         external = coordinator.data[serial].reading.externals[external_key]
         unique_id = external_unique_id(serial, external, description)
-        super().__init__(coordinator, serial, description, unique_id)
+        super().__init__(coordinator, serial, description, unique_id, (created, external_key))
         self._attr_device_info = external_device_info(coordinator, serial, external)
 
     def _raw_value(self) -> Value | None:
