@@ -10,25 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 import json
 from pathlib import Path
-from typing import Any
+from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.components.sensor import SensorDeviceClass, SensorStateClass
-from homeassistant.const import (
-    ATTR_DEVICE_CLASS,
-    ATTR_UNIT_OF_MEASUREMENT,
-    PERCENTAGE,
-    STATE_OFF,
-    STATE_ON,
-    STATE_UNAVAILABLE,
-    UnitOfElectricCurrent,
-    UnitOfElectricPotential,
-    UnitOfEnergy,
-    UnitOfFrequency,
-    UnitOfPower,
-)
+from homeassistant.const import ATTR_DEVICE_CLASS, STATE_OFF, STATE_ON, STATE_UNAVAILABLE, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+from pytest_homeassistant_custom_component.common import snapshot_platform
+from syrupy.assertion import SnapshotAssertion
 
 from custom_components.meter_hub.api.iammeter import parse_meters_data
 from custom_components.meter_hub.cloud_coordinator import POLL_MARGIN, CloudCoordinator
@@ -47,26 +36,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "iammeter"
 VENDOR_METERSDATA = (FIXTURES / "metersdata.json").read_bytes()
 POLL = (CLOUD_SCAN_INTERVAL + POLL_MARGIN).total_seconds()
 
-ENERGY = (SensorDeviceClass.ENERGY, SensorStateClass.TOTAL_INCREASING, UnitOfEnergy.KILO_WATT_HOUR)
-POWER = (SensorDeviceClass.POWER, SensorStateClass.MEASUREMENT, UnitOfPower.WATT)
-VOLTAGE = (SensorDeviceClass.VOLTAGE, SensorStateClass.MEASUREMENT, UnitOfElectricPotential.VOLT)
-CURRENT = (SensorDeviceClass.CURRENT, SensorStateClass.MEASUREMENT, UnitOfElectricCurrent.AMPERE)
-FREQUENCY = (SensorDeviceClass.FREQUENCY, SensorStateClass.MEASUREMENT, UnitOfFrequency.HERTZ)
-POWER_FACTOR = (SensorDeviceClass.POWER_FACTOR, SensorStateClass.MEASUREMENT, PERCENTAGE)
-TIMESTAMP = (SensorDeviceClass.TIMESTAMP, None, None)
-
-# What each name suffix is: device class, state class, unit.
-KINDS = {
-    "voltage": VOLTAGE,
-    "current": CURRENT,
-    "power": POWER,
-    "grid_power": POWER,
-    "energy_import": ENERGY,
-    "energy_export": ENERGY,
-    "frequency": FREQUENCY,
-    "power_factor": POWER_FACTOR,
-    "last_upload": TIMESTAMP,
-}
 SINGLE = "Single-phase meter (WEM3080)"
 THREE = "Three-phase meter"
 
@@ -81,26 +50,16 @@ def state_of(hass: HomeAssistant, entity_id: str) -> str:
     return state.state
 
 
-def kind_of(name: str) -> tuple[Any, ...]:
-    return KINDS[name.removesuffix("_phase_1").removesuffix("_phase_2").removesuffix("_phase_3")]
-
-
 def assert_sensors(hass: HomeAssistant, sn: str, expected: dict[str, str]) -> None:
-    """Every sensor of meter ``sn`` has exactly the states, classes and units of ``expected``."""
+    """Every sensor of meter ``sn`` has exactly the states of ``expected`` (device classes and
+    units are in the snapshot of ``test_entities``)."""
     prefix = f"sensor.iammeter_{sn.lower()}_"
     found = {
-        state.entity_id.removeprefix(prefix): state
+        state.entity_id.removeprefix(prefix): state.state
         for state in hass.states.async_all("sensor")
         if state.entity_id.startswith(prefix)
     }
-    assert {name: state.state for name, state in found.items()} == expected
-    for name, state in found.items():
-        if state.state == STATE_UNAVAILABLE:
-            continue
-        device_class, state_class, unit = kind_of(name)
-        assert state.attributes.get(ATTR_DEVICE_CLASS) == device_class, name
-        assert state.attributes.get("state_class") == state_class, name
-        assert state.attributes.get(ATTR_UNIT_OF_MEASUREMENT) == unit, name
+    assert found == expected
 
 
 def assert_device(hass: HomeAssistant, sn: str, model: str | None) -> dr.DeviceEntry:
@@ -220,6 +179,20 @@ async def test_every_meter_of_the_vendor_example(
             "last_upload": "2024-02-22T03:46:01+00:00",
         },
     )
+
+
+async def test_entities(
+    hass: HomeAssistant,
+    entity_registry: er.EntityRegistry,
+    cloud: FakeIamMeterCloud,
+    entity_registry_enabled_by_default: None,
+    snapshot: SnapshotAssertion,
+) -> None:
+    """Every sensor of the vendor example's meters: registry entry and state."""
+    cloud.inject_fault(endpoint="metersdata", body=VENDOR_METERSDATA)
+    with patch("custom_components.meter_hub.PLATFORMS", [Platform.SENSOR]):
+        entry = await async_setup_cloud(hass, cloud)
+    await snapshot_platform(hass, entity_registry, snapshot, entry.entry_id)
 
 
 async def test_rarely_used_sensors_are_disabled_by_default(

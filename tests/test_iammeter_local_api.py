@@ -318,3 +318,18 @@ async def test_unreachable_and_server_error(
     await fake.stop()
     with pytest.raises(CannotConnect):
         await IamMeterLocalClient(session, host, timeout=2).monitor()
+
+
+async def test_a_redirect_or_a_full_answer_with_400_is_no_meter(
+    start_meter: StartMeter, session: aiohttp.ClientSession
+) -> None:
+    """Redirects are refused; a 400 is a meter's only with its not-ready body."""
+    fake = await start_meter("WEM3080")
+    async with session.get(f"http://{fake.host}/api/monitor") as response:
+        fake.body = await response.read()
+    fake.status = 400
+    with pytest.raises(NotIamMeter, match="HTTP 400"):
+        await IamMeterLocalClient(session, fake.host).monitor()
+    fake.status = 302
+    with pytest.raises(CannotConnect, match="redirect"):
+        await IamMeterLocalClient(session, fake.host).monitor()

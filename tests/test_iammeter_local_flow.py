@@ -5,19 +5,24 @@ Every flow and poll talks HTTP to a fake meter on 127.0.0.1; nothing of the inte
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import (
+    SOURCE_IGNORE,
     SOURCE_RECONFIGURE,
     SOURCE_SSDP,
     SOURCE_USER,
     ConfigEntryState,
 )
-from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResult, FlowResultType
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.service_info.ssdp import SsdpServiceInfo
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
+from syrupy.assertion import SnapshotAssertion
 
 from custom_components.meter_hub.const import (
     CONF_NET_METERING,
@@ -29,6 +34,7 @@ from custom_components.meter_hub.const import (
     SOURCE_LOCAL,
     VENDOR_IAMMETER,
 )
+from simulator.homewizard import FakeHomeWizard
 from simulator.iammeter_local import FAILURES_BEFORE_429, FakeIamMeter
 
 from .conftest import StartMeter, async_poll, meter_device
@@ -312,3 +318,67 @@ async def test_ssdp_of_a_meter_not_readable_changes_nothing(
         DOMAIN, context={"source": SOURCE_SSDP}, data=_ssdp(fake.host)
     )
     assert result["reason"] == "cannot_connect"
+
+
+async def test_reauth_where_something_else_answers(
+    hass: HomeAssistant, start_meter: StartMeter, freezer: FrozenDateTimeFactory
+) -> None:
+    """The meter's address now serves another device: the form says it cannot connect."""
+    fake = await start_meter("WEM3080")
+    await _add(hass, fake)
+    fake.password = "n3w"
+    await async_poll(hass, freezer, 1)
+    (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    port = int(fake.host.rsplit(":", 1)[1])
+    await fake.stop()
+    other = FakeHomeWizard()
+    await other.start(port)
+    try:
+        result = await hass.config_entries.flow.async_configure(
+            flow["flow_id"], {CONF_USERNAME: "admin", CONF_PASSWORD: "n3w"}
+        )
+    finally:
+        await other.stop()
+    assert result["step_id"] == "reauth_iammeter"
+    assert result["errors"] == {"base": "cannot_connect"}
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
+@pytest.mark.parametrize("shape", ["WEM3080", "WEM3080-5", "WEM3080T", "WEM3080T-NEM"])
+async def test_entities(
+    hass: HomeAssistant,
+    entity_registry: er.EntityRegistry,
+    start_meter: StartMeter,
+    shape: str,
+    snapshot: SnapshotAssertion,
+) -> None:
+    """Every sensor of each shape: registry entry and state."""
+    fake = await start_meter(shape)
+    with patch("custom_components.meter_hub.PLATFORMS", [Platform.SENSOR]):
+        result = await _add(hass, fake)
+    await snapshot_platform(hass, entity_registry, snapshot, result["result"].entry_id)
+
+
+async def test_a_second_meter_is_added_next_to_the_first(
+    hass: HomeAssistant, start_meter: StartMeter
+) -> None:
+    """Added by address, then announced: each meter gets its own entry."""
+    await _add(hass, await start_meter("WEM3080"))
+    second = await start_meter("WEM3080T", serial="0000SECOND")
+    await _add(hass, second)
+    third = await start_meter("WEM3080T-NEM", serial="0000THIRD0")
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_SSDP}, data=_ssdp(third.host)
+    )
+    assert result["step_id"] == "iammeter_discovery_confirm"
+    assert len(hass.config_entries.async_entries(DOMAIN)) == 2
+
+
+async def test_an_ignored_meter_entered_by_address_stays_ignored(
+    hass: HomeAssistant, start_meter: StartMeter
+) -> None:
+    fake = await start_meter("WEM3080")
+    MockConfigEntry(domain=DOMAIN, unique_id=fake.serial, source=SOURCE_IGNORE).add_to_hass(hass)
+    result = await _submit_host(hass, fake.host)
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"

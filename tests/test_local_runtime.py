@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 import logging
 from typing import Any
+from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
@@ -26,8 +27,10 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.meter_hub import async_remove_config_entry_device
+from custom_components.meter_hub.api.controls import DeviceControls
 from custom_components.meter_hub.const import DOMAIN
 from custom_components.meter_hub.local_coordinator import LocalCoordinator
+from custom_components.meter_hub.sensor import GUARD_KEY, MeterReadingSensor
 from simulator.homewizard import FakeHomeWizard
 
 from .conftest import MakeFake, async_poll, async_setup_local, meter_device
@@ -81,6 +84,10 @@ def _history(hass: HomeAssistant, entity_id: str) -> list[str]:
     return states
 
 
+async def _write_nothing(client: DeviceControls) -> None:
+    """A control write that changes nothing (a P1 meter has no controls)."""
+
+
 # --- polling ------------------------------------------------------------------------------------
 
 
@@ -123,7 +130,11 @@ async def test_poll_interval_option(
 
 
 async def test_polls_never_overlap(hass: HomeAssistant, homewizard: FakeHomeWizard) -> None:
-    """A slow device: a refresh asked for meanwhile (update_entity, a second refresh) waits."""
+    """A slow device: a refresh asked for meanwhile (a control's read-back, update_entity) waits.
+
+    A control's read-back refreshes past Home Assistant's debouncer, so only the coordinator's
+    own poll lock keeps it from polling next to the slow poll (and publishing out of order).
+    """
     assert await async_setup_component(hass, "homeassistant", {})
     entry = await async_setup_local(hass, homewizard)
     coordinator = entry.runtime_data.coordinator
@@ -132,7 +143,7 @@ async def test_polls_never_overlap(hass: HomeAssistant, homewizard: FakeHomeWiza
 
     first = hass.async_create_task(coordinator.async_refresh())
     await _run_loop(until=lambda: homewizard.in_flight > 0)
-    second = hass.async_create_task(coordinator.async_refresh())
+    second = hass.async_create_task(coordinator.async_control(_write_nothing))
     third = hass.async_create_task(
         hass.services.async_call(
             "homeassistant", "update_entity", {"entity_id": POWER}, blocking=True
@@ -560,3 +571,39 @@ async def test_user_may_remove_only_gone_devices(
     del homewizard.data["external"][1]
     await async_poll(hass, freezer)
     assert await async_remove_config_entry_device(hass, entry, water)
+
+
+async def test_malformed_stored_reference_is_ignored(
+    hass: HomeAssistant, homewizard: FakeHomeWizard
+) -> None:
+    """A guard reference that is not numbers (a damaged store) restores nothing."""
+    mock_restore_cache_with_extra_data(
+        hass,
+        [
+            (
+                State(IMPORT, "15300.0"),
+                {
+                    "native_value": 15300.0,
+                    "native_unit_of_measurement": "kWh",
+                    GUARD_KEY: {"value": "15300.0", "at": None, "confirmed_at": None},
+                },
+            )
+        ],
+    )
+    await async_setup_local(hass, homewizard)
+    assert _state(hass, IMPORT) == "15234.567"
+
+
+async def test_no_sensor_is_created_again_at_each_poll(
+    hass: HomeAssistant, homewizard: FakeHomeWizard, freezer: FrozenDateTimeFactory
+) -> None:
+    """Also those disabled by default (the smart meter identifier): Home Assistant never adds
+    them, and each poll would create them again (a cost on every poll, nothing visible)."""
+    await async_setup_local(hass, homewizard)
+    original = MeterReadingSensor.__init__
+    with patch.object(
+        MeterReadingSensor, "__init__", autospec=True, side_effect=original
+    ) as created:
+        for _ in range(3):
+            await async_poll(hass, freezer)
+    assert created.call_count == 0

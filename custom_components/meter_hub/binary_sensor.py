@@ -66,7 +66,7 @@ async def async_setup_entry(
         new: list[MeterBinarySensor] = []
         for serial, meter in coordinator.data.items():
             if (serial, UPLOADING.key) not in created and (
-                coordinator.tracks_uploads or "measured_at" in meter.reading.values
+                "measured_at" in meter.reading.values or "measured_at" in meter.reading.expected
             ):
                 new.append(UploadingSensor(coordinator, serial))
                 created.add((serial, UPLOADING.key))
@@ -105,6 +105,8 @@ class UploadingSensor(MeterBinarySensor):
     def __init__(self, coordinator: MeterHubCoordinator, serial: str) -> None:
         """Create the sensor of meter ``serial``."""
         super().__init__(coordinator, serial, UPLOADING)
+        # A meter that always uploads (a cloud's) has an upload time even before its first.
+        self._always_uploads = "measured_at" in coordinator.data[serial].reading.expected
 
     @property
     def is_on(self) -> bool | None:
@@ -115,7 +117,7 @@ class UploadingSensor(MeterBinarySensor):
         meter = self.coordinator.data.get(self.serial)
         measured_at = meter.reading.values.get("measured_at") if meter else None
         if not isinstance(measured_at, datetime):
-            return False if self.coordinator.tracks_uploads else None
+            return False if self._always_uploads else None
         return dt_util.utcnow() - measured_at < UPLOAD_OVERDUE
 
 

@@ -139,8 +139,6 @@ class CloudCoordinator(MeterHubCoordinator):
     counter_reset_rule = CLOUD_COUNTER_RESET
     # The account's meter list is authoritative: a meter missing from it for 15 minutes is gone.
     device_gone_after = timedelta(minutes=15)
-    # Every meter of an account uploads to the cloud: each gets an "Uploading" sensor.
-    tracks_uploads = True
 
     def __init__(
         self,

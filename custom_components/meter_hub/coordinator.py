@@ -19,7 +19,7 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, Upda
 
 from .api.controls import DeviceControls
 from .api.model import ExternalMeter, MeterInfo, Reading
-from .const import DOMAIN, LOGGER
+from .const import DOMAIN, LOCAL_COUNTER_RESET, LOGGER
 from .counter_guard import ResetRule
 
 # How often the device registry is checked for meters that are gone (not on every poll: walking the
@@ -117,11 +117,9 @@ class MeterHubCoordinator(DataUpdateCoordinator[MeterHubData]):
     # Any source's entry: a coordinator reads its data and options, never its runtime data.
     config_entry: ConfigEntry
     # When a lower counter value is accepted as a meter reset (in this source's own polls).
-    counter_reset_rule: ResetRule
-    # How long a meter may be missing before its device is removed.
-    device_gone_after: timedelta
-    # Whether every meter uploads to a cloud (an "Uploading" sensor each, also before its first).
-    tracks_uploads: bool = False
+    counter_reset_rule: ResetRule = LOCAL_COUNTER_RESET
+    # How long a meter (or an external meter behind it) may be missing before its device is removed.
+    device_gone_after = timedelta(hours=1)
     # While listeners hear of an update of some meters only: their serials (None: every meter).
     updated_serials: frozenset[str] | None = None
 

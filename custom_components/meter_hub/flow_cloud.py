@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from datetime import datetime
 from typing import Any
@@ -43,6 +43,7 @@ from .const import (
     SOURCE_CLOUD,
 )
 from .entry_update import async_update_entry_data
+from .flow_error import FlowError
 
 USERNAME = TextSelector(TextSelectorConfig(type=TextSelectorType.TEXT, autocomplete="username"))
 PASSWORD = TextSelector(
@@ -119,36 +120,33 @@ class CloudFlow(ConfigFlow):
     _signed_in: tuple[tuple[str, str, str], Credentials, IamMeterClient] | None = None
 
     async def _async_sign_in(
-        self, server: str, username: str, password: str, placeholders: dict[str, str]
-    ) -> tuple[Credentials | None, IamMeterClient | None, str | None]:
-        """Log in through the call budget; returns the credentials or an error key."""
+        self, server: str, username: str, password: str
+    ) -> tuple[Credentials, IamMeterClient]:
+        """Log in through the call budget."""
         try:
             server = normalise_server(server)
-        except InvalidServer:
-            return None, None, "invalid_server"
+        except InvalidServer as err:
+            raise FlowError("invalid_server") from err
         if self._signed_in is not None and self._signed_in[0] == (server, username, password):
-            return self._signed_in[1], self._signed_in[2], None
+            return self._signed_in[1], self._signed_in[2]
         budget = await async_get_budget(self.hass)
         client = IamMeterClient(async_get_clientsession(self.hass), server)
         try:
             credentials = await async_login(budget, client, username, password)
         except BudgetExceeded as err:
-            placeholders["retry_at"] = _local_time(err.retry_at)
-            return None, None, "rate_limited"
-        except RateLimited:
-            placeholders["retry_at"] = _local_time(
-                budget.ledger.next_allowed(CallKind.LOGIN, LOGIN_KEY)
-            )
-            return None, None, "rate_limited"
-        except InvalidAuth:
-            return None, None, "invalid_auth"
-        except CannotConnect:
-            return None, None, "cannot_connect"
+            raise FlowError("rate_limited", retry_at=_local_time(err.retry_at)) from err
+        except RateLimited as err:
+            retry_at = budget.ledger.next_allowed(CallKind.LOGIN, LOGIN_KEY)
+            raise FlowError("rate_limited", retry_at=_local_time(retry_at)) from err
+        except InvalidAuth as err:
+            raise FlowError("invalid_auth") from err
+        except CannotConnect as err:
+            raise FlowError("cannot_connect") from err
         except IamMeterError as err:
             LOGGER.warning("IAMMETER sign-in failed: %s", err)
-            return None, None, "cannot_connect"
+            raise FlowError("cannot_connect") from err
         self._signed_in = ((server, username, password), credentials, client)
-        return credentials, client, None
+        return credentials, client
 
     async def async_step_cloud(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Sign in to an IAMMETER account and add all of its meters."""
@@ -166,28 +164,13 @@ class CloudFlow(ConfigFlow):
                 )
             if confirm := self._async_confirm_http(self.async_step_cloud, user_input):
                 return confirm
-            credentials, client, error = await self._async_sign_in(
-                server, user_input[CONF_USERNAME], user_input[CONF_PASSWORD], placeholders
-            )
-            if credentials is not None and client is not None:
-                await self.async_set_unique_id(credentials.account_id)
-                self._abort_if_unique_id_configured()
-                error = await self._async_check_meters(client, credentials, placeholders)
-                if error is None:
-                    return self.async_create_entry(
-                        # not the user name: an e-mail address would be in every log line
-                        title=cloud_entry_title(credentials.account_id),
-                        data={
-                            CONF_SOURCE: SOURCE_CLOUD,
-                            CONF_SERVER: normalise_server(server),
-                            CONF_USERNAME: user_input[CONF_USERNAME],
-                            CONF_PASSWORD: user_input[CONF_PASSWORD],
-                            CONF_ACCOUNT_ID: credentials.account_id,
-                            CONF_TOKEN: credentials.token,
-                            CONF_REFRESH_TOKEN: credentials.refresh_token,
-                        },
-                    )
-            errors["base"] = error or "unknown"
+            try:
+                return await self._async_add_account(
+                    server, user_input[CONF_USERNAME], user_input[CONF_PASSWORD]
+                )
+            except FlowError as err:
+                errors["base"] = err.key
+                placeholders = err.placeholders
         return self.async_show_form(
             step_id="cloud",
             data_schema=self.add_suggested_values_to_schema(
@@ -197,32 +180,48 @@ class CloudFlow(ConfigFlow):
             description_placeholders=placeholders,
         )
 
-    async def _async_check_meters(
-        self, client: IamMeterClient, credentials: Credentials, placeholders: dict[str, str]
-    ) -> str | None:
+    async def _async_add_account(
+        self, server: str, username: str, password: str
+    ) -> ConfigFlowResult:
+        """Sign in, check that the account has meters, and add it."""
+        credentials, client = await self._async_sign_in(server, username, password)
+        await self.async_set_unique_id(credentials.account_id)
+        self._abort_if_unique_id_configured()
+        await self._async_check_meters(client, credentials)
+        return self.async_create_entry(
+            # not the user name: an e-mail address would be in every log line
+            title=cloud_entry_title(credentials.account_id),
+            data={
+                CONF_SOURCE: SOURCE_CLOUD,
+                CONF_SERVER: normalise_server(server),
+                CONF_USERNAME: username,
+                CONF_PASSWORD: password,
+                CONF_ACCOUNT_ID: credentials.account_id,
+                CONF_TOKEN: credentials.token,
+                CONF_REFRESH_TOKEN: credentials.refresh_token,
+            },
+        )
+
+    async def _async_check_meters(self, client: IamMeterClient, credentials: Credentials) -> None:
         """List the account's meters (one ``metersdata`` call, kept for the entry's first poll)."""
         budget = await async_get_budget(self.hass)
         try:
             meters = await async_fetch_meters(budget, client, credentials.account_id)
         except BudgetExceeded as err:
-            placeholders["retry_at"] = _local_time(err.retry_at)
-            return "rate_limited"
-        except RateLimited:
-            placeholders["retry_at"] = _local_time(
-                budget.ledger.next_allowed(CallKind.METERSDATA, credentials.account_id)
-            )
-            return "rate_limited"
+            raise FlowError("rate_limited", retry_at=_local_time(err.retry_at)) from err
+        except RateLimited as err:
+            retry_at = budget.ledger.next_allowed(CallKind.METERSDATA, credentials.account_id)
+            raise FlowError("rate_limited", retry_at=_local_time(retry_at)) from err
         except IamMeterError as err:
             LOGGER.warning("Cannot list the meters of the IAMMETER account: %s", err)
-            return "cannot_connect"
+            raise FlowError("cannot_connect") from err
         if not meters:
-            return "no_meters"
+            raise FlowError("no_meters")
         await async_save_answer(
             reading_store(self.hass, credentials.account_id),
             client.last_meters_payload,
             dt_util.utcnow(),
         )
-        return None
 
     async def async_step_reauth_confirm(
         self, user_input: dict[str, Any] | None = None
@@ -232,25 +231,13 @@ class CloudFlow(ConfigFlow):
         errors: dict[str, str] = {}
         placeholders = {CONF_USERNAME: entry.data[CONF_USERNAME]}
         if user_input is not None:
-            credentials, _, error = await self._async_sign_in(
-                entry.data[CONF_SERVER],
-                entry.data[CONF_USERNAME],
-                user_input[CONF_PASSWORD],
-                placeholders,
-            )
-            if credentials is not None:
-                await self.async_set_unique_id(credentials.account_id)
-                self._abort_if_unique_id_mismatch(reason="wrong_account")
-                return self._async_update_reload_and_abort(
-                    entry,
-                    {
-                        CONF_PASSWORD: user_input[CONF_PASSWORD],
-                        CONF_TOKEN: credentials.token,
-                        CONF_REFRESH_TOKEN: credentials.refresh_token,
-                    },
-                    "reauth_successful",
+            try:
+                return await self._async_update_account(
+                    entry, {**entry.data, **user_input}, "reauth_successful"
                 )
-            errors["base"] = error or "unknown"
+            except FlowError as err:
+                errors["base"] = err.key
+                placeholders |= err.placeholders
         return self.async_show_form(
             step_id="reauth_confirm",
             data_schema=REAUTH_SCHEMA,
@@ -268,27 +255,11 @@ class CloudFlow(ConfigFlow):
         if user_input is not None:
             if confirm := self._async_confirm_http(self.async_step_reconfigure_cloud, user_input):
                 return confirm
-            credentials, _, error = await self._async_sign_in(
-                user_input[CONF_SERVER],
-                user_input[CONF_USERNAME],
-                user_input[CONF_PASSWORD],
-                placeholders,
-            )
-            if credentials is not None:
-                await self.async_set_unique_id(credentials.account_id)
-                self._abort_if_unique_id_mismatch(reason="wrong_account")
-                return self._async_update_reload_and_abort(
-                    entry,
-                    {
-                        CONF_SERVER: normalise_server(user_input[CONF_SERVER]),
-                        CONF_USERNAME: user_input[CONF_USERNAME],
-                        CONF_PASSWORD: user_input[CONF_PASSWORD],
-                        CONF_TOKEN: credentials.token,
-                        CONF_REFRESH_TOKEN: credentials.refresh_token,
-                    },
-                    "reconfigure_successful",
-                )
-            errors["base"] = error or "unknown"
+            try:
+                return await self._async_update_account(entry, user_input, "reconfigure_successful")
+            except FlowError as err:
+                errors["base"] = err.key
+                placeholders = err.placeholders
         suggested = user_input or {
             CONF_SERVER: entry.data[CONF_SERVER],
             CONF_USERNAME: entry.data[CONF_USERNAME],
@@ -300,6 +271,30 @@ class CloudFlow(ConfigFlow):
             ),
             errors=errors,
             description_placeholders=placeholders,
+        )
+
+    async def _async_update_account(
+        self, entry: ConfigEntry, account: Mapping[str, Any], reason: str
+    ) -> ConfigFlowResult:
+        """Sign in to ``account`` (server, user name, password): the entry's account, updated."""
+        server, username, password = (
+            account[CONF_SERVER],
+            account[CONF_USERNAME],
+            account[CONF_PASSWORD],
+        )
+        credentials, _ = await self._async_sign_in(server, username, password)
+        await self.async_set_unique_id(credentials.account_id)
+        self._abort_if_unique_id_mismatch(reason="wrong_account")
+        return self._async_update_reload_and_abort(
+            entry,
+            {
+                CONF_SERVER: normalise_server(server),
+                CONF_USERNAME: username,
+                CONF_PASSWORD: password,
+                CONF_TOKEN: credentials.token,
+                CONF_REFRESH_TOKEN: credentials.refresh_token,
+            },
+            reason,
         )
 
     def _async_update_reload_and_abort(

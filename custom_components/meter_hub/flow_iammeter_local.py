@@ -9,12 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.config_entries import (
-    SOURCE_IGNORE,
-    ConfigEntry,
-    ConfigEntryState,
-    ConfigFlowResult,
-)
+from homeassistant.config_entries import SOURCE_IGNORE, ConfigEntry, ConfigFlowResult
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_USERNAME
 from homeassistant.helpers.selector import TextSelector, TextSelectorConfig, TextSelectorType
 from homeassistant.helpers.service_info.ssdp import SsdpServiceInfo
@@ -44,7 +39,8 @@ from .const import (
     VENDOR_IAMMETER,
 )
 from .entry_update import async_update_entry_data
-from .flow_local import HOST_SCHEMA, LocalFlow, implausible
+from .flow_error import FlowError
+from .flow_local import LocalFlow, abort_if_other_device, implausible, last_reading, valid_host
 from .iammeter_link import cloud_entry_of, linked_meters, with_link
 from .iammeter_local_coordinator import iammeter_local_client
 
@@ -67,34 +63,33 @@ class IamMeterLocalFlow(LocalFlow):
     _iammeter_meter: LocalMeter
     _link_target: ConfigEntry
 
-    async def _async_not_homewizard(self, host: str, error: str) -> ConfigFlowResult | str:
+    async def _async_not_homewizard(self, host: str, error: FlowError) -> ConfigFlowResult:
         """No HomeWizard device at ``host`` (``error``): add the IAMMETER meter that answers."""
         self._iammeter_client = iammeter_local_client(self.hass, host, {})
-        result = await self._async_read_iammeter()
-        if result == "not_iammeter":
-            return error
-        if result == "invalid_auth":
+        try:
+            meter = await self._async_read_iammeter()
+        except NotIamMeter:
+            raise error from None
+        except FlowError as err:
+            if err.key != "invalid_auth":
+                raise
             return await self.async_step_iammeter_auth()
-        if isinstance(result, LocalMeter):
-            return await self._async_create_iammeter_entry(result)
-        return result
+        return await self._async_create_iammeter_entry(meter)
 
-    async def _async_read_iammeter(self) -> LocalMeter | str:
-        """The meter the flow's client reads, or the error key of why it cannot."""
+    async def _async_read_iammeter(self) -> LocalMeter:
+        """The meter the flow's client reads (``NotIamMeter``: something else answers)."""
         try:
             return await self._iammeter_client.monitor()
-        except AuthRequired:
-            return "invalid_auth"
-        except NotReady:
-            return "iammeter_not_ready"
-        except TooManyRequests:
-            return "iammeter_rate_limited"
-        except NoSerial:
-            return "iammeter_no_serial"
-        except NotIamMeter:
-            return "not_iammeter"
-        except CannotConnect:
-            return "cannot_connect"
+        except AuthRequired as err:
+            raise FlowError("invalid_auth") from err
+        except NotReady as err:
+            raise FlowError("iammeter_not_ready") from err
+        except TooManyRequests as err:
+            raise FlowError("iammeter_rate_limited") from err
+        except NoSerial as err:
+            raise FlowError("iammeter_no_serial") from err
+        except CannotConnect as err:
+            raise FlowError("cannot_connect") from err
 
     async def _async_create_iammeter_entry(self, meter: LocalMeter) -> ConfigFlowResult:
         """Add the meter, unless it has an entry (moved there) or its cloud account has it."""
@@ -138,8 +133,9 @@ class IamMeterLocalFlow(LocalFlow):
         except (InvalidHost, ValueError):
             # no location, not http, or not a URL (the announcement is anyone's to send)
             return self.async_abort(reason="invalid_discovery_parameters")
-        result = await self._async_read_iammeter()
-        if not isinstance(result, LocalMeter):
+        try:
+            result = await self._async_read_iammeter()
+        except (FlowError, NotIamMeter):
             # Not readable now (not ready, credentials, gone): the next announcement tries again.
             return self.async_abort(reason="cannot_connect")
         self._iammeter_meter = result
@@ -163,11 +159,7 @@ class IamMeterLocalFlow(LocalFlow):
 
     def _iammeter_implausible(self, entry: ConfigEntry, meter: LocalMeter) -> bool:
         """Whether ``meter``'s counters are below the entry's last reading (then it is not it)."""
-        last = None
-        if entry.state is ConfigEntryState.LOADED and entry.runtime_data.coordinator.data:
-            known = entry.runtime_data.coordinator.data.get(meter.serial)
-            last = known.reading if known is not None else None
-        problem = implausible(meter.reading, last)
+        problem = implausible(meter.reading, last_reading(entry, meter.serial))
         if problem is not None:
             LOGGER.debug(
                 "%s was announced at an address that did not prove to be it (%s)",
@@ -241,10 +233,10 @@ class IamMeterLocalFlow(LocalFlow):
             self._iammeter_client.credentials = Credentials(
                 user_input[CONF_USERNAME], user_input[CONF_PASSWORD]
             )
-            result = await self._async_read_iammeter()
-            if isinstance(result, LocalMeter):
-                return await self._async_create_iammeter_entry(result)
-            errors["base"] = result
+            try:
+                return await self._async_create_iammeter_entry(await self._async_read_meter())
+            except FlowError as err:
+                errors["base"] = err.key
         return self.async_show_form(
             step_id="iammeter_auth",
             data_schema=self.add_suggested_values_to_schema(
@@ -254,17 +246,19 @@ class IamMeterLocalFlow(LocalFlow):
             errors=errors,
         )
 
+    async def _async_read_meter(self) -> LocalMeter:
+        """The meter the flow's client reads where one is expected (else: cannot connect)."""
+        try:
+            return await self._async_read_iammeter()
+        except NotIamMeter as err:
+            raise FlowError("cannot_connect") from err
+
     async def _async_update_iammeter_entry(
         self, entry: ConfigEntry, updates: dict[str, Any], reason: str
-    ) -> ConfigFlowResult | str:
-        """Update ``entry`` once its own meter answers the flow's client (else the error key)."""
-        result = await self._async_read_iammeter()
-        if not isinstance(result, LocalMeter):
-            return result
-        if result.serial != entry.unique_id:
-            return self.async_abort(
-                reason="wrong_device", description_placeholders={"serial": result.serial}
-            )
+    ) -> ConfigFlowResult:
+        """Update ``entry`` once its own meter answers the flow's client."""
+        meter = await self._async_read_meter()
+        abort_if_other_device(entry, meter.serial)
         return self.async_update_reload_and_abort(entry, data_updates=updates, reason=reason)
 
     async def async_step_reauth_iammeter(
@@ -277,12 +271,12 @@ class IamMeterLocalFlow(LocalFlow):
             self._iammeter_client = iammeter_local_client(
                 self.hass, entry.data[CONF_HOST], user_input
             )
-            outcome = await self._async_update_iammeter_entry(
-                entry, {**user_input}, "reauth_successful"
-            )
-            if not isinstance(outcome, str):
-                return outcome
-            errors["base"] = outcome
+            try:
+                return await self._async_update_iammeter_entry(
+                    entry, user_input, "reauth_successful"
+                )
+            except FlowError as err:
+                errors["base"] = err.key
         return self.async_show_form(
             step_id="reauth_iammeter",
             data_schema=self.add_suggested_values_to_schema(
@@ -300,23 +294,11 @@ class IamMeterLocalFlow(LocalFlow):
         errors: dict[str, str] = {}
         if user_input is not None:
             try:
-                self._iammeter_client = iammeter_local_client(
-                    self.hass, user_input[CONF_HOST], dict(entry.data)
-                )
-            except InvalidHost:
-                outcome: ConfigFlowResult | str = "invalid_host"
-            else:
-                outcome = await self._async_update_iammeter_entry(
+                host = valid_host(user_input[CONF_HOST])
+                self._iammeter_client = iammeter_local_client(self.hass, host, dict(entry.data))
+                return await self._async_update_iammeter_entry(
                     entry, {CONF_HOST: self._iammeter_client.host}, "reconfigure_successful"
                 )
-            if not isinstance(outcome, str):
-                return outcome
-            errors["base"] = "cannot_connect" if outcome == "not_iammeter" else outcome
-        return self.async_show_form(
-            step_id="reconfigure_iammeter",
-            data_schema=self.add_suggested_values_to_schema(
-                HOST_SCHEMA, user_input or {CONF_HOST: entry.data[CONF_HOST]}
-            ),
-            description_placeholders={"name": entry.title},
-            errors=errors,
-        )
+            except FlowError as err:
+                errors["base"] = err.key
+        return self._async_show_address_form("reconfigure_iammeter", entry, user_input, errors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 from homeassistant.config_entries import (
@@ -12,6 +13,7 @@ from homeassistant.config_entries import (
     ConfigFlowResult,
 )
 from homeassistant.const import CONF_HOST
+from homeassistant.data_entry_flow import AbortFlow
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import TextSelector
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
@@ -32,6 +34,7 @@ from .api.model import Reading
 from .compat import vol
 from .const import CONF_PRODUCT_TYPE, CONF_SERIAL, CONF_SOURCE, LOGGER, SOURCE_LOCAL
 from .entry_update import async_update_entry_data
+from .flow_error import FlowError
 from .local_coordinator import async_entry_client
 
 HOST_SCHEMA = vol.Schema({vol.Required(CONF_HOST): TextSelector()})
@@ -64,6 +67,28 @@ def implausible(reading: Reading, last: Reading | None) -> str | None:
     return None
 
 
+def last_reading(entry: ConfigEntry, serial: str) -> Reading | None:
+    """The last reading of meter ``serial`` in ``entry`` while it runs (None: none known)."""
+    if entry.state is not ConfigEntryState.LOADED or not entry.runtime_data.coordinator.data:
+        return None
+    meter = entry.runtime_data.coordinator.data.get(serial)
+    return meter.reading if meter is not None else None
+
+
+def valid_host(raw_host: str) -> str:
+    """``raw_host`` normalised (see ``normalise_host``), or the form's ``invalid_host`` error."""
+    try:
+        return normalise_host(raw_host)
+    except InvalidHost as err:
+        raise FlowError("invalid_host") from err
+
+
+def abort_if_other_device(entry: ConfigEntry, serial: str) -> None:
+    """Abort the flow when another meter (``serial``) than the entry's answers."""
+    if serial != entry.unique_id:
+        raise AbortFlow("wrong_device", {"serial": serial})
+
+
 def discovered_host(discovery_info: ZeroconfServiceInfo, *, default_port: int) -> str:
     """``host`` or ``host:port`` (IPv6 in brackets) of a discovered service."""
     host = discovery_info.host
@@ -80,36 +105,28 @@ class LocalFlow(ConfigFlow):
     _discovered: HomeWizardDevice
     _discovered_host: str
 
-    async def _async_probe(self, raw_host: str) -> tuple[str, HomeWizardDevice | None, str | None]:
-        """Check that ``raw_host`` is a HomeWizard device with its local API on.
-
-        Returns the normalised host, the device, and an error key when it is not usable.
-        """
-        try:
-            host = normalise_host(raw_host)
-        except InvalidHost:
-            return raw_host, None, "invalid_host"
+    async def _async_probe(self, host: str) -> HomeWizardDevice:
+        """The HomeWizard device at ``host`` (normalised), with its local API on."""
         client = HomeWizardClient(async_get_clientsession(self.hass), host)
         try:
             device = await client.device()
             await client.data()
-        except ApiDisabled:
-            return host, None, "api_not_enabled"
-        except (NotHomeWizard, InvalidPayload):
+        except ApiDisabled as err:
+            raise FlowError("api_not_enabled") from err
+        except (NotHomeWizard, InvalidPayload) as err:
             # /api/v1/data that is not a measurement is no HomeWizard API v1 either
-            return host, None, "not_homewizard"
-        except CannotConnect:
-            return host, None, "cannot_connect"
-        except Exception:  # noqa: BLE001 - the form must say "unknown", never crash
+            raise FlowError("not_homewizard") from err
+        except CannotConnect as err:
+            raise FlowError("cannot_connect") from err
+        except Exception as err:
             LOGGER.exception("Unexpected error while probing %s", host)
-            return host, None, "unknown"
-        return host, device, None
+            raise FlowError("unknown") from err  # the form must say "unknown", never crash
+        return device
 
-    def _async_abort_wrong_device(self, device: HomeWizardDevice) -> ConfigFlowResult:
-        """Another device than the expected one answers at the address."""
-        return self.async_abort(
-            reason="wrong_device", description_placeholders={"serial": device.serial}
-        )
+    async def _async_probe_entry_device(self, entry: ConfigEntry, host: str) -> None:
+        """Probe ``host``: the entry's own device must answer there (else the flow aborts)."""
+        device = await self._async_probe(host)
+        abort_if_other_device(entry, device.serial)
 
     def _async_create_local_entry(self, host: str, device: HomeWizardDevice) -> ConfigFlowResult:
         return self.async_create_entry(
@@ -128,41 +145,45 @@ class LocalFlow(ConfigFlow):
         """The device at the host the user entered answers API v1: add it (v2: see pairing)."""
         return self._async_create_local_entry(host, device)
 
-    async def _async_not_homewizard(self, host: str, error: str) -> ConfigFlowResult | str:
-        """No HomeWizard device answers at ``host``: another vendor's step, or the error key."""
-        return error
+    @abstractmethod
+    async def _async_not_homewizard(self, host: str, error: FlowError) -> ConfigFlowResult:
+        """No HomeWizard device answers at ``host``: another vendor's step, or raise ``error``."""
 
-    async def _async_api_v1_disabled(self, host: str, error: str) -> ConfigFlowResult | str:
-        """The device at ``host`` has API v1 switched off: the step that reaches it, or the error."""
-        return error
+    async def _async_api_v1_disabled(self, host: str, error: FlowError) -> ConfigFlowResult:
+        """The device at ``host`` has API v1 switched off: the step that reaches it, or raise."""
+        raise error
 
     async def async_step_local(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Add a HomeWizard device by its IP address or host name."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            host, device, error = await self._async_probe(user_input[CONF_HOST])
-            if device is not None:
-                entry = await self.async_set_unique_id(device.serial, raise_on_progress=False)
-                if entry is not None and entry.source != SOURCE_IGNORE:
-                    # the user pointed at it: the probe proved it is the device
-                    async_update_entry_data(self.hass, entry, {CONF_HOST: host})
-                    return self.async_abort(reason="already_configured")
-                return await self._async_local_device_found(host, device)
-            if error == "api_not_enabled":
-                other = await self._async_api_v1_disabled(host, error)
-                if not isinstance(other, str):
-                    return other
-            if error in ("not_homewizard", "cannot_connect"):
-                other = await self._async_not_homewizard(host, error)
-                if not isinstance(other, str):
-                    return other
-                error = other
-            errors["base"] = error or "unknown"
+            try:
+                return await self._async_add_local_device(user_input[CONF_HOST])
+            except FlowError as err:
+                errors["base"] = err.key
         return self.async_show_form(
             step_id="local",
             data_schema=self.add_suggested_values_to_schema(HOST_SCHEMA, user_input),
             errors=errors,
         )
+
+    async def _async_add_local_device(self, raw_host: str) -> ConfigFlowResult:
+        """Add the device at ``raw_host``, or move its entry there."""
+        host = valid_host(raw_host)
+        try:
+            device = await self._async_probe(host)
+        except FlowError as err:
+            if err.key == "api_not_enabled":
+                return await self._async_api_v1_disabled(host, err)
+            if err.key not in ("not_homewizard", "cannot_connect"):
+                raise
+            return await self._async_not_homewizard(host, err)
+        entry = await self.async_set_unique_id(device.serial, raise_on_progress=False)
+        if entry is not None and entry.source != SOURCE_IGNORE:
+            # the user pointed at it: the probe proved it is the device
+            async_update_entry_data(self.hass, entry, {CONF_HOST: host})
+            return self.async_abort(reason="already_configured")
+        return await self._async_local_device_found(host, device)
 
     async def async_step_zeroconf(self, discovery_info: ZeroconfServiceInfo) -> ConfigFlowResult:
         """A HomeWizard device announced itself on the network."""
@@ -233,11 +254,7 @@ class LocalFlow(ConfigFlow):
             return str(err)
         if device.product_type != entry.data[CONF_PRODUCT_TYPE]:
             return f"product type {device.product_type[:32]!r}"
-        last = None
-        if entry.state is ConfigEntryState.LOADED and entry.runtime_data.coordinator.data:
-            meter = entry.runtime_data.coordinator.data.get(device.serial)
-            last = meter.reading if meter is not None else None
-        return implausible(reading, last)
+        return implausible(reading, last_reading(entry, device.serial))
 
     async def async_step_discovery_confirm(
         self, user_input: dict[str, Any] | None = None
@@ -245,12 +262,15 @@ class LocalFlow(ConfigFlow):
         """Ask before adding a discovered device; its local API must be on."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            host, device, error = await self._async_probe(self._discovered_host)
-            if device is not None:
+            try:
+                host = valid_host(self._discovered_host)
+                device = await self._async_probe(host)
+            except FlowError as err:
+                errors["base"] = err.key
+            else:
                 if device.serial != self._discovered.serial:
-                    return self._async_abort_wrong_device(device)
+                    raise AbortFlow("wrong_device", {"serial": device.serial})
                 return self._async_create_local_entry(host, device)
-            errors["base"] = error or "unknown"
         return self.async_show_form(
             step_id="discovery_confirm",
             description_placeholders={
@@ -269,13 +289,13 @@ class LocalFlow(ConfigFlow):
         entry = self._get_reauth_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
-            _, device, error = await self._async_probe(entry.data[CONF_HOST])
-            if device is not None:
-                if device.serial != entry.unique_id:
-                    return self._async_abort_wrong_device(device)
+            try:
+                await self._async_probe_entry_device(entry, valid_host(entry.data[CONF_HOST]))
+            except FlowError as err:
+                errors["base"] = err.key
+            else:
                 self.hass.config_entries.async_schedule_reload(entry.entry_id)
                 return self.async_abort(reason="reauth_enable_api_successful")
-            errors["base"] = error or "unknown"
         return self.async_show_form(
             step_id="reauth_enable_api",
             description_placeholders={"name": entry.title, "host": entry.data[CONF_HOST]},
@@ -289,15 +309,26 @@ class LocalFlow(ConfigFlow):
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
-            host, device, error = await self._async_probe(user_input[CONF_HOST])
-            if device is not None:
-                if device.serial != entry.unique_id:
-                    return self._async_abort_wrong_device(device)
+            try:
+                host = valid_host(user_input[CONF_HOST])
+                await self._async_probe_entry_device(entry, host)
+            except FlowError as err:
+                errors["base"] = err.key
+            else:
                 async_update_entry_data(self.hass, entry, {CONF_HOST: host})
                 return self.async_abort(reason="reconfigure_successful")
-            errors["base"] = error or "unknown"
+        return self._async_show_address_form("reconfigure_local", entry, user_input, errors)
+
+    def _async_show_address_form(
+        self,
+        step_id: str,
+        entry: ConfigEntry,
+        user_input: dict[str, Any] | None,
+        errors: dict[str, str],
+    ) -> ConfigFlowResult:
+        """The form of a device's new address (reconfigure), at first with the entry's own."""
         return self.async_show_form(
-            step_id="reconfigure_local",
+            step_id=step_id,
             data_schema=self.add_suggested_values_to_schema(
                 HOST_SCHEMA, user_input or {CONF_HOST: entry.data[CONF_HOST]}
             ),

@@ -44,7 +44,9 @@ from .const import (
     SOURCE_LOCAL,
 )
 from .entry_update import async_update_entry_data
-from .flow_local import LocalFlow, discovered_host
+from .flow_error import FlowError
+from .flow_iammeter_local import IamMeterLocalFlow
+from .flow_local import discovered_host
 from .repairs import async_offer_api_v2, issue_id
 
 ZEROCONF_V2: Final = "_homewizard._tcp.local."
@@ -80,8 +82,12 @@ class PairingTarget:
     title: str
 
 
-class PairingFlow(LocalFlow):
-    """The HomeWizard API v2 part of the config flow, on top of the v1 part."""
+class PairingFlow(IamMeterLocalFlow):
+    """The HomeWizard API v2 part of the config flow, on top of the v1 and IAMMETER parts.
+
+    An address where neither a HomeWizard API v1 device nor an IAMMETER meter answers may be a
+    device with API v2 only (the Plug-In Battery): this part is asked last.
+    """
 
     _target: PairingTarget
     _token: str
@@ -124,19 +130,23 @@ class PairingFlow(LocalFlow):
         )
         return await self.async_step_pair_confirm()
 
-    async def _async_not_homewizard(self, host: str, error: str) -> ConfigFlowResult | str:
+    async def _async_not_homewizard(self, host: str, error: FlowError) -> ConfigFlowResult:
         """No API v1 nor another vendor's meter at ``host``: perhaps a device with API v2 only.
 
         The Plug-In Battery shows who it is in its certificate; it is paired.
         """
-        other = await super()._async_not_homewizard(host, error)
-        if not isinstance(other, str):
-            return other
-        return await self._async_pair_by_certificate(host) or other
+        try:
+            return await super()._async_not_homewizard(host, error)
+        except FlowError:
+            if (paired := await self._async_pair_by_certificate(host)) is not None:
+                return paired
+            raise
 
-    async def _async_api_v1_disabled(self, host: str, error: str) -> ConfigFlowResult | str:
+    async def _async_api_v1_disabled(self, host: str, error: FlowError) -> ConfigFlowResult:
         """API v1 is switched off at ``host``: a device with API v2 (port 443) is paired."""
-        return await self._async_pair_by_certificate(v2_host(host)) or error
+        if (paired := await self._async_pair_by_certificate(v2_host(host))) is not None:
+            return paired
+        raise error
 
     async def _async_pair_by_certificate(self, host: str) -> ConfigFlowResult | None:
         """Pair the API v2 device at ``host``, known by its certificate (None: there is none)."""

@@ -26,7 +26,6 @@ from .const import (
     CONF_SERIAL,
     DOMAIN,
     IAMMETER_LOCAL_SCAN_INTERVAL,
-    LOCAL_COUNTER_RESET,
 )
 from .coordinator import (
     MeterData,
@@ -56,9 +55,6 @@ def iammeter_local_client(
 
 class IamMeterLocalCoordinator(MeterHubCoordinator):
     """Polls one IAMMETER meter; its answer names the meter, so no reading of another is kept."""
-
-    counter_reset_rule = LOCAL_COUNTER_RESET
-    device_gone_after = timedelta(hours=1)
 
     def __init__(self, hass: HomeAssistant, entry: IamMeterLocalConfigEntry) -> None:
         """Set up polling of the entry's meter at the interval the user chose."""

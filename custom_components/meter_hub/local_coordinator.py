@@ -45,7 +45,6 @@ from .const import (
     CONF_SERIAL,
     CONF_TOKEN,
     DOMAIN,
-    LOCAL_COUNTER_RESET,
     LOCAL_SCAN_INTERVAL,
     PUSH_STALE_AFTER,
 )
@@ -71,10 +70,6 @@ SETTINGS_INTERVAL = timedelta(minutes=10)
 class LocalCoordinator(MeterHubCoordinator):
     """Polls one HomeWizard device (API v1 or v2), one poll at a time."""
 
-    counter_reset_rule = LOCAL_COUNTER_RESET
-    # An external meter (gas, water) not reported for this long is gone: its device is removed.
-    device_gone_after = timedelta(hours=1)
-
     def __init__(
         self,
         hass: HomeAssistant,
@@ -92,7 +87,10 @@ class LocalCoordinator(MeterHubCoordinator):
         # A reauth flow of this entry may be open (started here, or before a reload or a setup
         # retry): the next successful poll ends it, the API is evidently on.
         self._reauth_may_be_open = True
-        # A refresh asked for while a slow device is still answering waits for it.
+        # A refresh asked for while a slow device is still answering waits for it. Home Assistant
+        # before 2025.11 (core PR 153685) runs ``async_refresh`` (a control's read-back) outside the
+        # debouncer's lock, next to a scheduled poll (tests/test_local_runtime.py,
+        # test_polls_never_overlap). Drop when the minimum is >= 2025.11.
         self._poll_lock = asyncio.Lock()
         # The device as last read, and how the move to API v2 was offered: None not yet, False
         # as available, True as needed (v1 switched off). A v2 entry needs no offer.

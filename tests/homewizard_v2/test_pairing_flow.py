@@ -137,9 +137,10 @@ async def test_button_pressed_during_the_progress_step(
     assert result["type"] is FlowResultType.SHOW_PROGRESS
     assert result["progress_action"] == "pair_p1"
     assert result["description_placeholders"] == {"name": "P1 Meter"}
-    await asyncio.sleep(5 * FAST)
-    asked = device.request_count["/api/user"]
-    assert asked >= 2  # it keeps asking while it waits
+    # it keeps asking while it waits (not async_block_till_done: that would wait for the pairing)
+    async with asyncio.timeout(10):
+        while device.request_count.get("/api/user", 0) < 2:  # noqa: ASYNC110 - a count, no event
+            await asyncio.sleep(FAST)
     device.press()
     result = await wait_for_pairing(hass, result["flow_id"])
     assert_v2_entry(result, device)
@@ -506,3 +507,46 @@ async def test_device_entered_by_address_with_v2_is_paired(
     device.press()
     await hass.config_entries.flow.async_configure(result["flow_id"], {})
     assert_v2_entry(await wait_for_pairing(hass, result["flow_id"]), device)
+
+
+async def test_device_unreadable_right_after_pairing(
+    hass: HomeAssistant, device: FakeHomeWizardV2
+) -> None:
+    """The token is given, then the device stops answering: no entry, the user is told."""
+    device.press()
+    result = await discover(hass, device)
+    await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    await hass.async_block_till_done()
+    assert device.users  # paired
+    device.fail_with = (500, b'{"error": "request:internal-server-error"}')
+    result = await hass.config_entries.flow.async_configure(result["flow_id"])
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "cannot_connect"
+    assert not hass.config_entries.async_entries(DOMAIN)
+
+
+async def test_device_added_meanwhile_gets_the_new_token(
+    hass: HomeAssistant, device: FakeHomeWizardV2
+) -> None:
+    """Another flow added the device while this one paired: its entry takes this pairing."""
+    result = await discover(hass, device)
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=device.serial,
+        data={
+            CONF_SOURCE: SOURCE_LOCAL,
+            CONF_HOST: device.host,
+            CONF_SERIAL: device.serial,
+            CONF_PRODUCT_TYPE: "HWE-P1",
+            CONF_API_VERSION: 2,
+            CONF_TOKEN: "old",
+        },
+    )
+    entry.add_to_hass(hass)
+    device.press()
+    await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    result = await wait_for_pairing(hass, result["flow_id"])
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    ((_, token),) = device.users.items()
+    assert entry.data[CONF_TOKEN] == token
