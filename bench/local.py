@@ -83,7 +83,9 @@ async def _add_and_setup(hass: HomeAssistant, entry: config_entries.ConfigEntry[
 
 
 def _coordinator(entry: config_entries.ConfigEntry[Any]) -> DataUpdateCoordinator[Any]:
-    coordinator = entry.runtime_data.coordinator
+    # Meter Hub's runtime data holds its coordinator; core's homewizard keeps the coordinator.
+    runtime = entry.runtime_data
+    coordinator = runtime.coordinator if entry.domain == "meter_hub" else runtime
     if not isinstance(coordinator, DataUpdateCoordinator):
         raise TypeError(f"{entry.domain}: no coordinator in runtime_data")
     return coordinator
