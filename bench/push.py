@@ -43,7 +43,7 @@ from homeassistant.core import Event, EventStateChangedData, HomeAssistant, call
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
-from custom_components.meter_hub.api.homewizard_v2 import create_ssl_context
+from custom_components.meter_hub.api.homewizard.tls import create_ssl_context
 
 from .clock import VirtualClock
 from .harness import async_start_hass

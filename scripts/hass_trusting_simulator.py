@@ -6,7 +6,7 @@ The simulator's HomeWizard API v2 devices carry certificates of a CA the simulat
 (its file is ``homewizard_v2.ca_file`` of the simulator's ready file). Meter Hub trusts the
 HomeWizard CA only and has no setting to change that; this launcher, which only
 ``scripts/develop`` (the demo, the browser test) runs, adds the simulator's CA to the contexts
-Meter Hub builds (``create_ssl_context`` of ``api/homewizard_v2.py``, the seam the tests patch too),
+Meter Hub builds (``create_ssl_context`` of ``api/homewizard/tls.py``, the seam the tests patch too),
 then starts Home Assistant as ``hass`` does. Real devices are verified against HomeWizard's CA
 as always.
 """
@@ -20,16 +20,16 @@ import sys
 
 
 def _trust_simulator(ca_file: str) -> None:
-    from custom_components.meter_hub.api import homewizard_v2  # noqa: PLC0415
+    from custom_components.meter_hub.api.homewizard import tls  # noqa: PLC0415
 
-    vendor_context = homewizard_v2.create_ssl_context
+    vendor_context = tls.create_ssl_context
 
-    def create_ssl_context(cafile: Path = homewizard_v2.CA_CERT) -> ssl.SSLContext:
+    def create_ssl_context(cafile: Path = tls.CA_CERT) -> ssl.SSLContext:
         context = vendor_context(cafile)
         context.load_verify_locations(ca_file)
         return context
 
-    homewizard_v2.create_ssl_context = create_ssl_context
+    tls.create_ssl_context = create_ssl_context
 
 
 def main() -> int:

@@ -36,8 +36,9 @@ from homeassistant.core import Event, EventStateChangedData, HomeAssistant, call
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.meter_hub.api.homewizard_push import PushStream
-from custom_components.meter_hub.api.homewizard_v2 import MAX_BODY, create_ssl_context
+from custom_components.meter_hub.api.homewizard.push import PushStream
+from custom_components.meter_hub.api.homewizard.tls import create_ssl_context
+from custom_components.meter_hub.api.homewizard.v2_client import MAX_BODY
 from custom_components.meter_hub.local_coordinator import LocalCoordinator
 from custom_components.meter_hub.push_link import PushLink
 from simulator.homewizard_v2 import FakeHomeWizardV2

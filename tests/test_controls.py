@@ -19,7 +19,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 import pytest
 
-from custom_components.meter_hub.api.homewizard import parse_state, parse_system
+from custom_components.meter_hub.api.homewizard.parser import parse_state, parse_system
 from custom_components.meter_hub.local_coordinator import SETTINGS_INTERVAL
 from simulator.homewizard import FakeHomeWizard
 

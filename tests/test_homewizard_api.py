@@ -13,21 +13,20 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from custom_components.meter_hub.api import homewizard
-from custom_components.meter_hub.api.homewizard import (
-    MODEL_NAMES,
+from custom_components.meter_hub.api.homewizard import client as homewizard_client
+from custom_components.meter_hub.api.homewizard.client import HomeWizardClient
+from custom_components.meter_hub.api.homewizard.errors import (
     ApiDisabled,
     CannotConnect,
-    HomeWizardClient,
-    HomeWizardDevice,
     HomeWizardError,
     InvalidHost,
     InvalidPayload,
     NotHomeWizard,
     WrongDevice,
-    normalise_host,
-    parse_data,
 )
+from custom_components.meter_hub.api.homewizard.hosts import normalise_host
+from custom_components.meter_hub.api.homewizard.models import MODEL_NAMES, HomeWizardDevice
+from custom_components.meter_hub.api.homewizard.parser import parse_data
 from custom_components.meter_hub.api.model import ExternalMeter, Reading, all_keys, phase_key
 from simulator.homewizard import PROFILES, FakeHomeWizard, meter_timestamp
 
@@ -782,7 +781,7 @@ async def test_measurement_without_the_connection_checks_every_reading(
 ) -> None:
     """An aiohttp that does not tell which connection an answer came over: each reading is
     checked, as if every connection were new."""
-    monkeypatch.setattr(homewizard, "_connection_of", lambda _: None)
+    monkeypatch.setattr(homewizard_client, "_connection_of", lambda _: None)
     fake, serial, client, _ = await measured_once(start_fake, session)
     for _ in range(2):
         await client.measurement(serial)

@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
-from custom_components.meter_hub.api import homewizard, iammeter
+from custom_components.meter_hub.api import iammeter
+from custom_components.meter_hub.api.homewizard import parser as homewizard
 from custom_components.meter_hub.api.model import ExternalMeter, Reading, all_keys
 from custom_components.meter_hub.api.transport import decode_json
 from custom_components.meter_hub.cloud_coordinator import POLL_MARGIN

@@ -294,8 +294,8 @@ def _unverified_tls(tree: ast.AST) -> list[str]:
 
 # The one place that takes any name: the context that reads which device answers at an address
 # from its certificate (chain verified against the CA), for a handshake without a request; every
-# request then checks that name (api/homewizard_v2.py, read_device_name).
-NAME_READER = ("api/homewizard_v2.py", "create_naming_context")
+# request then checks that name (api/homewizard/tls.py, read_device_name).
+NAME_READER = ("api/homewizard/tls.py", "create_naming_context")
 
 
 def _outside_name_reader(name: str, tree: ast.AST, problems: list[str]) -> list[str]:

@@ -12,7 +12,7 @@ import sys
 from aiohttp import ClientSession
 import pytest
 
-from custom_components.meter_hub.api.homewizard_v2 import create_ssl_context
+from custom_components.meter_hub.api.homewizard.tls import create_ssl_context
 from simulator.homewizard import CONTROL_PATH, FakeHomeWizard
 from simulator.iammeter import ManualClock, demo_account
 from simulator.iammeter_local import CloudMeterOnLan

@@ -13,7 +13,8 @@ import ssl
 from aiohttp import ClientSession
 import pytest
 
-from custom_components.meter_hub.api.homewizard_v2 import HomeWizardV2Client, create_ssl_context
+from custom_components.meter_hub.api.homewizard.tls import create_ssl_context
+from custom_components.meter_hub.api.homewizard.v2_client import HomeWizardV2Client
 from simulator.live_v2 import LiveV2, v2_name
 from simulator.tls import SimulatorAuthority
 

@@ -29,10 +29,11 @@ from homeassistant.util import dt as dt_util
 import orjson
 import pytest
 
-from custom_components.meter_hub.api import homewizard as homewizard_api, iammeter
-from custom_components.meter_hub.api.homewizard import (
+from custom_components.meter_hub.api import iammeter
+from custom_components.meter_hub.api.homewizard import client as homewizard_api
+from custom_components.meter_hub.api.homewizard.client import HomeWizardClient
+from custom_components.meter_hub.api.homewizard.errors import (
     CannotConnect as HwCannotConnect,
-    HomeWizardClient,
     InvalidPayload,
     NotHomeWizard,
     WrongDevice,

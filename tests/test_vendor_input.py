@@ -22,7 +22,9 @@ from homeassistant.helpers.json import json_bytes
 import pytest
 
 from custom_components.meter_hub import async_migrate_entry
-from custom_components.meter_hub.api.homewizard import HomeWizardClient, NotHomeWizard, parse_data
+from custom_components.meter_hub.api.homewizard.client import HomeWizardClient
+from custom_components.meter_hub.api.homewizard.errors import NotHomeWizard
+from custom_components.meter_hub.api.homewizard.parser import parse_data
 from custom_components.meter_hub.api.iammeter import InvalidResponse, parse_meters_data
 from custom_components.meter_hub.api.model import (
     MAX_EXTERNAL_METERS,

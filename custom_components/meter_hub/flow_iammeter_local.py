@@ -15,7 +15,7 @@ from homeassistant.helpers.selector import TextSelector, TextSelectorConfig, Tex
 from homeassistant.helpers.service_info.ssdp import SsdpServiceInfo
 from yarl import URL
 
-from .api.homewizard import InvalidHost
+from .api.homewizard.errors import InvalidHost
 from .api.iammeter import MeterShape
 from .api.iammeter_local import (
     AuthRequired,

@@ -18,18 +18,18 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import TextSelector
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 
-from .api.homewizard import (
+from .api.homewizard.client import HomeWizardClient
+from .api.homewizard.errors import (
     ApiDisabled,
     CannotConnect,
-    HomeWizardClient,
-    HomeWizardDevice,
     HomeWizardError,
     InvalidHost,
     InvalidPayload,
     NotHomeWizard,
     WrongDevice,
-    normalise_host,
 )
+from .api.homewizard.hosts import normalise_host
+from .api.homewizard.models import HomeWizardDevice
 from .api.model import Reading
 from .compat import vol
 from .const import CONF_PRODUCT_TYPE, CONF_SERIAL, CONF_SOURCE, LOGGER, SOURCE_LOCAL

@@ -18,21 +18,24 @@ from homeassistant.helpers import instance_id, issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 
-from .api.homewizard import MODEL_NAMES, CannotConnect, HomeWizardDevice, HomeWizardError
-from .api.homewizard_v2 import (
-    CERTIFICATE_TYPES,
-    V2_FIRMWARE,
+from .api.homewizard.errors import (
     ButtonNotPressed,
-    HomeWizardV2Client,
+    CannotConnect,
+    HomeWizardError,
     NoStorage,
     Unauthorized,
     UntrustedDevice,
-    read_device_name,
-    server_hostname,
-    shared_ssl_context,
-    supports_api_v2,
-    v2_host,
 )
+from .api.homewizard.hosts import v2_host
+from .api.homewizard.models import (
+    CERTIFICATE_TYPES,
+    MODEL_NAMES,
+    V2_FIRMWARE,
+    HomeWizardDevice,
+    supports_api_v2,
+)
+from .api.homewizard.tls import read_device_name, server_hostname, shared_ssl_context
+from .api.homewizard.v2_client import HomeWizardV2Client
 from .const import (
     CONF_API_VERSION,
     CONF_PRODUCT_TYPE,

@@ -8,8 +8,7 @@ from typing import Any, Concatenate
 
 from homeassistant.exceptions import HomeAssistantError
 
-from .api.homewizard import ApiDisabled, HomeWizardError, Rejected
-from .api.homewizard_v2 import Unauthorized
+from .api.homewizard.errors import ApiDisabled, HomeWizardError, Rejected, Unauthorized
 from .const import DOMAIN
 
 

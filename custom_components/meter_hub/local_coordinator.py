@@ -18,22 +18,18 @@ from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
 
 from .api.controls import Control, DeviceControls
-from .api.homewizard import (
+from .api.homewizard.client import HomeWizardClient
+from .api.homewizard.errors import (
     ApiDisabled,
-    HomeWizardClient,
-    HomeWizardDevice,
     HomeWizardError,
+    Unauthorized,
     Unsupported,
     WrongDevice,
 )
-from .api.homewizard_push import supports_push
-from .api.homewizard_v2 import (
-    HomeWizardV2Client,
-    Unauthorized,
-    server_hostname,
-    shared_ssl_context,
-    supports_api_v2,
-)
+from .api.homewizard.models import HomeWizardDevice, supports_api_v2
+from .api.homewizard.push import supports_push
+from .api.homewizard.tls import server_hostname, shared_ssl_context
+from .api.homewizard.v2_client import HomeWizardV2Client
 from .api.model import Reading, Value
 from .compat import async_delete_reauth_issue
 from .const import (

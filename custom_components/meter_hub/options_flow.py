@@ -19,8 +19,8 @@ from homeassistant.helpers.selector import (
     TextSelector,
 )
 
-from .api.homewizard import InvalidHost
-from .api.homewizard_push import supports_push
+from .api.homewizard.errors import InvalidHost
+from .api.homewizard.push import supports_push
 from .api.iammeter_local import AuthRequired, IamMeterLocalError, TooManyRequests, WrongMeter
 from .compat import vol
 from .const import (

@@ -25,9 +25,10 @@ from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import CALLBACK_TYPE, Event, callback
 from homeassistant.helpers.event import async_call_later
 
-from .api.homewizard import HomeWizardDevice, HomeWizardError
-from .api.homewizard_push import PushStream
-from .api.homewizard_v2 import HomeWizardV2Client, Unauthorized
+from .api.homewizard.errors import HomeWizardError, Unauthorized
+from .api.homewizard.models import HomeWizardDevice
+from .api.homewizard.push import PushStream
+from .api.homewizard.v2_client import HomeWizardV2Client
 from .api.model import Reading
 from .api.transport import loggable
 from .const import LOGGER

@@ -15,7 +15,7 @@ from homeassistant.const import CONF_HOST
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
-from .api.homewizard_v2 import v2_host
+from .api.homewizard.hosts import v2_host
 from .compat import RepairsFlowResult
 from .const import CONF_API_VERSION, DOMAIN
 from .coordinator import MeterHubConfigEntry

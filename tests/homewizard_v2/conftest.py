@@ -11,7 +11,7 @@ from unittest.mock import patch
 from homeassistant.core import HomeAssistant
 import pytest
 
-from custom_components.meter_hub.api.homewizard_v2 import create_naming_context, create_ssl_context
+from custom_components.meter_hub.api.homewizard.tls import create_naming_context, create_ssl_context
 from simulator.homewizard_v2 import FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
 

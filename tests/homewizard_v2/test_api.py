@@ -12,29 +12,31 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from custom_components.meter_hub.api.homewizard import (
+from custom_components.meter_hub.api.homewizard.client import HomeWizardClient
+from custom_components.meter_hub.api.homewizard.errors import (
     ApiDisabled,
+    ButtonNotPressed,
     CannotConnect,
-    HomeWizardClient,
-    HomeWizardDevice,
     InvalidPayload,
+    NoStorage,
     NotHomeWizard,
+    Unauthorized,
     Unsupported,
+    UntrustedDevice,
     WrongDevice,
 )
-from custom_components.meter_hub.api.homewizard_v2 import (
+from custom_components.meter_hub.api.homewizard.models import HomeWizardDevice
+from custom_components.meter_hub.api.homewizard.tls import (
     CA_CERT,
-    ButtonNotPressed,
-    HomeWizardV2Client,
-    NoStorage,
-    Unauthorized,
-    UntrustedDevice,
+    server_hostname,
+    shared_ssl_context,
+)
+from custom_components.meter_hub.api.homewizard.v2_client import HomeWizardV2Client
+from custom_components.meter_hub.api.homewizard.v2_parser import (
     iso_time,
     parse_batteries,
     parse_measurement,
     parse_system,
-    server_hostname,
-    shared_ssl_context,
 )
 from custom_components.meter_hub.api.model import CONTROL_KEYS, SWITCH_KEYS, ExternalMeter, all_keys
 from custom_components.meter_hub.binary_sensor import SWITCH_STATES
@@ -387,7 +389,7 @@ async def test_the_shipped_ca_is_loaded_once_off_the_loop() -> None:
             (("commonName", "Appliance Access CA"),),
         )
     ]
-    assert CA_CERT.parent.name == "api"
+    assert CA_CERT.parent.name == "homewizard"  # shipped in api/homewizard/
 
 
 @pytest.mark.usefixtures("refused_handshakes")

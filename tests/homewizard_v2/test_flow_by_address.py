@@ -21,8 +21,8 @@ from homeassistant.data_entry_flow import FlowResult, FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.meter_hub.api.homewizard import CannotConnect, NotHomeWizard
-from custom_components.meter_hub.api.homewizard_v2 import create_naming_context, read_device_name
+from custom_components.meter_hub.api.homewizard.errors import CannotConnect, NotHomeWizard
+from custom_components.meter_hub.api.homewizard.tls import create_naming_context, read_device_name
 from custom_components.meter_hub.const import (
     CONF_API_VERSION,
     CONF_PRODUCT_TYPE,

@@ -31,11 +31,9 @@ from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.meter_hub.api.homewizard_v2 import (
-    HomeWizardV2Client,
-    supports_api_v2,
-    v2_host,
-)
+from custom_components.meter_hub.api.homewizard.hosts import v2_host
+from custom_components.meter_hub.api.homewizard.models import supports_api_v2
+from custom_components.meter_hub.api.homewizard.v2_client import HomeWizardV2Client
 from custom_components.meter_hub.const import (
     CONF_API_VERSION,
     CONF_PRODUCT_TYPE,

@@ -29,13 +29,10 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.meter_hub.api.homewizard import CannotConnect
-from custom_components.meter_hub.api.homewizard_push import PushStream
-from custom_components.meter_hub.api.homewizard_v2 import (
-    HomeWizardV2Client,
-    Unauthorized,
-    create_ssl_context,
-)
+from custom_components.meter_hub.api.homewizard.errors import CannotConnect, Unauthorized
+from custom_components.meter_hub.api.homewizard.push import PushStream
+from custom_components.meter_hub.api.homewizard.tls import create_ssl_context
+from custom_components.meter_hub.api.homewizard.v2_client import HomeWizardV2Client
 from custom_components.meter_hub.api.model import Reading
 from custom_components.meter_hub.const import (
     CONF_PUSH,

@@ -18,7 +18,8 @@ from typing import Final
 import aiohttp
 from yarl import URL
 
-from .homewizard import normalise_host
+from custom_components.meter_hub.api.homewizard.hosts import normalise_host
+
 from .iammeter import (
     MANUFACTURER,
     METER_KEYS,

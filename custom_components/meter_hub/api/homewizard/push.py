@@ -22,26 +22,27 @@ from typing import Any, Final
 
 import aiohttp
 
-from .homewizard import CannotConnect, HomeWizardDevice, InvalidPayload
-from .homewizard_v2 import (
-    BATTERY_CONTROLLERS,
-    MAX_BODY,
-    HomeWizardV2Client,
-    Unauthorized,
-    parse_batteries,
-    parse_measurement,
-    parse_system,
-)
-from .model import Reading, Value
-from .transport import decode_json, loggable
+from custom_components.meter_hub.api.model import Reading, Value
+from custom_components.meter_hub.api.transport import decode_json, loggable
+
+from .errors import CannotConnect, InvalidPayload, Unauthorized
+from .models import BATTERY_CONTROLLERS, HomeWizardDevice
+from .v2_client import MAX_BODY, HomeWizardV2Client
+from .v2_parser import parse_batteries, parse_measurement, parse_system
 
 # The devices whose firmware has the WebSocket (the vendor's table): P1 meter, kWh meters, battery.
 PUSH_PRODUCTS: Final = frozenset(
     {"HWE-P1", "HWE-KWH1", "HWE-KWH3", "SDM230-wifi", "SDM630-wifi", "HWE-BAT"}
 )
+
+
 WEBSOCKET_PATH: Final = "/api/ws"
+
+
 # The device closes a socket whose token has not come within 40 s; it asks for it at once.
 HANDSHAKE_TIMEOUT: Final = 10.0
+
+
 # A DSMR 5 meter sends every second, DSMR 4 every 10 s: 30 s of silence is a dead link.
 SILENCE_LIMIT: Final = 30.0
 
