@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from custom_components.meter_hub.api.iammeter import MeterShape
-from custom_components.meter_hub.api.iammeter_local import (
+from custom_components.meter_hub.api.iammeter.local import (
     AuthRequired,
     CannotConnect,
     Credentials,

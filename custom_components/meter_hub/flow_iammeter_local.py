@@ -17,7 +17,7 @@ from yarl import URL
 
 from .api.homewizard.errors import InvalidHost
 from .api.iammeter import MeterShape
-from .api.iammeter_local import (
+from .api.iammeter.local import (
     AuthRequired,
     CannotConnect,
     Credentials,

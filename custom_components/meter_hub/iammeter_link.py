@@ -29,7 +29,7 @@ from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util
 
-from .api.iammeter_local import IamMeterLocalClient, IamMeterLocalError
+from .api.iammeter.local import IamMeterLocalClient, IamMeterLocalError
 from .api.model import Reading
 from .cloud_coordinator import CloudCoordinator
 from .compat import last_stored_state

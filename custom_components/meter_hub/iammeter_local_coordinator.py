@@ -12,7 +12,7 @@ from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from .api.iammeter import MeterShape
-from .api.iammeter_local import (
+from .api.iammeter.local import (
     AuthRequired,
     Credentials,
     IamMeterLocalClient,

@@ -21,7 +21,7 @@ from homeassistant.helpers.selector import (
 
 from .api.homewizard.errors import InvalidHost
 from .api.homewizard.push import supports_push
-from .api.iammeter_local import AuthRequired, IamMeterLocalError, TooManyRequests, WrongMeter
+from .api.iammeter.local import AuthRequired, IamMeterLocalError, TooManyRequests, WrongMeter
 from .compat import vol
 from .const import (
     CLOUD_SCAN_INTERVAL,

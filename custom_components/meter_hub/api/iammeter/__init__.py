@@ -1,8 +1,9 @@
-"""The IAMMETER cloud API: the client, the parser of its answers, its models and errors.
+"""IAMMETER: the cloud API and the meters' local API (``local``).
 
 The shape python-homewizard-energy uses: ``client`` does the HTTP, ``parser`` turns the
-answers' JSON into the ``models``, ``errors`` are what the client raises. What callers need is
-exported here.
+answers' JSON into the ``models``, ``errors`` are what the client raises. What callers of the
+cloud API need is exported here; the local API's client and its errors are in ``local``, which
+reads the same value rows as the cloud (``parser.parse_values``).
 """
 
 from .client import DEFAULT_SERVER, IamMeterClient

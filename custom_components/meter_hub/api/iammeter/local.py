@@ -19,19 +19,26 @@ import aiohttp
 from yarl import URL
 
 from custom_components.meter_hub.api.homewizard.hosts import normalise_host
-
-from .iammeter import (
-    MANUFACTURER,
-    METER_KEYS,
-    InvalidResponse,
-    MeterShape,
-    model_of,
-    parse_values,
-    retry_after_of,
+from custom_components.meter_hub.api.model import (
+    MAX_ID_LENGTH,
+    PHASES,
+    MeterInfo,
+    Reading,
+    phase_key,
+    vendor_text,
 )
-from .model import MAX_ID_LENGTH, PHASES, MeterInfo, Reading, phase_key, vendor_text
-from .transport import ACCEPT_ENCODING, BodyError, loggable, parse_json, read_body
-from .vendor_values import in_range, percent_number
+from custom_components.meter_hub.api.transport import (
+    ACCEPT_ENCODING,
+    BodyError,
+    loggable,
+    parse_json,
+    read_body,
+)
+from custom_components.meter_hub.api.vendor_values import in_range, percent_number
+
+from .errors import InvalidResponse
+from .models import MANUFACTURER, MeterShape, model_of
+from .parser import METER_KEYS, parse_values, retry_after_of
 
 # The newest firmware's path first (it adds model, SSID and signal); every firmware has
 # ``/monitorjson``. Both are public even with Admin Security on.
