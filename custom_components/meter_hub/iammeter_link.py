@@ -46,7 +46,8 @@ from .const import (
 )
 from .coordinator import MeterData, MeterHubData
 from .iammeter_local_coordinator import iammeter_local_client
-from .sensor import GUARD_KEY, SENSORS
+from .sensor import GUARD_KEY
+from .sensor_descriptions import SENSORS
 
 if TYPE_CHECKING:
     from .runtime import CloudConfigEntry

@@ -40,7 +40,7 @@ from custom_components.meter_hub.api.homewizard.v2_parser import (
 )
 from custom_components.meter_hub.api.model import CONTROL_KEYS, SWITCH_KEYS, ExternalMeter, all_keys
 from custom_components.meter_hub.binary_sensor import SWITCH_STATES
-from custom_components.meter_hub.sensor import SENSORS
+from custom_components.meter_hub.sensor_descriptions import SENSORS
 from simulator.homewizard_v2 import PROFILES_V2, FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
 
