@@ -153,6 +153,12 @@ class _SnapshotSerializer(HomeAssistantSnapshotSerializer):
         serialized = super()._serializable_entity_registry_entry(data)
         for field in set(serialized) - _ENTITY_ENTRY_FIELDS:
             del serialized[field]
+        # Later releases keep the aliases in order, a marker standing for the entity's own name.
+        serialized["aliases"] = {alias for alias in data.aliases if isinstance(alias, str)}
+        if data.capabilities is not None:  # keys as text, as for the state attributes below
+            serialized["capabilities"] = {
+                str(key): value for key, value in data.capabilities.items()
+            }
         if _without_reactive_energy_class(data.unit_of_measurement, data.original_device_class):
             serialized["original_device_class"] = _ReactiveEnergy()
         return serialized
@@ -160,12 +166,12 @@ class _SnapshotSerializer(HomeAssistantSnapshotSerializer):
     @classmethod
     def _serializable_state(cls, data: State) -> Any:
         serialized = super()._serializable_state(data)
-        attributes = serialized["attributes"]
+        # Later releases name some attributes by a StrEnum member: the same text everywhere.
+        attributes = {str(key): value for key, value in serialized["attributes"].items()}
         unit = attributes.get("unit_of_measurement")
         if _without_reactive_energy_class(unit, attributes.get("device_class")):
-            serialized["attributes"] = ReadOnlyDict(
-                {**attributes, "device_class": "reactive_energy"}
-            )
+            attributes["device_class"] = "reactive_energy"
+        serialized["attributes"] = ReadOnlyDict(attributes)
         return serialized
 
 

@@ -25,6 +25,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
+from custom_components.meter_hub.compat import device_config_entry_ids
 from custom_components.meter_hub.const import (
     CONF_LOCAL_METERS,
     CONF_NET_METERING,
@@ -79,7 +80,7 @@ def _assert_one_device_one_set(hass: HomeAssistant, account_id: str) -> None:
     assert [entry.entry_id for entry in hass.config_entries.async_entries(DOMAIN)] == [account_id]
     device = meter_device(hass, SN)
     assert device is not None
-    assert set(device.config_entries) == {account_id}
+    assert device_config_entry_ids(hass, device.id) == {account_id}
     entities = er.async_entries_for_device(er.async_get(hass), device.id)
     assert entities
     assert {entity.config_entry_id for entity in entities} == {account_id}

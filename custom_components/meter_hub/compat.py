@@ -9,7 +9,7 @@ use the newer API at its call sites.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final, Literal
 
 from homeassistant.components.recorder.models import StatisticMetaData
@@ -138,13 +138,16 @@ async def async_unload_platforms(
 
 
 # --- restored states ------------------------------------------------------------------------------
-# Home Assistant 2026.11 keeps the states to restore by entity registry id too; those by entity id
-# moved from ``last_states`` to ``last_states_by_entity_id``.
-# Drop when the minimum is >= 2026.11 (then read ``last_states_by_entity_id``).
+# Home Assistant 2026.11 keeps the states to restore by entity registry id, and the ones still by
+# entity id elsewhere; ``async_get_stored_state`` finds either. Before, ``last_states`` held them all.
+# Drop when the minimum is >= 2026.11 (then call ``async_get_stored_state``).
 def last_stored_state(hass: HomeAssistant, entity_id: str) -> restore_state.StoredState | None:
     """The state ``entity_id`` had when it was last removed (a stop, a reload), if kept."""
     data = restore_state.async_get(hass)
-    states: dict[str, restore_state.StoredState] = getattr(
-        data, "last_states_by_entity_id", None
-    ) or getattr(data, "last_states", {})
+    getter: Callable[[str], restore_state.StoredState | None] | None = getattr(
+        data, "async_get_stored_state", None
+    )
+    if getter is not None:
+        return getter(entity_id)
+    states: dict[str, restore_state.StoredState] = getattr(data, "last_states", {})
     return states.get(entity_id)

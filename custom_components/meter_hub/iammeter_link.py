@@ -82,12 +82,12 @@ def with_link(
 
 def cloud_entry_of(hass: HomeAssistant, serial: str) -> ConfigEntry | None:
     """The cloud entry whose account has the meter ``serial`` (its device), if one has."""
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, serial)})
-    if device is None:
-        return None
-    for entry_id in device.config_entries:
-        entry = hass.config_entries.async_get_entry(entry_id)
-        if entry is not None and entry.domain == DOMAIN and entry.data[CONF_SOURCE] != SOURCE_LOCAL:
+    registry = dr.async_get(hass)
+    for entry in hass.config_entries.async_entries(DOMAIN, include_ignore=False):
+        if entry.data.get(CONF_SOURCE, SOURCE_LOCAL) == SOURCE_LOCAL:
+            continue
+        devices = dr.async_entries_for_config_entry(registry, entry.entry_id)
+        if any((DOMAIN, serial) in device.identifiers for device in devices):
             return entry
     return None
 
