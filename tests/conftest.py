@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 import logging
-from typing import Any
+from typing import Any, Protocol
 from unittest.mock import PropertyMock, patch
 
+import aiohttp
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import (
     ATTR_ENTITY_ID,
@@ -393,20 +394,39 @@ async def async_setup_cloud(
 type StartMeter = Callable[..., Awaitable[FakeIamMeter]]
 
 
+class _Fake(Protocol):
+    async def start(self) -> Any: ...
+    async def stop(self) -> None: ...
+
+
+async def started[F: _Fake](make: Callable[..., F]) -> AsyncIterator[Callable[..., Awaitable[F]]]:
+    """For a fixture: a function that makes and starts a fake (``make``'s arguments), every fake
+    it started stopped at the end."""
+    fakes: list[F] = []
+
+    async def start(*args: Any, **kwargs: Any) -> F:
+        fake = make(*args, **kwargs)
+        await fake.start()
+        fakes.append(fake)
+        return fake
+
+    yield start
+    for fake in fakes:
+        await fake.stop()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain client session, for the API clients' own tests."""
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
+
+
 @pytest.fixture
 async def start_meter(socket_enabled: None) -> AsyncIterator[StartMeter]:
     """Start fake IAMMETER meters: ``await start_meter("WEM3080T-NEM", serial=...)``."""
-    meters: list[FakeIamMeter] = []
-
-    async def start(shape: str = "WEM3080T", **kwargs: Any) -> FakeIamMeter:
-        meter = FakeIamMeter(shape, **kwargs)
-        await meter.start()
-        meters.append(meter)
-        return meter
-
-    yield start
-    for meter in meters:
-        await meter.stop()
+    async for start in started(FakeIamMeter):
+        yield start
 
 
 # --- controls -----------------------------------------------------------------------------------

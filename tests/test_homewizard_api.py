@@ -30,6 +30,8 @@ from custom_components.meter_hub.api.homewizard.parser import parse_data
 from custom_components.meter_hub.api.model import ExternalMeter, Reading, all_keys, phase_key
 from simulator.homewizard import PROFILES, FakeHomeWizard, meter_timestamp
 
+from .conftest import started
+
 FIXTURES = Path(__file__).parent / "fixtures" / "homewizard"
 AMS = ZoneInfo("Europe/Amsterdam")
 
@@ -52,24 +54,9 @@ def at(text: str) -> datetime:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-@pytest.fixture
 async def start_fake(socket_enabled: None) -> AsyncIterator[StartFake]:
-    fakes: list[FakeHomeWizard] = []
-
-    async def start(profile: str = "HWE-P1", **kwargs: Any) -> FakeHomeWizard:
-        fake = FakeHomeWizard(profile, **kwargs)
-        await fake.start()
-        fakes.append(fake)
-        return fake
-
-    yield start
-    for fake in fakes:
-        await fake.stop()
+    async for start in started(FakeHomeWizard):
+        yield start
 
 
 # --- parsing: every device type -----------------------------------------------------------------

@@ -80,12 +80,6 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-@pytest.fixture
 async def cloud(socket_enabled: None, clock: ManualClock) -> AsyncIterator[FakeIamMeterCloud]:
     fake = FakeIamMeterCloud(clock)
     await fake.start()

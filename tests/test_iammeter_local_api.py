@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -27,13 +26,6 @@ from simulator.hostile import gzip_bomb
 from simulator.iammeter_local import FAILURES_BEFORE_429, RETRY_AFTER_S
 
 from .conftest import StartMeter
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
 
 # --- every documented shape ---------------------------------------------------------------------
 

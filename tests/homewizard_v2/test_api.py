@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from functools import partial
 import logging
 import ssl
 from typing import Any
@@ -43,6 +44,7 @@ from custom_components.meter_hub.binary_sensor import SWITCH_STATES
 from custom_components.meter_hub.sensor_descriptions import SENSORS
 from simulator.homewizard_v2 import PROFILES_V2, FakeHomeWizardV2
 from simulator.tls import SimulatorAuthority
+from tests.conftest import started
 
 AMS = ZoneInfo("Europe/Amsterdam")
 USER = "local/home-assistant"
@@ -51,26 +53,11 @@ type StartFake = Callable[..., Awaitable[FakeHomeWizardV2]]
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-@pytest.fixture
 async def start_fake(
     socket_enabled: None, authority: SimulatorAuthority
 ) -> AsyncIterator[StartFake]:
-    fakes: list[FakeHomeWizardV2] = []
-
-    async def start(profile: str = "HWE-P1", **kwargs: Any) -> FakeHomeWizardV2:
-        fake = FakeHomeWizardV2(authority, profile, **kwargs)
-        await fake.start()
-        fakes.append(fake)
-        return fake
-
-    yield start
-    for fake in fakes:
-        await fake.stop()
+    async for start in started(partial(FakeHomeWizardV2, authority)):
+        yield start
 
 
 def client_for(
