@@ -52,7 +52,7 @@ from simulator.iammeter import DEFAULT_START, VENDOR_EXAMPLE_LOGIN, FakeIamMeter
 
 from .conftest import async_poll, async_setup_cloud
 from .test_cloud_config_flow import assert_error, start_cloud_flow, submit, user_input
-from .test_iammeter_api import TOKEN, client, clock, cloud, session
+from .test_iammeter_api import TOKEN, client, clock, cloud
 from .test_secrets import _self_signed
 
 __all__ = ["client", "clock", "cloud", "session"]  # the fixtures
