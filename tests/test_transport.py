@@ -55,7 +55,7 @@ from .test_cloud_config_flow import assert_error, start_cloud_flow, submit, user
 from .test_iammeter_api import TOKEN, client, clock, cloud
 from .test_secrets import _self_signed
 
-__all__ = ["client", "clock", "cloud", "session"]  # the fixtures
+__all__ = ["client", "clock", "cloud"]  # the fixtures
 
 USERNAME, PASSWORD = VENDOR_EXAMPLE_LOGIN
 SERIAL = "5c2fafabcdef"
